@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The one test command of sysblocks. On a fresh Debian/Ubuntu machine it:
+#   1. installs redis-server and redis-tools when missing (apt-get, as root;
+#      otherwise it prints the install command and stops),
+#   2. starts a throwaway standalone Redis and a 3-master Redis Cluster on free
+#      loopback ports (scripts/redis.sh) and exports REDIS_URL and
+#      REDIS_CLUSTER_NODES for the tests,
+#   3. runs fmt, clippy, the tests (doc tests included), the docs, every
+#      crate's loom suite and a build of every bench,
+#   4. stops the servers it started, on failure too, and prints a summary.
+# It exits non-zero when any step failed.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# --- 1. Redis ------------------------------------------------------------
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing redis-server and redis-tools"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null \
+      || { echo "test.sh: apt-get could not install redis-server redis-tools" >&2; exit 1; }
+    # Debian starts the packaged service; our tests use their own servers.
+  else
+    cat >&2 <<'MSG'
+test.sh: redis-server and redis-cli are needed and were not found on PATH.
+Install them, then run scripts/test.sh again:
+
+    sudo apt-get install -y redis-server redis-tools
+
+MSG
+    exit 1
+  fi
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "test.sh: cargo is not on PATH; install Rust (rustup) with the clippy and rustfmt components." >&2
+  exit 1
+fi
+
+# --- 2. Servers ----------------------------------------------------------
+say "starting Redis (standalone + 3-master cluster) on loopback"
+servers=$(scripts/redis.sh start) || { echo "test.sh: could not start Redis" >&2; exit 1; }
+eval "$servers"
+testlog=$(mktemp "${TMPDIR:-/tmp}/sysblocks-test-log.XXXXXX")
+trap 'scripts/redis.sh stop "$SYSBLOCKS_REDIS_DIR" 2>/dev/null; rm -f "$testlog"' EXIT
+trap 'exit 130' INT TERM
+echo "REDIS_URL=$REDIS_URL"
+echo "REDIS_CLUSTER_NODES=$REDIS_CLUSTER_NODES"
+
+# --- 3. Steps ------------------------------------------------------------
+target=${CARGO_TARGET_DIR:-$root/target}
+names=()
+results=()
+failed=0
+
+step() {
+  local name=$1; shift
+  say "$name"
+  local start=$SECONDS
+  if "$@"; then
+    results+=("PASS  $name ($((SECONDS - start)) s)")
+  else
+    results+=("FAIL  $name ($((SECONDS - start)) s)")
+    failed=$((failed + 1))
+  fi
+  names+=("$name")
+}
+
+loom_suites() {
+  local dir pkg status=0 any=0
+  for dir in */; do
+    dir=${dir%/}
+    [ -f "$dir/tests/loom.rs" ] || continue
+    any=1
+    pkg=sysblocks-$dir
+    echo "-- loom: $pkg"
+    RUSTFLAGS="--cfg sysblocks_loom" LOOM_MAX_PREEMPTIONS=2 \
+      cargo test --release -p "$pkg" --test loom --target-dir "$target/loom" 2>&1 \
+      | tee -a "$testlog" || status=1
+  done
+  [ "$any" = 1 ] || echo "no crate has a loom suite yet"
+  return $status
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --all-features -- -D warnings
+run_tests() { cargo test --workspace --all-features 2>&1 | tee -a "$testlog"; }
+step "cargo test (unit, integration, doc)" run_tests
+step "cargo doc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+step "loom suites" loom_suites
+step "cargo bench --no-run" cargo bench --workspace --all-features --no-run
+
+# --- 4. Summary ----------------------------------------------------------
+scripts/redis.sh stop "$SYSBLOCKS_REDIS_DIR"
+say "summary"
+for r in "${results[@]}"; do echo "  $r"; done
+echo "steps: $(( ${#names[@]} - failed )) of ${#names[@]} passed"
+# Tests counted over every `test result:` line of cargo test and loom.
+read -r tests_passed tests_failed < <(awk '/^test result:/ {
+    for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+  } END { print p + 0, f + 0 }' "$testlog")
+echo "tests: $tests_passed passed, $tests_failed failed"
+[ "$failed" = 0 ]
