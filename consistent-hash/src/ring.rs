@@ -15,6 +15,12 @@ pub const MAX_POINTS: u64 = 1 << 26;
 /// The most bits of a prefix index; 2^20 buckets cost 4 MiB.
 const MAX_INDEX_BITS: u32 = 20;
 
+/// Prefix-index bits for `n` points: about one point per bucket,
+/// `ceil(log2(n))` within `[1, MAX_INDEX_BITS]`.
+fn index_bits(n: usize) -> u32 {
+    (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()).clamp(1, MAX_INDEX_BITS)
+}
+
 /// Replica walks remember this many chosen nodes inline; beyond it they
 /// re-scan the part of the ring already walked, so they never allocate.
 const INLINE_SEEN: usize = 16;
@@ -332,9 +338,40 @@ impl<N: RingNode> HashRing<N> {
         for (owner, slot) in self.nodes.iter().enumerate() {
             all.extend(self.vnode_points(&slot.node, slot.weight).map(|p| (p, owner as u32)));
         }
-        self.sort_points(&mut all);
-        self.set_points(all);
+        self.bucket_sort(all);
         Ok(())
+    }
+
+    /// Sorts `items` into `points`/`owners` and builds the prefix index in
+    /// O(P): positions are uniform, so a counting sort on their top bits
+    /// leaves buckets of one or two points, finished by insertion sort.
+    fn bucket_sort(&mut self, items: Vec<(u64, u32)>) {
+        let n = items.len();
+        self.shift = 64 - index_bits(n);
+        let buckets = 1usize << (64 - self.shift);
+        let mut index = vec![0u32; buckets + 1];
+        for &(p, _) in &items {
+            index[(p >> self.shift) as usize + 1] += 1;
+        }
+        for b in 0..buckets {
+            index[b + 1] += index[b];
+        }
+        let mut cursor = index.clone();
+        let mut sorted = vec![(0u64, 0u32); n];
+        for item in items {
+            let b = (item.0 >> self.shift) as usize;
+            sorted[cursor[b] as usize] = item;
+            cursor[b] += 1;
+        }
+        for b in 0..buckets {
+            let (lo, hi) = (index[b] as usize, index[b + 1] as usize);
+            if hi - lo > 1 {
+                let bucket = &mut sorted[lo..hi];
+                bucket.sort_unstable_by(|&x, &y| self.point_order(x, y));
+            }
+        }
+        (self.points, self.owners) = sorted.into_iter().unzip();
+        self.index = index;
     }
 
     fn set_points(&mut self, sorted: Vec<(u64, u32)>) {
@@ -346,11 +383,8 @@ impl<N: RingNode> HashRing<N> {
 
     fn build_index(&mut self) {
         let n = self.points.len();
-        // About one point per bucket: bits = ceil(log2(n)), within [1, 20].
-        let bits =
-            (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()).clamp(1, MAX_INDEX_BITS);
-        self.shift = 64 - bits;
-        let buckets = 1usize << bits;
+        self.shift = 64 - index_bits(n);
+        let buckets = 1usize << (64 - self.shift);
         let mut index = Vec::with_capacity(buckets + 1);
         let mut i = 0usize;
         for b in 0..buckets as u64 {

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use sysblocks_examples::sections::TourOptions;
+use sysblocks_examples::sections::{self, TourOptions};
 
 fn parse_args() -> Result<TourOptions, String> {
     let mut options = TourOptions::default();
@@ -39,5 +39,14 @@ fn main() -> ExitCode {
     if let Some(url) = &options.redis {
         println!("Redis-backed sections use {url}.");
     }
-    ExitCode::SUCCESS
+    let runs: [(&str, fn() -> Result<(), Box<dyn std::error::Error>>); 1] =
+        [("consistent-hash", sections::consistent_hash::run)];
+    let mut failed = 0;
+    for (name, run) in runs {
+        if let Err(e) = run() {
+            eprintln!("tour: section {name} failed: {e}");
+            failed += 1;
+        }
+    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
