@@ -39,10 +39,8 @@ fn main() -> ExitCode {
     if let Some(url) = &options.redis {
         println!("Redis-backed sections use {url}.");
     }
-    let runs: [(&str, fn() -> Result<(), Box<dyn std::error::Error>>); 1] =
-        [("consistent-hash", sections::consistent_hash::run)];
     let mut failed = 0;
-    for (name, run) in runs {
+    for (name, run) in sections::ALL {
         if let Err(e) = run() {
             eprintln!("tour: section {name} failed: {e}");
             failed += 1;

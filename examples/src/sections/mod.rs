@@ -2,6 +2,12 @@
 
 pub mod consistent_hash;
 
+/// A tour section: prints its findings, fails only on a bug.
+pub type SectionFn = fn() -> Result<(), Box<dyn std::error::Error>>;
+
+/// Every section, in the order the tour runs them.
+pub const ALL: &[(&str, SectionFn)] = &[("consistent-hash", consistent_hash::run)];
+
 /// Options shared by every section.
 #[derive(Debug, Clone, Default)]
 pub struct TourOptions {

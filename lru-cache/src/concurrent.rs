@@ -1,0 +1,479 @@
+//! [`ConcurrentLruCache`]: sharded LRU shared between threads, with
+//! single-flight loading.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use hashbrown::DefaultHashBuilder;
+
+use crate::error::CacheError;
+use crate::lru::{CacheStats, LruCache};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+type AnyError = std::sync::Arc<dyn Any + Send + Sync>;
+
+/// How a load ended, as its waiters see it.
+enum Outcome<V> {
+    Ready(V),
+    /// The loader returned an error (type-erased; each waiter downcasts).
+    Failed(AnyError),
+    /// The loader panicked or its future was dropped: waiters try again.
+    Abandoned,
+}
+
+impl<V: Clone> Clone for Outcome<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Outcome::Ready(v) => Outcome::Ready(v.clone()),
+            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            Outcome::Abandoned => Outcome::Abandoned,
+        }
+    }
+}
+
+struct FlightState<V> {
+    outcome: Option<Outcome<V>>,
+    wakers: Vec<Waker>,
+}
+
+/// One load in progress; waiters block on `done` (threads) or register a
+/// waker (tasks).
+struct Flight<V> {
+    state: Mutex<FlightState<V>>,
+    done: Condvar,
+}
+
+impl<V: Clone> Flight<V> {
+    fn new() -> Self {
+        Flight {
+            state: Mutex::new(FlightState { outcome: None, wakers: Vec::new() }),
+            done: Condvar::new(),
+        }
+    }
+
+    fn finish(&self, outcome: Outcome<V>) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.outcome = Some(outcome);
+            std::mem::take(&mut state.wakers)
+        };
+        self.done.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> Outcome<V> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(outcome) = &state.outcome {
+                return outcome.clone();
+            }
+            state = self.done.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
+        let mut state = lock(&self.state);
+        if let Some(outcome) = &state.outcome {
+            return Poll::Ready(outcome.clone());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Locks, ignoring poison: every critical section here leaves its data
+/// consistent before anything that can panic (user code runs unlocked).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Shard<K, V> {
+    cache: LruCache<K, V>,
+    loading: HashMap<K, Arc<Flight<V>>>,
+}
+
+/// A thread-safe LRU cache: keys are spread over shards by hash, each shard
+/// an exact [`LruCache`] behind its own lock, so threads working on different
+/// shards never wait for each other.
+///
+/// [`get`](Self::get) returns a clone of the value (store an `Arc<T>` for
+/// large values). [`get_or_insert_with`](Self::get_or_insert_with) and its
+/// fallible and async variants load a missing value **once** however many
+/// callers ask for it at the same time (single flight): the first caller runs
+/// the loader, the others wait for its result. A loader's error goes to every
+/// waiter and is not cached; a loader that panics or is cancelled wakes its
+/// waiters, and one of them loads instead, so a key never stays wedged.
+///
+/// Recency is exact within a shard, approximate across shards (as in every
+/// sharded cache). The total capacity is split exactly over the shards, so
+/// the cache never holds more than `capacity` entries.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use sysblocks_lru_cache::ConcurrentLruCache;
+///
+/// let cache = ConcurrentLruCache::new(1000)?;
+/// let loads = AtomicUsize::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..8 {
+///         s.spawn(|| {
+///             let v = cache.get_or_insert_with("config", || {
+///                 loads.fetch_add(1, Ordering::SeqCst);
+///                 "loaded".to_string()
+///             });
+///             assert_eq!(v, "loaded");
+///         });
+///     }
+/// });
+/// assert_eq!(loads.load(Ordering::SeqCst), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ConcurrentLruCache<K, V, S = DefaultHashBuilder> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
+    hasher: S,
+}
+
+impl<K, V, S> fmt::Debug for ConcurrentLruCache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrentLruCache").field("shards", &self.shards.len()).finish()
+    }
+}
+
+fn default_shards() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 4).next_power_of_two()
+}
+
+impl<K, V> ConcurrentLruCache<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    /// A cache of at most `capacity` entries over `4 × cores` shards (fewer
+    /// when `capacity` is smaller).
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`] when `capacity` is 0.
+    pub fn new(capacity: usize) -> Result<Self, CacheError> {
+        Self::with_shards(capacity, default_shards())
+    }
+
+    /// A cache of at most `capacity` entries over `shards` shards (at most
+    /// `capacity` of them).
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`], [`CacheError::ZeroShards`].
+    pub fn with_shards(capacity: usize, shards: usize) -> Result<Self, CacheError> {
+        if capacity == 0 {
+            return Err(CacheError::ZeroCapacity);
+        }
+        if shards == 0 {
+            return Err(CacheError::ZeroShards);
+        }
+        let n = shards.min(capacity);
+        let shards = (0..n)
+            .map(|i| {
+                // Split exactly: the first `capacity % n` shards take one more.
+                let cap = capacity / n + usize::from(i < capacity % n);
+                LruCache::new(cap).map(|cache| Mutex::new(Shard { cache, loading: HashMap::new() }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ConcurrentLruCache {
+            shards: shards.into_boxed_slice(),
+            hasher: DefaultHashBuilder::default(),
+        })
+    }
+}
+
+/// Who runs the loader.
+enum Role<V> {
+    Lead(Arc<Flight<V>>),
+    Wait(Arc<Flight<V>>),
+}
+
+/// Held by the caller running a loader. If it is dropped before
+/// `complete` (the loader panicked, or its future was dropped), it removes
+/// the flight and wakes the waiters so that one of them loads instead.
+struct LeadGuard<'a, K: Hash + Eq + Clone, V: Clone, S: BuildHasher> {
+    cache: &'a ConcurrentLruCache<K, V, S>,
+    key: &'a K,
+    flight: Arc<Flight<V>>,
+    done: bool,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> LeadGuard<'_, K, V, S> {
+    fn complete(mut self, outcome: Outcome<V>) {
+        {
+            let mut shard = self.cache.lock_shard(self.key);
+            if let Outcome::Ready(v) = &outcome {
+                shard.cache.put(self.key.clone(), v.clone());
+            }
+            shard.loading.remove(self.key);
+        }
+        self.flight.finish(outcome);
+        self.done = true;
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> Drop for LeadGuard<'_, K, V, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cache.lock_shard(self.key).loading.remove(self.key);
+            self.flight.finish(Outcome::Abandoned);
+        }
+    }
+}
+
+impl<K, V, S> ConcurrentLruCache<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn lock_shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
+        let h = self.hasher.hash_one(key);
+        // High bits pick the shard; the shard's own table uses its own hash.
+        let i = ((h >> 32) % self.shards.len() as u64) as usize;
+        lock(&self.shards[i])
+    }
+
+    /// A clone of the value for `key`, marking it most recently used.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.lock_shard(key).cache.get(key).cloned()
+    }
+
+    /// Whether `key` is cached (does not mark it used).
+    pub fn contains(&self, key: &K) -> bool {
+        self.lock_shard(key).cache.contains(key)
+    }
+
+    /// Inserts or replaces `key`; returns what was pushed out of its shard
+    /// (see [`LruCache::put`]).
+    pub fn insert(&self, key: K, value: V) -> Option<(K, V)> {
+        self.lock_shard(&key).cache.put(key, value)
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn remove(&self, key: &K) -> Option<V> {
+        self.lock_shard(key).cache.pop(key)
+    }
+
+    /// The number of cached entries (summed over shards; a moment's view).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).cache.len()).sum()
+    }
+
+    /// Whether no entries are cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Removes every entry (loads in flight complete normally).
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            lock(s).cache.clear();
+        }
+    }
+
+    /// Hit, miss and eviction counts summed over shards.
+    pub fn stats(&self) -> CacheStats {
+        self.shards.iter().fold(CacheStats::default(), |acc, s| {
+            let st = lock(s).cache.stats();
+            CacheStats {
+                hits: acc.hits + st.hits,
+                misses: acc.misses + st.misses,
+                evictions: acc.evictions + st.evictions,
+                expirations: acc.expirations + st.expirations,
+            }
+        })
+    }
+
+    /// The cached value, or the role this caller plays in loading it.
+    fn begin(&self, key: &K) -> Result<V, Role<V>> {
+        let mut shard = self.lock_shard(key);
+        if let Some(v) = shard.cache.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(flight) = shard.loading.get(key) {
+            return Err(Role::Wait(flight.clone()));
+        }
+        let flight = Arc::new(Flight::new());
+        shard.loading.insert(key.clone(), flight.clone());
+        Err(Role::Lead(flight))
+    }
+
+    /// The value for `key`, running `init` to load it when it is missing.
+    /// Concurrent callers for the same key run `init` once: one caller loads,
+    /// the rest block until it is done. If `init` panics, the panic goes to
+    /// its caller and one of the waiters loads instead.
+    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+        let mut init = Some(init);
+        loop {
+            match self.begin(&key) {
+                Ok(v) => return v,
+                Err(Role::Lead(flight)) => {
+                    let guard = LeadGuard { cache: self, key: &key, flight, done: false };
+                    let Some(init) = init.take() else { unreachable!("a caller leads once") };
+                    let v = init();
+                    guard.complete(Outcome::Ready(v.clone()));
+                    return v;
+                }
+                Err(Role::Wait(flight)) => {
+                    if let Outcome::Ready(v) = flight.wait() {
+                        return v;
+                    }
+                    // Failed (a fallible loader of another caller) or
+                    // abandoned: try again, possibly as the loader.
+                }
+            }
+        }
+    }
+
+    /// As [`get_or_insert_with`](Self::get_or_insert_with) for a fallible
+    /// loader: its error is returned to this caller and to every caller
+    /// waiting on the same load, and nothing is cached.
+    ///
+    /// # Errors
+    /// The loader's error, shared.
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        init: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, std::sync::Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let mut init = Some(init);
+        loop {
+            match self.begin(&key) {
+                Ok(v) => return Ok(v),
+                Err(Role::Lead(flight)) => {
+                    let guard = LeadGuard { cache: self, key: &key, flight, done: false };
+                    let Some(init) = init.take() else { unreachable!("a caller leads once") };
+                    return settle(guard, init());
+                }
+                Err(Role::Wait(flight)) => {
+                    if let Some(result) = waiter_result(flight.wait()) {
+                        return result;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Async single flight: the value for `key`, awaiting `init` to load it
+    /// when it is missing. Concurrent callers await one load; its error goes
+    /// to all of them and is not cached. Cancel-safe: dropping the loading
+    /// future wakes the waiters and one of them loads instead.
+    ///
+    /// # Errors
+    /// The loader's error, shared.
+    pub async fn get_or_try_insert_with<E, F>(
+        &self,
+        key: K,
+        init: F,
+    ) -> Result<V, std::sync::Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let mut init = Some(init);
+        loop {
+            match self.begin(&key) {
+                Ok(v) => return Ok(v),
+                Err(Role::Lead(flight)) => {
+                    let guard = LeadGuard { cache: self, key: &key, flight, done: false };
+                    let Some(init) = init.take() else { unreachable!("a caller leads once") };
+                    let result = init.await;
+                    return settle(guard, result);
+                }
+                Err(Role::Wait(flight)) => {
+                    let outcome = WaitFlight { flight: &flight }.await;
+                    if let Some(result) = waiter_result(outcome) {
+                        return result;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Async single flight for an infallible loader.
+    pub async fn get_or_insert_with_async<F>(&self, key: K, init: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        let result =
+            self.get_or_try_insert_with(key, async move {
+                Ok::<V, std::convert::Infallible>(init.await)
+            })
+            .await;
+        match result {
+            Ok(v) => v,
+            Err(never) => match *never {},
+        }
+    }
+}
+
+/// Completes a lead with the loader's result.
+fn settle<K, V, S, E>(
+    guard: LeadGuard<'_, K, V, S>,
+    result: Result<V, E>,
+) -> Result<V, std::sync::Arc<E>>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    E: Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => {
+            guard.complete(Outcome::Ready(v.clone()));
+            Ok(v)
+        }
+        Err(e) => {
+            let e = std::sync::Arc::new(e);
+            guard.complete(Outcome::Failed(e.clone()));
+            Err(e)
+        }
+    }
+}
+
+/// What a waiter returns, or `None` to try again.
+fn waiter_result<V, E: Send + Sync + 'static>(
+    outcome: Outcome<V>,
+) -> Option<Result<V, std::sync::Arc<E>>> {
+    match outcome {
+        Outcome::Ready(v) => Some(Ok(v)),
+        // An error of the type this caller expects is shared; another type
+        // (a different loader kind) means this caller loads for itself.
+        Outcome::Failed(e) => e.downcast::<E>().ok().map(Err),
+        Outcome::Abandoned => None,
+    }
+}
+
+/// Waits for a flight's outcome without blocking the executor.
+struct WaitFlight<'a, V> {
+    flight: &'a Flight<V>,
+}
+
+impl<V: Clone> Future for WaitFlight<'_, V> {
+    type Output = Outcome<V>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
+        self.flight.poll_outcome(cx)
+    }
+}

@@ -1,0 +1,789 @@
+//! [`LruCache`]: an exact LRU on an index-linked slab.
+
+use std::borrow::Borrow;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::CacheError;
+
+/// "No entry": the end of the recency list.
+const NIL: u32 = u32::MAX;
+
+/// Why an entry left the cache (or, for `Replaced`, lost its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Evicted to make room: it was the least recently used.
+    Capacity,
+    /// Its time to live ran out.
+    Expired,
+    /// A `put` for the same key replaced its value.
+    Replaced,
+    /// Removed by the caller (`remove`, `pop`, `pop_lru`, `clear`).
+    Explicit,
+}
+
+/// Counters of a cache's activity since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// `get`/`get_mut` calls that found a live entry.
+    pub hits: u64,
+    /// `get`/`get_mut` calls that found nothing (or only an expired entry).
+    pub misses: u64,
+    /// Entries evicted for capacity.
+    pub evictions: u64,
+    /// Entries removed because their time to live ran out.
+    pub expirations: u64,
+}
+
+impl CacheStats {
+    /// Hits divided by lookups (0 when there were none).
+    pub fn hit_ratio(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
+    }
+}
+
+/// What bounds the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// At most this many entries.
+    Count(usize),
+    /// At most this much total weight.
+    Weight(u64),
+}
+
+type Weigher<K, V> = Box<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+type Listener<K, V> = Box<dyn FnMut(&K, &V, RemovalCause) + Send>;
+
+struct Entry<K, V> {
+    key: K,
+    value: V,
+    hash: u64,
+    /// Towards the most recently used end.
+    prev: u32,
+    /// Towards the least recently used end.
+    next: u32,
+    weight: u64,
+    expires: Option<Instant>,
+}
+
+/// An exact least-recently-used cache with O(1) operations.
+///
+/// Entries live in a slab (`Vec`) and are linked into a recency list by
+/// `u32` indices, not pointers; a hash table maps keys to slab indices. There
+/// is no `unsafe` code (the crate forbids it): the `lru` crate's raw-pointer
+/// list has had several soundness advisories, this design cannot have them.
+///
+/// Bounded by entry count ([`new`](Self::new)) or by total weight
+/// ([`LruCache::builder`] with a weigher); the bound is never exceeded.
+/// Optional time to live per cache and per entry, through an injectable
+/// [`Clock`]; an expired entry is never returned. An eviction listener hears
+/// about every entry that leaves, with its [`RemovalCause`].
+///
+/// ```
+/// use sysblocks_lru_cache::LruCache;
+///
+/// let mut cache = LruCache::new(2)?;
+/// cache.put("a", 1);
+/// cache.put("b", 2);
+/// assert_eq!(cache.get(&"a"), Some(&1)); // "a" is now most recent
+/// let evicted = cache.put("c", 3);       // so "b" is evicted
+/// assert_eq!(evicted, Some(("b", 2)));
+/// assert_eq!(cache.iter().map(|(k, _)| *k).collect::<Vec<_>>(), ["c", "a"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LruCache<K, V, S = DefaultHashBuilder> {
+    table: HashTable<u32>,
+    entries: Vec<Option<Entry<K, V>>>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+    len: usize,
+    bound: Bound,
+    total_weight: u64,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    /// Expiry times of entries that have one (min-heap; stale items are
+    /// skipped when they surface).
+    expiry: BinaryHeap<Reverse<(Instant, u32)>>,
+    listener: Option<Listener<K, V>>,
+    stats: CacheStats,
+    hasher: S,
+}
+
+impl<K, V, S> fmt::Debug for LruCache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LruCache")
+            .field("len", &self.len)
+            .field("bound", &self.bound)
+            .field("total_weight", &self.total_weight)
+            .field("ttl", &self.ttl)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`LruCache`] with a weight bound, a time to live, a clock, a
+/// listener or a hasher.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_lru_cache::LruCache;
+///
+/// // At most 1 KiB of values, each entry lives 60 s.
+/// let mut cache = LruCache::builder()
+///     .max_weight(1024)
+///     .weigher(|_key: &u32, value: &String| value.len() as u64)
+///     .time_to_live(Duration::from_secs(60))
+///     .build()?;
+/// cache.put(1, "x".repeat(600));
+/// cache.put(2, "y".repeat(600)); // 1200 > 1024: entry 1 is evicted
+/// assert!(!cache.contains(&1));
+/// assert_eq!(cache.weight(), 600);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LruBuilder<K, V, S = DefaultHashBuilder> {
+    bound: Option<Bound>,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+    listener: Option<Listener<K, V>>,
+    hasher: S,
+}
+
+impl<K, V, S: fmt::Debug> fmt::Debug for LruBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LruBuilder").field("bound", &self.bound).field("ttl", &self.ttl).finish()
+    }
+}
+
+impl<K, V, S> LruBuilder<K, V, S> {
+    /// Bound the cache to `entries` entries.
+    pub fn capacity(mut self, entries: usize) -> Self {
+        self.bound = Some(Bound::Count(entries));
+        self
+    }
+
+    /// Bound the cache to a total weight (with [`weigher`](Self::weigher)).
+    pub fn max_weight(mut self, max: u64) -> Self {
+        self.bound = Some(Bound::Weight(max));
+        self
+    }
+
+    /// How much an entry weighs (bytes, cost, ...). Without a weigher every
+    /// entry weighs 1.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Box::new(weigher));
+        self
+    }
+
+    /// Every entry expires this long after it was put (unless put with its
+    /// own time to live).
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The clock for time to live (a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Called with every entry that leaves the cache or loses its value,
+    /// before it is dropped or returned.
+    pub fn eviction_listener(
+        mut self,
+        listener: impl FnMut(&K, &V, RemovalCause) + Send + 'static,
+    ) -> Self {
+        self.listener = Some(Box::new(listener));
+        self
+    }
+
+    /// Use another hasher for the key index.
+    pub fn hasher<S2>(self, hasher: S2) -> LruBuilder<K, V, S2> {
+        LruBuilder {
+            bound: self.bound,
+            weigher: self.weigher,
+            ttl: self.ttl,
+            clock: self.clock,
+            listener: self.listener,
+            hasher,
+        }
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`] for a zero bound or none at all,
+    /// [`CacheError::CapacityTooLarge`] beyond `u32::MAX - 1` entries,
+    /// [`CacheError::WeigherWithoutMaxWeight`] for a weigher with a count bound.
+    pub fn build(self) -> Result<LruCache<K, V, S>, CacheError> {
+        let bound = self.bound.ok_or(CacheError::ZeroCapacity)?;
+        check_bound(bound)?;
+        if self.weigher.is_some() && matches!(bound, Bound::Count(_)) {
+            return Err(CacheError::WeigherWithoutMaxWeight);
+        }
+        Ok(LruCache {
+            table: HashTable::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            bound,
+            total_weight: 0,
+            weigher: self.weigher,
+            ttl: self.ttl,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            expiry: BinaryHeap::new(),
+            listener: self.listener,
+            stats: CacheStats::default(),
+            hasher: self.hasher,
+        })
+    }
+}
+
+fn check_bound(bound: Bound) -> Result<(), CacheError> {
+    match bound {
+        Bound::Count(0) | Bound::Weight(0) => Err(CacheError::ZeroCapacity),
+        Bound::Count(n) if n >= NIL as usize => Err(CacheError::CapacityTooLarge { requested: n }),
+        _ => Ok(()),
+    }
+}
+
+impl<K: Hash + Eq, V> LruCache<K, V> {
+    /// A cache of at most `capacity` entries.
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`] when `capacity` is 0.
+    pub fn new(capacity: usize) -> Result<Self, CacheError> {
+        Self::builder().capacity(capacity).build()
+    }
+
+    /// A builder for weights, time to live, a clock or a listener.
+    pub fn builder() -> LruBuilder<K, V> {
+        LruBuilder {
+            bound: None,
+            weigher: None,
+            ttl: None,
+            clock: None,
+            listener: None,
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
+    // ----- the slab and the list -------------------------------------------
+
+    fn entry(&self, i: u32) -> &Entry<K, V> {
+        self.entries[i as usize].as_ref().expect("linked index points at a live entry")
+    }
+
+    fn entry_mut(&mut self, i: u32) -> &mut Entry<K, V> {
+        self.entries[i as usize].as_mut().expect("linked index points at a live entry")
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let e = self.entry(i);
+            (e.prev, e.next)
+        };
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.entry_mut(prev).next = next
+        }
+        if next == NIL { self.tail = prev } else { self.entry_mut(next).prev = prev }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let old_head = self.head;
+        {
+            let e = self.entry_mut(i);
+            e.prev = NIL;
+            e.next = old_head;
+        }
+        if old_head == NIL {
+            self.tail = i
+        } else {
+            self.entry_mut(old_head).prev = i
+        }
+        self.head = i;
+    }
+
+    fn promote(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.table
+            .find(hash, |&i| entries[i as usize].as_ref().is_some_and(|e| e.key.borrow() == key))
+            .copied()
+    }
+
+    /// Takes entry `i` out of every structure; the cache is consistent when
+    /// this returns, so dropping the entry afterwards (which may panic in a
+    /// user's `Drop`) cannot corrupt it.
+    fn detach(&mut self, i: u32) -> Entry<K, V> {
+        self.unlink(i);
+        let hash = self.entry(i).hash;
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
+            found.remove();
+        }
+        let e = self.entries[i as usize].take().expect("detached index is live");
+        self.free.push(i);
+        self.len -= 1;
+        self.total_weight -= e.weight;
+        e
+    }
+
+    fn notify(&mut self, e: &Entry<K, V>, cause: RemovalCause) {
+        if let Some(listener) = self.listener.as_mut() {
+            listener(&e.key, &e.value, cause);
+        }
+    }
+
+    fn is_expired(&self, e: &Entry<K, V>) -> bool {
+        e.expires.is_some_and(|t| self.clock.now() >= t)
+    }
+
+    fn weigh(&self, key: &K, value: &V) -> u64 {
+        self.weigher.as_ref().map_or(1, |w| w(key, value))
+    }
+
+    fn over_bound(&self, extra_entries: usize, extra_weight: u64) -> bool {
+        match self.bound {
+            Bound::Count(cap) => self.len + extra_entries > cap,
+            Bound::Weight(max) => self.total_weight.saturating_add(extra_weight) > max,
+        }
+    }
+
+    /// Evicts the least recently used entry, reporting it.
+    fn evict_lru(&mut self) -> Option<Entry<K, V>> {
+        if self.tail == NIL {
+            return None;
+        }
+        let e = self.detach(self.tail);
+        let cause = if self.is_expired(&e) {
+            self.stats.expirations += 1;
+            RemovalCause::Expired
+        } else {
+            self.stats.evictions += 1;
+            RemovalCause::Capacity
+        };
+        self.notify(&e, cause);
+        Some(e)
+    }
+
+    /// Removes every entry whose time to live has run out (popping the expiry
+    /// heap); O(log n) per expired entry.
+    pub fn purge_expired(&mut self) {
+        if self.expiry.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        while let Some(&Reverse((at, i))) = self.expiry.peek() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop();
+            let live = self.entries.get(i as usize).and_then(Option::as_ref);
+            if live.is_some_and(|e| e.expires == Some(at)) {
+                let e = self.detach(i);
+                self.stats.expirations += 1;
+                self.notify(&e, RemovalCause::Expired);
+                drop(e);
+            }
+        }
+        // Stale heap items (replaced or removed entries) are dropped lazily;
+        // rebuild when they dominate so the heap stays O(len).
+        if self.expiry.len() > 2 * self.len + 64 {
+            let live = self.entries.iter().enumerate().filter_map(|(i, e)| {
+                e.as_ref().and_then(|e| e.expires).map(|t| Reverse((t, i as u32)))
+            });
+            self.expiry = live.collect();
+        }
+    }
+
+    // ----- reads -----------------------------------------------------------
+
+    /// The value for `key`, marking it most recently used. An expired entry
+    /// is removed and counts as a miss.
+    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.lookup_live(key)?;
+        Some(&self.entry(i).value)
+    }
+
+    /// A mutable reference to the value for `key`, marking it most recently
+    /// used. Changing the value does not re-weigh it; `put` it to re-weigh.
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.lookup_live(key)?;
+        Some(&mut self.entry_mut(i).value)
+    }
+
+    fn lookup_live<Q>(&mut self, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let Some(i) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        if self.is_expired(self.entry(i)) {
+            let e = self.detach(i);
+            self.stats.expirations += 1;
+            self.stats.misses += 1;
+            self.notify(&e, RemovalCause::Expired);
+            drop(e);
+            return None;
+        }
+        self.stats.hits += 1;
+        self.promote(i);
+        Some(i)
+    }
+
+    /// The value for `key` without marking it used (and without counting a
+    /// hit or a miss). `None` for an expired entry.
+    pub fn peek<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.find(self.hasher.hash_one(key), key)?;
+        let e = self.entry(i);
+        if self.is_expired(e) { None } else { Some(&e.value) }
+    }
+
+    /// The least recently used live entry, without marking it used.
+    pub fn peek_lru(&self) -> Option<(&K, &V)> {
+        self.iter().next_back()
+    }
+
+    /// Whether `key` has a live entry (does not mark it used).
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek(key).is_some()
+    }
+
+    /// The number of stored entries. Expired entries count until they are
+    /// reclaimed (by an access, a `put`, or [`purge_expired`](Self::purge_expired)).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bound: the most entries, or the most total weight for a weighted
+    /// cache.
+    pub fn capacity(&self) -> u64 {
+        match self.bound {
+            Bound::Count(n) => n as u64,
+            Bound::Weight(w) => w,
+        }
+    }
+
+    /// The total weight of the stored entries (their count when unweighted).
+    pub fn weight(&self) -> u64 {
+        self.total_weight
+    }
+
+    /// Hit, miss, eviction and expiration counts.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Live entries from most to least recently used.
+    pub fn iter(&self) -> Iter<'_, K, V, S> {
+        let now = if self.expiry.is_empty() { None } else { Some(self.clock.now()) };
+        Iter { cache: self, next: self.head, back: self.tail, remaining: self.len, now }
+    }
+
+    // ----- writes ----------------------------------------------------------
+
+    /// Inserts or replaces `key`, marking it most recently used.
+    ///
+    /// Returns the entry pushed out: the old entry when `key` was present,
+    /// otherwise the least recently used entry evicted to make room, if any.
+    /// (When a weighted insert evicts several entries, the first is returned
+    /// and every one is reported to the listener.) An entry heavier than the
+    /// whole bound is not stored and is handed straight back; see
+    /// [`try_put`](Self::try_put) to get an error instead.
+    pub fn put(&mut self, key: K, value: V) -> Option<(K, V)> {
+        let ttl = self.ttl;
+        match self.insert(key, value, ttl) {
+            Ok(out) => out,
+            Err((key, value, _)) => Some((key, value)),
+        }
+    }
+
+    /// As [`put`](Self::put), with a time to live for this entry only.
+    pub fn put_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
+        match self.insert(key, value, Some(ttl)) {
+            Ok(out) => out,
+            Err((key, value, _)) => Some((key, value)),
+        }
+    }
+
+    /// As [`put`](Self::put), but an entry heavier than the whole bound is an
+    /// error (and is dropped).
+    ///
+    /// # Errors
+    /// [`CacheError::EntryTooHeavy`].
+    pub fn try_put(&mut self, key: K, value: V) -> Result<Option<(K, V)>, CacheError> {
+        let ttl = self.ttl;
+        self.insert(key, value, ttl).map_err(|(_, _, e)| e)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+    ) -> Result<Option<(K, V)>, (K, V, CacheError)> {
+        self.purge_expired();
+        let weight = self.weigh(&key, &value);
+        if let Bound::Weight(max) = self.bound
+            && weight > max
+        {
+            return Err((key, value, CacheError::EntryTooHeavy { weight, max_weight: max }));
+        }
+        let expires = ttl.map(|d| self.clock.now() + d);
+        let hash = self.hasher.hash_one(&key);
+        if let Some(i) = self.find(hash, &key) {
+            // Replace in place: the key keeps its slot and moves to the front.
+            let e = self.entry_mut(i);
+            let old_value = std::mem::replace(&mut e.value, value);
+            let old_weight = std::mem::replace(&mut e.weight, weight);
+            let old_key = std::mem::replace(&mut e.key, key);
+            e.expires = expires;
+            self.total_weight = self.total_weight - old_weight + weight;
+            if let Some(at) = expires {
+                self.expiry.push(Reverse((at, i)));
+            }
+            self.promote(i);
+            if let Some(listener) = self.listener.as_mut() {
+                listener(&old_key, &old_value, RemovalCause::Replaced);
+            }
+            let mut evicted = Vec::new();
+            while self.over_bound(0, 0) && self.tail != i {
+                evicted.extend(self.evict_lru());
+            }
+            drop(evicted);
+            return Ok(Some((old_key, old_value)));
+        }
+        let mut first = None;
+        let mut more = Vec::new();
+        while self.len > 0 && self.over_bound(1, weight) {
+            let Some(e) = self.evict_lru() else { break };
+            if first.is_none() { first = Some((e.key, e.value)) } else { more.push(e) }
+        }
+        let slot = Entry { key, value, hash, prev: NIL, next: NIL, weight, expires };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.entries.push(Some(slot));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let entries = &self.entries;
+        self.table.insert_unique(hash, i, |&j| entries[j as usize].as_ref().map_or(0, |e| e.hash));
+        self.len += 1;
+        self.total_weight += weight;
+        if let Some(at) = expires {
+            self.expiry.push(Reverse((at, i)));
+        }
+        self.push_front(i);
+        drop(more);
+        Ok(first)
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn pop<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key).map(|(_, v)| v)
+    }
+
+    /// Removes `key` and returns its entry. An expired entry is removed but
+    /// not returned.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.find(self.hasher.hash_one(key), key)?;
+        let e = self.detach(i);
+        if self.is_expired(&e) {
+            self.stats.expirations += 1;
+            self.notify(&e, RemovalCause::Expired);
+            return None;
+        }
+        self.notify(&e, RemovalCause::Explicit);
+        Some((e.key, e.value))
+    }
+
+    /// Removes and returns the least recently used live entry.
+    pub fn pop_lru(&mut self) -> Option<(K, V)> {
+        self.purge_expired();
+        while self.tail != NIL {
+            let e = self.detach(self.tail);
+            if self.is_expired(&e) {
+                self.stats.expirations += 1;
+                self.notify(&e, RemovalCause::Expired);
+                continue;
+            }
+            self.notify(&e, RemovalCause::Explicit);
+            return Some((e.key, e.value));
+        }
+        None
+    }
+
+    /// Changes the bound (entries, or total weight for a weighted cache),
+    /// evicting least recently used entries until the cache fits.
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`] for 0; the cache is then unchanged.
+    pub fn resize(&mut self, capacity: u64) -> Result<(), CacheError> {
+        let bound = match self.bound {
+            Bound::Count(_) => {
+                let n = usize::try_from(capacity)
+                    .map_err(|_| CacheError::CapacityTooLarge { requested: usize::MAX })?;
+                Bound::Count(n)
+            }
+            Bound::Weight(_) => Bound::Weight(capacity),
+        };
+        check_bound(bound)?;
+        self.bound = bound;
+        while self.over_bound(0, 0) {
+            let Some(e) = self.evict_lru() else { break };
+            drop(e);
+        }
+        Ok(())
+    }
+
+    /// Removes every entry (each reported to the listener as `Explicit`).
+    pub fn clear(&mut self) {
+        let entries = std::mem::take(&mut self.entries);
+        self.table.clear();
+        self.free.clear();
+        self.expiry.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.len = 0;
+        self.total_weight = 0;
+        if let Some(listener) = self.listener.as_mut() {
+            for e in entries.iter().flatten() {
+                listener(&e.key, &e.value, RemovalCause::Explicit);
+            }
+        }
+        drop(entries);
+    }
+}
+
+/// Iterator over live entries, most recently used first. Double-ended.
+pub struct Iter<'a, K, V, S> {
+    cache: &'a LruCache<K, V, S>,
+    next: u32,
+    back: u32,
+    remaining: usize,
+    now: Option<Instant>,
+}
+
+impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("remaining", &self.remaining).finish()
+    }
+}
+
+impl<K, V, S> Iter<'_, K, V, S> {
+    fn live(&self, e: &Entry<K, V>) -> bool {
+        match (e.expires, self.now) {
+            (Some(at), Some(now)) => now < at,
+            _ => true,
+        }
+    }
+}
+
+impl<'a, K, V, S> Iterator for Iter<'a, K, V, S> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.remaining > 0 {
+            let e = self.cache.entries[self.next as usize].as_ref()?;
+            self.next = e.next;
+            self.remaining -= 1;
+            if self.live(e) {
+                return Some((&e.key, &e.value));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining))
+    }
+}
+
+impl<K, V, S> DoubleEndedIterator for Iter<'_, K, V, S> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        while self.remaining > 0 {
+            let e = self.cache.entries[self.back as usize].as_ref()?;
+            self.back = e.prev;
+            self.remaining -= 1;
+            if self.live(e) {
+                return Some((&e.key, &e.value));
+            }
+        }
+        None
+    }
+}
+
+impl<'a, K: Hash + Eq, V, S: BuildHasher> IntoIterator for &'a LruCache<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V, S>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
