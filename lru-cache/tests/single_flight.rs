@@ -1,0 +1,161 @@
+//! Single flight: concurrent callers for one key run the loader once; errors
+//! reach every waiter and are not cached; a panicking or cancelled loader
+//! does not wedge the key.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use sysblocks_lru_cache::ConcurrentLruCache;
+
+const CALLERS: usize = 64;
+
+#[test]
+fn sixty_four_callers_one_loader_run() {
+    let cache = ConcurrentLruCache::<u64, Arc<String>>::new(100).unwrap();
+    let runs = AtomicUsize::new(0);
+    let arrived = AtomicUsize::new(0);
+    let start = Barrier::new(CALLERS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    cache.get_or_insert_with(7, || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        // Hold the load open until every caller has arrived,
+                        // so they really overlap with it.
+                        while arrived.load(Ordering::SeqCst) < CALLERS {
+                            std::thread::yield_now();
+                        }
+                        Arc::new("seven".to_string())
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(*h.join().unwrap(), "seven");
+        }
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.get(&7).as_deref().map(String::as_str), Some("seven"));
+}
+
+#[test]
+fn loader_error_reaches_every_caller_and_is_not_cached() {
+    let cache = ConcurrentLruCache::<u64, u64>::new(100).unwrap();
+    let runs = AtomicUsize::new(0);
+    let start = Barrier::new(CALLERS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    cache.try_get_or_insert_with(1, || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Err::<u64, _>("backend down")
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(*h.join().unwrap().unwrap_err(), "backend down");
+        }
+    });
+    let runs = runs.load(Ordering::SeqCst);
+    assert!((1..=CALLERS).contains(&runs));
+    assert!(!cache.contains(&1), "an error is never cached");
+    // The next call loads again and succeeds.
+    assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
+    assert_eq!(cache.get(&1), Some(5));
+}
+
+#[test]
+fn panicking_loader_does_not_wedge_the_key() {
+    let cache = ConcurrentLruCache::<u64, u64>::new(100).unwrap();
+    let loading = Barrier::new(2);
+    std::thread::scope(|s| {
+        let panicker = s.spawn(|| {
+            cache.get_or_insert_with(9, || {
+                loading.wait(); // the waiter is about to queue behind us
+                panic!("loader failed");
+            })
+        });
+        loading.wait();
+        let waiter = s.spawn(|| cache.get_or_insert_with(9, || 99));
+        assert!(panicker.join().is_err(), "the panic goes to the loader's caller");
+        assert_eq!(waiter.join().unwrap(), 99, "a waiter loads instead");
+    });
+    assert_eq!(cache.get(&9), Some(99));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_callers_share_one_load() {
+    let cache = Arc::new(ConcurrentLruCache::<u64, u64>::new(100).unwrap());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..CALLERS {
+        let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_try_insert_with(3, async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<u64, std::io::Error>(33)
+                })
+                .await
+        }));
+    }
+    // Release the loader once it is running (notify_one stores a permit if
+    // it is not waiting yet).
+    gate.notify_one();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 33);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn cancelled_loader_hands_over_to_a_waiter() {
+    let cache = Arc::new(ConcurrentLruCache::<u64, u64>::new(100).unwrap());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let leader = {
+        let (cache, started) = (cache.clone(), started.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_try_insert_with(4, async move {
+                    started.notify_one();
+                    std::future::pending::<Result<u64, std::io::Error>>().await
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get_or_insert_with_async(4, async { 44 }).await })
+    };
+    tokio::task::yield_now().await; // let the waiter queue behind the leader
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    assert_eq!(waiter.await.unwrap(), 44);
+    assert_eq!(cache.get(&4), Some(44));
+}
+
+#[test]
+fn shards_never_hold_more_than_the_capacity() {
+    let cache = ConcurrentLruCache::<u64, u64>::with_shards(100, 8).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let cache = &cache;
+            s.spawn(move || {
+                for i in 0..10_000 {
+                    cache.insert(t * 100_000 + i, i);
+                    assert!(cache.len() <= 100);
+                }
+            });
+        }
+    });
+    assert_eq!(cache.len(), 100);
+}
