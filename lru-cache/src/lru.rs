@@ -300,9 +300,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             (e.prev, e.next)
         };
         if prev == NIL {
-            self.head = next
+            self.head = next;
         } else {
-            self.entry_mut(prev).next = next
+            self.entry_mut(prev).next = next;
         }
         if next == NIL { self.tail = prev } else { self.entry_mut(next).prev = prev }
     }
@@ -315,9 +315,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             e.next = old_head;
         }
         if old_head == NIL {
-            self.tail = i
+            self.tail = i;
         } else {
-            self.entry_mut(old_head).prev = i
+            self.entry_mut(old_head).prev = i;
         }
         self.head = i;
     }

@@ -13,7 +13,7 @@ struct Grenade(u32);
 
 impl Drop for Grenade {
     fn drop(&mut self) {
-        if self.0 % 5 == 0 && ARMED.swap(false, Ordering::SeqCst) {
+        if self.0.is_multiple_of(5) && ARMED.swap(false, Ordering::SeqCst) {
             panic!("drop of {} panicked", self.0);
         }
     }
