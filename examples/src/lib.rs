@@ -6,3 +6,4 @@
 
 pub mod report;
 pub mod sections;
+pub mod traces;

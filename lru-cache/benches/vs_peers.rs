@@ -225,8 +225,8 @@ fn unsync(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(1);
     let hits: Vec<u64> = (0..BATCH).map(|_| rng.random_range(0..CAP as u64)).collect();
     let zipf = zipf_keys(BATCH, 1);
-    bench_unsync::<LruCache<u64, u64>>(c, &hits, &zipf);
     bench_unsync::<lru::LruCache<u64, u64>>(c, &hits, &zipf);
+    bench_unsync::<LruCache<u64, u64>>(c, &hits, &zipf);
     bench_unsync::<quick_cache::unsync::Cache<u64, u64>>(c, &hits, &zipf);
 }
 

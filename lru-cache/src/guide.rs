@@ -1,1 +1,122 @@
-//! placeholder
+//! # Guide: how an LRU cache works, and when to use something else
+//!
+//! ## The idea
+//!
+//! A cache keeps a bounded number of entries and must choose what to throw
+//! away when a new one arrives. *Least recently used* evicts the entry that
+//! has gone longest without being touched, betting that the recent past
+//! predicts the near future. It is the classic policy because it is simple,
+//! exact, O(1) per operation, and good on workloads with temporal locality.
+//!
+//! ## Map plus list
+//!
+//! Two structures work together:
+//!
+//! ```text
+//!   hash table: key -> slot          recency list (doubly linked)
+//!   +--------+------+                head (MRU)                tail (LRU)
+//!   | "b"    |  2   |----------.      |                          |
+//!   | "a"    |  0   |------.    '--> [2 "b"] <-> [0 "a"] <-> [1 "c"]
+//!   | "c"    |  1   |--.    '-----------------------^           ^
+//!   +--------+------+   '---------------------------------------'
+//! ```
+//!
+//! * `get(k)`: find the slot through the table, unlink it and relink it at the
+//!   head. O(1).
+//! * `put(k, v)`: if `k` is present, replace and move to the head; otherwise,
+//!   when full, unlink the tail and remove it from the table, then link the
+//!   new slot at the head. O(1).
+//!
+//! ## Why index links instead of pointers
+//!
+//! The textbook list uses pointers, and in Rust that means raw pointers and
+//! `unsafe`: the `lru` crate does exactly this and has had three soundness
+//! advisories, the latest in 2026 involving a key or value whose `Drop`
+//! panics. Here every entry lives in a slab,
+//! a `Vec<Option<Entry>>`, and `prev`/`next` are `u32` indices into it. A freed
+//! slot goes on a free list and is reused. The hash table stores only the
+//! slot index (hashbrown's `HashTable<u32>`, looking the key up through the
+//! slab), so keys are stored once and need not be `Clone`.
+//!
+//! The costs: one bounds check per link followed, and `u32` indices cap the
+//! cache at about four billion entries. The gains: no `unsafe`, entries packed
+//! together (better locality than one allocation per node), and no way to
+//! dangle. The benchmarks show it as fast as the pointer version.
+//!
+//! Panic safety follows from one rule: every structural change (unlink, table
+//! removal, slab release, counters) is complete *before* anything is dropped
+//! or handed to user code. A `Drop` that panics can only unwind out of a
+//! cache that is already consistent.
+//!
+//! ## Weights
+//!
+//! Counting entries is a poor bound when values vary in size. With a weigher
+//! the bound is the total weight: a put evicts from the tail until the new
+//! entry fits, and an entry heavier than the whole bound is refused (it would
+//! otherwise flush the entire cache and still not fit). The bound is checked
+//! before every insertion, so it holds at all times, not only eventually.
+//!
+//! ## Time to live
+//!
+//! An entry may carry an expiry instant (a cache-wide time to live, or one per
+//! entry). Reads check it, so an expired entry is never returned. To reclaim
+//! memory without waiting for a read, expiry instants also sit in a min-heap
+//! that every write drains up to "now": O(log n) per expired entry, and stale
+//! heap items (of replaced entries) are skipped and compacted. Time comes
+//! from a [`Clock`](crate::Clock), so tests advance a
+//! [`ManualClock`](crate::ManualClock) instead of sleeping.
+//!
+//! ## The concurrent cache
+//!
+//! One lock around one LRU serialises every thread, because even a `get`
+//! writes (it moves the entry to the head). [`ConcurrentLruCache`](crate::ConcurrentLruCache)
+//! splits keys over shards by hash, each an exact LRU behind its own mutex:
+//! threads on different shards never wait for each other. Recency becomes
+//! exact per shard and approximate overall, which on real workloads changes
+//! the hit ratio very little.
+//!
+//! **Single flight.** When many callers miss on the same key at once (a
+//! "thundering herd" after an expiry), only the first runs the loader. The
+//! others find a *flight* registered under the key and wait on it (a condvar
+//! for threads, a waker for async tasks). The loader's value is cached and
+//! handed to every waiter; its error is handed to every waiter but never
+//! cached; if the loader panics or its future is dropped, a guard marks the
+//! flight abandoned and wakes the waiters, and the next one becomes the
+//! loader. Loom models check these paths in every interleaving.
+//!
+//! ## Complexity
+//!
+//! | operation | time | notes |
+//! |---|---|---|
+//! | `get`, `peek`, `put`, `remove`, `pop_lru` | O(1) expected | plus O(log n) per expired entry reclaimed |
+//! | `resize` | O(evicted) | |
+//! | `iter` | O(n) | most to least recent |
+//! | memory | one slot per entry: key, value, two `u32` links, hash, weight, expiry | |
+//!
+//! ## When LRU loses, and what wins
+//!
+//! LRU has two weaknesses: a *scan* (a one-off pass over many keys) flushes
+//! the whole cache, and it ignores *frequency*, so a key used a thousand times
+//! yesterday is evicted before one used once a minute ago.
+//!
+//! * **LFU** keeps access counts: great for stable popularity, slow to adapt
+//!   when popularity shifts, and counts must be aged.
+//! * **ARC** (Megiddo and Modha, 2003) balances a recency list and a frequency
+//!   list adaptively; the OLTP and P12 traces used in this workspace come from
+//!   its paper.
+//! * **TinyLFU / W-TinyLFU** (Caffeine, moka) admits a new entry only if a
+//!   compact frequency sketch says it is more popular than the victim: scan
+//!   resistant, near-optimal hit ratios on skewed workloads, at the cost of a
+//!   sketch and more complex bookkeeping.
+//! * **S3-FIFO** (2023) uses three FIFO queues (small, main, ghost): most
+//!   one-hit wonders leave through the small queue quickly; it matches or beats
+//!   TinyLFU on many traces with lock-free-friendly FIFO operations.
+//! * **CLOCK** approximates LRU with a reference bit per entry and no list
+//!   moves on hits, which makes concurrent reads cheap.
+//!
+//! Use an exact LRU when recency is what matters, when you need predictable,
+//! explainable eviction (tests, teaching, reference models), or when entries
+//! have real costs that a weight bound must cap strictly. Measure with your
+//! own trace: the tour prints LRU hit ratios on Zipf keys and on the ARC
+//! traces, and BENCHMARKS.md compares speed with `lru`, `quick_cache` and
+//! `moka`.

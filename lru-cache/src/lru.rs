@@ -233,9 +233,15 @@ impl<K, V, S> LruBuilder<K, V, S> {
         if self.weigher.is_some() && matches!(bound, Bound::Count(_)) {
             return Err(CacheError::WeigherWithoutMaxWeight);
         }
+        // A count-bounded cache will fill up: size the index once. (Capped so
+        // that a huge bound does not allocate up front.)
+        let reserve = match bound {
+            Bound::Count(n) => n.min(1 << 16),
+            Bound::Weight(_) => 0,
+        };
         Ok(LruCache {
-            table: HashTable::new(),
-            entries: Vec::new(),
+            table: HashTable::with_capacity(reserve),
+            entries: Vec::with_capacity(reserve),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -286,14 +292,23 @@ impl<K: Hash + Eq, V> LruCache<K, V> {
 impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     // ----- the slab and the list -------------------------------------------
 
+    #[inline]
     fn entry(&self, i: u32) -> &Entry<K, V> {
-        self.entries[i as usize].as_ref().expect("linked index points at a live entry")
+        match &self.entries[i as usize] {
+            Some(e) => e,
+            None => unreachable!("linked index {i} points at a free slot"),
+        }
     }
 
+    #[inline]
     fn entry_mut(&mut self, i: u32) -> &mut Entry<K, V> {
-        self.entries[i as usize].as_mut().expect("linked index points at a live entry")
+        match &mut self.entries[i as usize] {
+            Some(e) => e,
+            None => unreachable!("linked index {i} points at a free slot"),
+        }
     }
 
+    #[inline]
     fn unlink(&mut self, i: u32) {
         let (prev, next) = {
             let e = self.entry(i);
@@ -307,6 +322,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         if next == NIL { self.tail = prev } else { self.entry_mut(next).prev = prev }
     }
 
+    #[inline]
     fn push_front(&mut self, i: u32) {
         let old_head = self.head;
         {
@@ -322,6 +338,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         self.head = i;
     }
 
+    #[inline]
     fn promote(&mut self, i: u32) {
         if self.head != i {
             self.unlink(i);
@@ -329,6 +346,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
     }
 
+    #[inline]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
@@ -362,6 +380,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
     }
 
+    #[inline]
     fn is_expired(&self, e: &Entry<K, V>) -> bool {
         e.expires.is_some_and(|t| self.clock.now() >= t)
     }
@@ -428,6 +447,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// The value for `key`, marking it most recently used. An expired entry
     /// is removed and counts as a miss.
+    #[inline]
     pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -448,6 +468,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Some(&mut self.entry_mut(i).value)
     }
 
+    #[inline]
     fn lookup_live<Q>(&mut self, key: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
@@ -459,11 +480,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             return None;
         };
         if self.is_expired(self.entry(i)) {
-            let e = self.detach(i);
-            self.stats.expirations += 1;
-            self.stats.misses += 1;
-            self.notify(&e, RemovalCause::Expired);
-            drop(e);
+            self.expire_on_read(i);
             return None;
         }
         self.stats.hits += 1;
@@ -471,8 +488,20 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Some(i)
     }
 
+    /// Reclaims an entry a read found expired (the rare path, kept out of line).
+    #[cold]
+    #[inline(never)]
+    fn expire_on_read(&mut self, i: u32) {
+        let e = self.detach(i);
+        self.stats.expirations += 1;
+        self.stats.misses += 1;
+        self.notify(&e, RemovalCause::Expired);
+        drop(e);
+    }
+
     /// The value for `key` without marking it used (and without counting a
     /// hit or a miss). `None` for an expired entry.
+    #[inline]
     pub fn peek<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -543,6 +572,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// and every one is reported to the listener.) An entry heavier than the
     /// whole bound is not stored and is handed straight back; see
     /// [`try_put`](Self::try_put) to get an error instead.
+    #[inline]
     pub fn put(&mut self, key: K, value: V) -> Option<(K, V)> {
         let ttl = self.ttl;
         match self.insert(key, value, ttl) {

@@ -1,12 +1,14 @@
 //! One function per building block, each printing one section of the tour.
 
 pub mod consistent_hash;
+pub mod lru_cache;
 
 /// A tour section: prints its findings, fails only on a bug.
 pub type SectionFn = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 /// Every section, in the order the tour runs them.
-pub const ALL: &[(&str, SectionFn)] = &[("consistent-hash", consistent_hash::run)];
+pub const ALL: &[(&str, SectionFn)] =
+    &[("consistent-hash", consistent_hash::run), ("lru-cache", lru_cache::run)];
 
 /// Options shared by every section.
 #[derive(Debug, Clone, Default)]
