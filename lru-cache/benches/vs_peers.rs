@@ -52,9 +52,11 @@ impl Unsync for LruCache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         LruCache::new(cap).unwrap()
     }
+    #[inline(always)]
     fn get(&mut self, k: u64) -> Option<u64> {
         LruCache::get(self, &k).copied()
     }
+    #[inline(always)]
     fn put(&mut self, k: u64, v: u64) {
         black_box(LruCache::put(self, k, v));
     }
@@ -67,9 +69,11 @@ impl Unsync for lru::LruCache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         lru::LruCache::new(NonZeroUsize::new(cap).unwrap())
     }
+    #[inline(always)]
     fn get(&mut self, k: u64) -> Option<u64> {
         lru::LruCache::get(self, &k).copied()
     }
+    #[inline(always)]
     fn put(&mut self, k: u64, v: u64) {
         black_box(lru::LruCache::push(self, k, v));
     }
@@ -82,9 +86,11 @@ impl Unsync for quick_cache::unsync::Cache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         quick_cache::unsync::Cache::new(cap)
     }
+    #[inline(always)]
     fn get(&mut self, k: u64) -> Option<u64> {
         quick_cache::unsync::Cache::get(self, &k).copied()
     }
+    #[inline(always)]
     fn put(&mut self, k: u64, v: u64) {
         quick_cache::unsync::Cache::insert(self, k, v);
     }
@@ -152,6 +158,7 @@ impl Shared for ConcurrentLruCache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         ConcurrentLruCache::new(cap).unwrap()
     }
+    #[inline(always)]
     fn get_or_insert(&self, k: u64) -> u64 {
         match self.get(&k) {
             Some(v) => v,
@@ -170,6 +177,7 @@ impl Shared for moka::sync::Cache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         moka::sync::Cache::new(cap as u64)
     }
+    #[inline(always)]
     fn get_or_insert(&self, k: u64) -> u64 {
         match self.get(&k) {
             Some(v) => v,
@@ -188,6 +196,7 @@ impl Shared for quick_cache::sync::Cache<u64, u64> {
     fn with_capacity(cap: usize) -> Self {
         quick_cache::sync::Cache::new(cap)
     }
+    #[inline(always)]
     fn get_or_insert(&self, k: u64) -> u64 {
         match self.get(&k) {
             Some(v) => v,

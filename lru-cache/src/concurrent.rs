@@ -184,7 +184,11 @@ where
             .map(|i| {
                 // Split exactly: the first `capacity % n` shards take one more.
                 let cap = capacity / n + usize::from(i < capacity % n);
-                LruCache::new(cap).map(|cache| Mutex::new(Shard { cache, loading: HashMap::new() }))
+                LruCache::builder()
+                    .capacity(cap)
+                    .record_stats()
+                    .build()
+                    .map(|cache| Mutex::new(Shard { cache, loading: HashMap::new() }))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ConcurrentLruCache {

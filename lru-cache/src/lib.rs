@@ -18,6 +18,7 @@
 //! let log = evicted.clone();
 //! let mut cache = LruCache::builder()
 //!     .capacity(2)
+//!     .record_stats()
 //!     .eviction_listener(move |k: &&str, _v: &u32, cause| log.lock().unwrap().push((*k, cause)))
 //!     .build()?;
 //! cache.put("a", 1);

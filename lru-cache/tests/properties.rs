@@ -149,6 +149,7 @@ fn ttl_expires_on_a_manual_clock_and_listener_hears_it() {
     let log = heard.clone();
     let mut cache = LruCache::builder()
         .capacity(10)
+        .record_stats()
         .time_to_live(Duration::from_secs(10))
         .clock(clock.clone())
         .eviction_listener(move |k: &&str, _: &i32, cause| log.lock().unwrap().push((*k, cause)))

@@ -39,7 +39,7 @@ pub fn run() -> Result<(), Box<dyn Error>> {
     let keys = zipf(1_000_000, 100_000, 7);
     section.note("1,000,000 Zipf(1.0) requests over 100,000 keys:");
     for capacity in [1_000usize, 10_000, 50_000] {
-        let mut cache = LruCache::new(capacity)?;
+        let mut cache = LruCache::builder().capacity(capacity).record_stats().build()?;
         for &k in &keys {
             if cache.get(&k).is_none() {
                 cache.put(k, k);
