@@ -72,6 +72,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     cluster: bool,
+    persistent: bool,
     child: Option<Child>,
 }
 
@@ -85,12 +86,23 @@ impl RedisServer {
         Self::spawn_on_free_port(false)
     }
 
+    /// Starts a server that keeps its data across [`stop`](Self::stop) and
+    /// [`restart`](Self::restart): an append-only file synced on every write,
+    /// so even a kill loses no acknowledged write.
+    pub fn start_persistent() -> RedisServer {
+        Self::spawn_on_free_port_with(false, true)
+    }
+
     /// Starts a server with `cluster-enabled yes` that owns no slots yet.
     fn start_cluster_node() -> RedisServer {
         Self::spawn_on_free_port(true)
     }
 
     fn spawn_on_free_port(cluster: bool) -> RedisServer {
+        Self::spawn_on_free_port_with(cluster, false)
+    }
+
+    fn spawn_on_free_port_with(cluster: bool, persistent: bool) -> RedisServer {
         let mut last_error = String::new();
         // A free port can be taken by someone else between our probe and the
         // server's bind; a few attempts make that race harmless.
@@ -101,7 +113,7 @@ impl RedisServer {
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 panic!("cannot create a temporary directory {}: {e}", dir.display());
             }
-            let mut server = RedisServer { port, dir, cluster, child: None };
+            let mut server = RedisServer { port, dir, cluster, persistent, child: None };
             match server.launch() {
                 Ok(()) => return server,
                 Err(e) => last_error = e,
@@ -113,9 +125,11 @@ impl RedisServer {
     /// Starts the process on `self.port` and waits until it answers `PING`.
     fn launch(&mut self) -> Result<(), String> {
         let mut cmd = Command::new("redis-server");
+        let aof = if self.persistent { "yes" } else { "no" };
         cmd.arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", aof])
+            .args(["--appendfsync", "always"])
             .args(["--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir)
@@ -183,7 +197,8 @@ impl RedisServer {
         self.kill();
     }
 
-    /// Starts the server again on the same port, empty (nothing is persisted).
+    /// Starts the server again on the same port: empty, or with its data for
+    /// a [`start_persistent`](Self::start_persistent) server.
     ///
     /// # Panics
     /// When the port was taken meanwhile or the server does not come up.
@@ -234,11 +249,17 @@ fn ping(url: &str) -> redis::RedisResult<()> {
     redis::cmd("PING").query::<String>(&mut con).map(drop)
 }
 
-/// Deletes every key under `prefix` on one server (best effort).
+/// The SCAN pattern for a fixture's keys: its unique prefix anywhere in the
+/// key, so that keys wrapped in a hash tag (`{prefix...}`) are found too.
+fn fixture_pattern(prefix: &str) -> String {
+    format!("*{prefix}*")
+}
+
+/// Deletes every key containing `prefix` on one server (best effort).
 fn delete_prefix(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else { return };
     let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(1)) else { return };
-    let pattern = format!("{prefix}*");
+    let pattern = fixture_pattern(prefix);
     let mut cursor: u64 = 0;
     loop {
         let Ok((next, keys)) = redis::cmd("SCAN")
@@ -292,6 +313,13 @@ impl Redis {
         }
     }
 
+    /// A server of this fixture's own that keeps its data across a stop and
+    /// restart (see [`RedisServer::start_persistent`]).
+    pub fn private_persistent() -> Redis {
+        let server = RedisServer::start_persistent();
+        Redis { url: server.url(), prefix: unique_prefix(), server: Some(server) }
+    }
+
     /// Always a server of this fixture's own, which the test may
     /// [`stop`](RedisServer::stop) and [`restart`](RedisServer::restart)
     /// through [`server`](Self::server).
@@ -308,7 +336,8 @@ impl Redis {
         &self.url
     }
 
-    /// The prefix every key of this fixture should start with.
+    /// The prefix every key of this fixture should contain (at the start, or
+    /// right after a hash tag's `{`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -410,7 +439,8 @@ impl Cluster {
         &self.nodes
     }
 
-    /// The prefix every key of this fixture should start with.
+    /// The prefix every key of this fixture should contain (at the start, or
+    /// right after a hash tag's `{`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -442,13 +472,13 @@ impl Cluster {
             .unwrap_or_else(|e| no_redis(&format!("cannot connect to cluster node {url} ({e})")))
     }
 
-    /// How many keys under this fixture's prefix each master holds, in the
-    /// order of [`nodes`](Self::nodes).
+    /// How many keys containing this fixture's prefix each master holds, in
+    /// the order of [`nodes`](Self::nodes).
     pub fn keys_per_node(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .map(|i| {
                 let mut con = self.node_connection(i);
-                let pattern = format!("{}*", self.prefix);
+                let pattern = fixture_pattern(&self.prefix);
                 let mut cursor: u64 = 0;
                 let mut count = 0;
                 loop {

@@ -1,0 +1,249 @@
+//! [`BatchedCounter`]: write-behind increments, flushed exactly once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use redis::Cmd;
+
+use crate::error::CounterError;
+use crate::sharded::{RedisShardedCounter, shard_key};
+use crate::striped::StripedCounter;
+
+/// Applies one flush at most once: the dedupe key (in the shard's slot) is
+/// set only by the first attempt, and only that attempt increments.
+/// KEYS[1] = shard key, KEYS[2] = dedupe key; ARGV[1] = delta,
+/// ARGV[2] = dedupe TTL in seconds. Returns 1 when applied, 0 for a repeat.
+const FLUSH_ONCE: &str = r"
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// How long Redis remembers a flush id, bounding how late a retry may come.
+const DEDUPE_TTL_SECS: u64 = 24 * 3600;
+
+/// A delta taken from the local counter and not yet confirmed by Redis. It
+/// keeps its id across retries, so a flush whose reply was lost is never
+/// applied twice.
+#[derive(Debug, Clone)]
+struct Pending {
+    shard: u32,
+    delta: i64,
+    id: u64,
+}
+
+/// Write-behind counting: [`add`](Self::add) touches only a local
+/// [`StripedCounter`] (nanoseconds, no I/O); a background task flushes the
+/// accumulated delta into a [`RedisShardedCounter`] every `interval`, or
+/// sooner once `threshold` adds have piled up. [`flush`](Self::flush) and
+/// [`shutdown`](Self::shutdown) flush everything that was added before them.
+///
+/// **Exactly once.** Each flush takes the local delta (an add is taken by
+/// exactly one flush) and sends it with a fresh flush id through a Lua script
+/// that increments only if the id is new. A failed flush keeps the delta and
+/// its id and retries them, so a flush whose reply was lost (Redis applied
+/// it, the connection dropped) is not counted twice. Ids are remembered for
+/// 24 hours.
+///
+/// **Loss window.** An add is in Redis once a flush after it succeeds. If the
+/// process dies first, those adds are lost: at most the adds of one
+/// `interval` (or `threshold` adds, whichever comes first), plus any deltas
+/// whose flushes were failing at the time (during a Redis outage the window
+/// grows with the outage, and the adds wait in memory). Call
+/// [`shutdown`](Self::shutdown) on graceful exit to close the window.
+///
+/// ```no_run
+/// # async fn demo(con: redis::aio::ConnectionManager) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use sysblocks_sharded_counter::{BatchedCounter, RedisShardedCounter};
+///
+/// let views = RedisShardedCounter::open(con, "video:123:views", 16).await?;
+/// let mut batched = BatchedCounter::start(views, Duration::from_millis(100), 100_000)?;
+/// for _ in 0..1_000_000 {
+///     batched.add(1); // local, no I/O
+/// }
+/// batched.shutdown().await?; // everything flushed
+/// assert!(batched.target().get().await? >= 1_000_000);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct BatchedCounter {
+    inner: Arc<Inner>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: RedisShardedCounter,
+    local: StripedCounter,
+    /// Adds since the last flush began, to trigger the threshold.
+    since_flush: AtomicUsize,
+    threshold: usize,
+    wake: tokio::sync::Notify,
+    /// Deltas taken but not yet confirmed; the lock also serialises flushes.
+    pending: tokio::sync::Mutex<Vec<Pending>>,
+    next_id: AtomicU64,
+    /// A random prefix so that ids of two processes never collide.
+    id_prefix: u64,
+    failures: AtomicU64,
+}
+
+impl BatchedCounter {
+    /// Starts batching adds into `target`, flushing every `interval` or after
+    /// `threshold` adds. Needs a tokio runtime.
+    ///
+    /// # Errors
+    /// [`CounterError::ZeroFlushInterval`] for a zero interval or threshold.
+    pub fn start(
+        target: RedisShardedCounter,
+        interval: Duration,
+        threshold: usize,
+    ) -> Result<Self, CounterError> {
+        if interval.is_zero() || threshold == 0 {
+            return Err(CounterError::ZeroFlushInterval);
+        }
+        let inner = Arc::new(Inner {
+            target,
+            local: StripedCounter::new(),
+            since_flush: AtomicUsize::new(0),
+            threshold,
+            wake: tokio::sync::Notify::new(),
+            pending: tokio::sync::Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            id_prefix: rand::rng().random(),
+            failures: AtomicU64::new(0),
+        });
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(flusher(Arc::clone(&inner), interval, Arc::clone(&stop)));
+        Ok(BatchedCounter { inner, task: Some(task), stop })
+    }
+
+    /// Adds `n` locally. Never blocks and never fails; Redis sees it at the
+    /// next flush.
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.inner.local.add(n);
+        if self.inner.since_flush.fetch_add(1, Ordering::Relaxed) + 1 == self.inner.threshold {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Adds that are local or unconfirmed (not yet known to be in Redis).
+    pub async fn unflushed(&self) -> i64 {
+        let pending: i64 = self.inner.pending.lock().await.iter().map(|p| p.delta).sum();
+        pending + self.inner.local.sum()
+    }
+
+    /// How many flush attempts have failed so far.
+    pub fn failed_flushes(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    /// The counter the adds go to.
+    pub fn target(&self) -> &RedisShardedCounter {
+        &self.inner.target
+    }
+
+    /// Flushes every add made before this call.
+    ///
+    /// # Errors
+    /// The first Redis error; the unflushed deltas are kept for the next
+    /// attempt.
+    pub async fn flush(&self) -> Result<(), CounterError> {
+        self.inner.flush().await
+    }
+
+    /// Stops background flushing and flushes everything added so far.
+    /// Adds made afterwards stay local until the next [`flush`](Self::flush).
+    ///
+    /// # Errors
+    /// A Redis error on the final flush. The deltas are kept: call
+    /// `shutdown` or `flush` again (dropping the counter instead loses them).
+    pub async fn shutdown(&mut self) -> Result<(), CounterError> {
+        if let Some(task) = self.task.take() {
+            self.stop.notify_one();
+            let _ = task.await;
+        }
+        self.inner.flush().await
+    }
+}
+
+impl Drop for BatchedCounter {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn flusher(inner: Arc<Inner>, interval: Duration, stop: Arc<tokio::sync::Notify>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = inner.wake.notified() => {}
+            () = stop.notified() => return,
+        }
+        if let Err(e) = inner.flush().await {
+            tracing::warn!(counter = %inner.target.name(), error = %e, "flush failed; the delta is kept and retried");
+        }
+    }
+}
+
+impl Inner {
+    async fn flush(&self) -> Result<(), CounterError> {
+        let mut pending = self.pending.lock().await;
+        self.since_flush.store(0, Ordering::Relaxed);
+        let delta = self.local.take();
+        if delta != 0 {
+            let live = self.target.shard_count();
+            pending.push(Pending {
+                shard: rand::rng().random_range(0..live),
+                delta,
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            });
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let name = self.target.name().to_string();
+        let cmds: Vec<Cmd> = pending
+            .iter()
+            .map(|p| {
+                let key = shard_key(&name, p.shard);
+                let dedupe = format!("{key}:f:{:016x}-{}", self.id_prefix, p.id);
+                // EVAL with the body (150 bytes, a few times a second): a
+                // server that restarted needs no script reload.
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(FLUSH_ONCE).arg(2).arg(key).arg(dedupe).arg(p.delta).arg(DEDUPE_TTL_SECS);
+                cmd
+            })
+            .collect();
+        let results = self.target.connection().run_each::<i64>(&cmds).await;
+        let mut first_error = None;
+        let mut kept = Vec::new();
+        for (p, r) in pending.drain(..).zip(results) {
+            match r {
+                Ok(_) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    kept.push(p);
+                }
+            }
+        }
+        *pending = kept;
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Counters for hot keys: a [`StripedCounter`] that scales with cores inside
+//! one process, and (feature `redis`) a [`RedisShardedCounter`] that spreads
+//! one logical counter over N Redis keys (and so over the nodes of a Redis
+//! Cluster), with exact, cached and approximate reads, plus a
+//! [`BatchedCounter`] that counts locally and flushes to Redis exactly once
+//! per delta.
+//!
+//! Skip to [`StripedCounter`] for in-process counting, `RedisShardedCounter`
+//! for a counter shared by many servers, `BatchedCounter` for millions of
+//! increments per second, and the [`guide`] for hot keys, shard counts, read
+//! strategies and cluster slots.
+//!
+//! ```
+//! use sysblocks_sharded_counter::StripedCounter;
+//!
+//! let requests = StripedCounter::new();
+//! std::thread::scope(|s| {
+//!     for _ in 0..2 {
+//!         s.spawn(|| for _ in 0..10_000 { requests.add(1) });
+//!     }
+//! });
+//! assert_eq!(requests.sum(), 20_000);
+//! assert_eq!(requests.take(), 20_000); // and back to 0
+//! assert_eq!(requests.sum(), 0);
+//! ```
+//!
+//! # Crate features
+//!
+//! * **redis** - `RedisShardedCounter`, `BatchedCounter` and
+//!   `RedisConnection` (a standalone `ConnectionManager` or a cluster
+//!   connection); brings in tokio and redis.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(feature = "redis")]
+mod batched;
+#[cfg(feature = "redis")]
+mod connection;
+mod error;
+pub mod guide;
+#[cfg(feature = "redis")]
+mod sharded;
+mod striped;
+mod sync;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use batched::BatchedCounter;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use connection::RedisConnection;
+pub use error::CounterError;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use sharded::{
+    AggregatorHandle, MAX_SHARDS, RedisShardedCounter, layout_key, shard_for_hint, shard_key,
+    total_key,
+};
+pub use striped::StripedCounter;

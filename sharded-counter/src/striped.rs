@@ -1,0 +1,145 @@
+//! [`StripedCounter`]: an in-process counter that scales with cores.
+
+use std::cell::Cell;
+
+use crate::sync::{AtomicI64, AtomicUsize, Ordering, thread_local};
+
+/// One counter cell on a cache line of its own (128 bytes: two lines, as the
+/// adjacent-line prefetcher of x86 pulls pairs), so that threads adding to
+/// different cells never share a line.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct PaddedCell(AtomicI64);
+
+/// Hands each thread a distinct starting probe.
+static NEXT_PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x9e37_79b9);
+
+thread_local! {
+    /// This thread's probe: which cell it adds to, rehashed on contention.
+    static PROBE: Cell<u32> = Cell::new(
+        NEXT_PROBE.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed) | 1
+    );
+}
+
+/// A counter split over cache-padded cells, like Java's `LongAdder`: each
+/// thread adds to "its" cell, so threads rarely contend on one cache line;
+/// reading sums the cells.
+///
+/// It starts with one cell and doubles the number of cells in use each time
+/// an add meets contention (a failed compare-and-swap), up to a bound (by
+/// default the next power of two of twice the number of cores). Cells never
+/// move, so growing loses nothing.
+///
+/// * [`add`](Self::add): one compare-and-swap on an uncontended line.
+/// * [`sum`](Self::sum): reads every cell in use, O(cells). Not a snapshot:
+///   adds that race with it may or may not be counted, and a sum never counts
+///   an add that has not happened.
+/// * [`take`](Self::take): swaps every cell to 0 and returns what it took:
+///   an add lands either before the swap of its cell (taken) or after (left
+///   for the next take), never in neither. Batched writers flush with it.
+///
+/// ```
+/// use sysblocks_sharded_counter::StripedCounter;
+///
+/// let views = StripedCounter::new();
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| for _ in 0..1000 { views.add(1) });
+///     }
+/// });
+/// assert_eq!(views.sum(), 4000);
+/// ```
+#[derive(Debug)]
+pub struct StripedCounter {
+    cells: Box<[PaddedCell]>,
+    /// Cells in use: a power of two, only ever growing.
+    active: AtomicUsize,
+}
+
+impl Default for StripedCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StripedCounter {
+    /// A counter at 0 that may grow to `2 × cores` cells (a power of two).
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        Self::with_max_cells(cores * 2)
+    }
+
+    /// A counter at 0 that grows to at most `max_cells` cells (rounded up to
+    /// a power of two; at least 1).
+    pub fn with_max_cells(max_cells: usize) -> Self {
+        let max = max_cells.clamp(1, 1 << 16).next_power_of_two();
+        StripedCounter {
+            cells: (0..max).map(|_| PaddedCell::default()).collect(),
+            active: AtomicUsize::new(1),
+        }
+    }
+
+    /// Adds `n` (which may be negative).
+    #[inline]
+    pub fn add(&self, n: i64) {
+        let active = self.active.load(Ordering::Acquire);
+        let probe = PROBE.with(Cell::get);
+        let cell = &self.cells[probe as usize & (active - 1)].0;
+        let current = cell.load(Ordering::Relaxed);
+        if cell
+            .compare_exchange(current, current.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            self.contended(cell, n, active);
+        }
+    }
+
+    /// Slow path: another thread is on this cell. Add anyway, move this
+    /// thread to another cell, and widen the stripe if it can still grow.
+    #[cold]
+    fn contended(&self, cell: &AtomicI64, n: i64, active: usize) {
+        cell.fetch_add(n, Ordering::AcqRel);
+        PROBE.with(|p| {
+            // xorshift32: a different cell next time.
+            let mut x = p.get();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            p.set(x);
+        });
+        if active < self.cells.len() {
+            let _ = self.active.compare_exchange(
+                active,
+                active * 2,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The total of every add so far (see the type's docs on races).
+    pub fn sum(&self) -> i64 {
+        let active = self.active.load(Ordering::Acquire);
+        self.cells[..active]
+            .iter()
+            .fold(0i64, |acc, c| acc.wrapping_add(c.0.load(Ordering::Acquire)))
+    }
+
+    /// Takes the total, leaving 0: every add is taken by exactly one `take`.
+    pub fn take(&self) -> i64 {
+        let active = self.active.load(Ordering::Acquire);
+        self.cells[..active]
+            .iter()
+            .fold(0i64, |acc, c| acc.wrapping_add(c.0.swap(0, Ordering::AcqRel)))
+    }
+
+    /// Sets the counter to 0. Adds racing with the reset may survive it.
+    pub fn reset(&self) {
+        let _ = self.take();
+    }
+
+    /// How many cells are in use now.
+    pub fn cells_in_use(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}

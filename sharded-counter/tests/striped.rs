@@ -1,0 +1,55 @@
+//! StripedCounter: no lost add across threads; take hands out every add once.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use sysblocks_sharded_counter::StripedCounter;
+
+#[test]
+fn threads_lose_no_add() {
+    let counter = StripedCounter::with_max_cells(8);
+    std::thread::scope(|s| {
+        for t in 0..8i64 {
+            let counter = &counter;
+            s.spawn(move || {
+                for i in 0..50_000i64 {
+                    counter.add(if i % 2 == 0 { t + 1 } else { -(t + 1) + 2 });
+                }
+            });
+        }
+    });
+    let expected: i64 = (0..8i64).map(|t| 25_000 * (t + 1) + 25_000 * (1 - t)).sum();
+    assert_eq!(counter.sum(), expected);
+    assert!(counter.cells_in_use() >= 1 && counter.cells_in_use() <= 8);
+}
+
+#[test]
+fn concurrent_takes_hand_out_every_add_exactly_once() {
+    let counter = StripedCounter::new();
+    let taken = AtomicI64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..100_000 {
+                    counter.add(1);
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..1_000 {
+                taken.fetch_add(counter.take(), Ordering::Relaxed);
+            }
+        });
+    });
+    assert_eq!(taken.load(Ordering::Relaxed) + counter.take(), 300_000);
+    assert_eq!(counter.sum(), 0);
+}
+
+#[test]
+fn max_cells_is_a_power_of_two_bound() {
+    let counter = StripedCounter::with_max_cells(0);
+    counter.add(5);
+    assert_eq!(counter.sum(), 5);
+    assert_eq!(counter.cells_in_use(), 1);
+    counter.reset();
+    assert_eq!(counter.sum(), 0);
+}
