@@ -201,6 +201,69 @@ fn redis_throughput(c: &mut Criterion) {
     group.finish();
 }
 
+/// Naive INCR on one key vs a 16-shard counter on the 3-master cluster: the
+/// shards spread over the nodes, the hot key pins one.
+fn cluster_throughput(c: &mut Criterion) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cluster = sysblocks_testkit::Cluster::new();
+    let conn = runtime.block_on(cluster.connection());
+    let mut group = c.benchmark_group("cluster_incr");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(TASKS * REDIS_INCRS_PER_TASK));
+    let hot = cluster.key("hot");
+    group.bench_function("naive_incr_one_key", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for _ in 0..TASKS {
+                        let (mut con, key) = (conn.clone(), hot.clone());
+                        tasks.spawn(async move {
+                            for _ in 0..REDIS_INCRS_PER_TASK {
+                                let _: i64 = redis::cmd("INCR")
+                                    .arg(&key)
+                                    .query_async(&mut con)
+                                    .await
+                                    .unwrap();
+                            }
+                        });
+                    }
+                    while tasks.join_next().await.is_some() {}
+                }
+                start.elapsed()
+            })
+        });
+    });
+    let sharded = Arc::new(
+        runtime
+            .block_on(RedisShardedCounter::open(conn.clone(), &cluster.key("sharded"), 16))
+            .unwrap(),
+    );
+    group.bench_function("sharded_counter_16_shards", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for _ in 0..TASKS {
+                        let counter = sharded.clone();
+                        tasks.spawn(async move {
+                            for _ in 0..REDIS_INCRS_PER_TASK {
+                                counter.incr(1).await.unwrap();
+                            }
+                        });
+                    }
+                    while tasks.join_next().await.is_some() {}
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -211,6 +274,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = in_process, redis_throughput
+    targets = in_process, redis_throughput, cluster_throughput
 }
 criterion_main!(benches);

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     }
     let mut failed = 0;
     for (name, run) in sections::ALL {
-        if let Err(e) = run() {
+        if let Err(e) = run(&options) {
             eprintln!("tour: section {name} failed: {e}");
             failed += 1;
         }

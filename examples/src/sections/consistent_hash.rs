@@ -21,7 +21,7 @@ fn load_summary(counts: &[u64]) -> String {
 ///
 /// # Errors
 /// Only if building the ring fails, which would be a bug in the tour.
-pub fn run() -> Result<(), Box<dyn Error>> {
+pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
     let section = Section::start("consistent-hash: a ring of 10 nodes, then 11");
     let mut rng = SmallRng::seed_from_u64(42);
     let keys: Vec<u64> = (0..KEYS).map(|_| hash_key(&rng.random::<u64>().to_le_bytes())).collect();

@@ -34,7 +34,7 @@ fn zipf(count: usize, universe: u64, seed: u64) -> Vec<u64> {
 ///
 /// # Errors
 /// Only on a bug (a zero cache size).
-pub fn run() -> Result<(), Box<dyn Error>> {
+pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
     let section = Section::start("lru-cache: hit ratios and single flight");
     let keys = zipf(1_000_000, 100_000, 7);
     section.note("1,000,000 Zipf(1.0) requests over 100,000 keys:");

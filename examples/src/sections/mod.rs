@@ -2,13 +2,18 @@
 
 pub mod consistent_hash;
 pub mod lru_cache;
+pub mod sharded_counter;
 
-/// A tour section: prints its findings, fails only on a bug.
-pub type SectionFn = fn() -> Result<(), Box<dyn std::error::Error>>;
+/// A tour section: prints its findings, fails only on a bug (or when the
+/// Redis it was pointed at is unreachable).
+pub type SectionFn = fn(&TourOptions) -> Result<(), Box<dyn std::error::Error>>;
 
 /// Every section, in the order the tour runs them.
-pub const ALL: &[(&str, SectionFn)] =
-    &[("consistent-hash", consistent_hash::run), ("lru-cache", lru_cache::run)];
+pub const ALL: &[(&str, SectionFn)] = &[
+    ("consistent-hash", consistent_hash::run),
+    ("lru-cache", lru_cache::run),
+    ("sharded-counter", sharded_counter::run),
+];
 
 /// Options shared by every section.
 #[derive(Debug, Clone, Default)]
