@@ -13,8 +13,19 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use crate::clock::{Clock, SystemClock};
 use crate::error::CacheError;
 
-/// "No entry": the end of the recency list.
-const NIL: u32 = u32::MAX;
+/// Slot 0 is the sentinel of the circular recency list: its `next` is the
+/// most recently used slot, its `prev` the least recently used, and it links
+/// to itself when the cache is empty. With a sentinel, unlinking and
+/// relinking need no branches for the ends of the list.
+const SENTINEL: u32 = 0;
+
+/// `opt_in` bit: count hits and misses.
+const COUNT_STATS: u8 = 1;
+/// `opt_in` bit: some entry has had a time to live, so reads check expiry.
+const CHECK_EXPIRY: u8 = 2;
+
+/// Entries per cache, at most (slots are `u32`, one is the sentinel).
+const MAX_ENTRIES: usize = u32::MAX as usize - 1;
 
 /// Why an entry left the cache (or, for `Replaced`, lost its value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,13 +87,6 @@ struct Entry<K, V> {
     expires: Option<Instant>,
 }
 
-/// The part of an entry a lookup compares: kept small and together so that
-/// a probe touches one cache line.
-struct Slot<K, V> {
-    key: K,
-    value: V,
-}
-
 /// The rest of an entry, in a parallel array read on writes, evictions and
 /// (only when some entry has a time to live) reads.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +94,16 @@ struct Meta {
     hash: u64,
     weight: u64,
     expires: Option<Instant>,
+    /// Whether the slot holds an entry (false: free, or the sentinel).
+    live: bool,
+}
+
+/// A hash-table bucket: the entry itself and its slot in the recency list.
+/// Key and value sit together, so a hit reads both from one cache line.
+struct Bucket<K, V> {
+    key: K,
+    value: V,
+    slot: u32,
 }
 
 /// An entry's place in the recency list. Links live in their own dense array
@@ -105,10 +119,11 @@ struct Link {
 
 /// An exact least-recently-used cache with O(1) operations.
 ///
-/// Entries live in a slab (`Vec`) and are linked into a recency list by
-/// `u32` indices, not pointers; a hash table maps keys to slab indices. There
-/// is no `unsafe` code (the crate forbids it): the `lru` crate's raw-pointer
-/// list has had several soundness advisories, this design cannot have them.
+/// Entries live in a hash table together with a slot number; the recency
+/// list links slots by `u32` indices, not pointers. There is no `unsafe`
+/// code (the crate forbids it): the `lru` crate's raw-pointer list has had
+/// soundness advisories, and this design cannot have them. See the
+/// [guide](crate::guide) for the layout.
 ///
 /// Bounded by entry count ([`new`](Self::new)) or by total weight
 /// ([`LruCache::builder`] with a weigher); the bound is never exceeded.
@@ -129,13 +144,13 @@ struct Link {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct LruCache<K, V, S = DefaultHashBuilder> {
-    table: HashTable<u32>,
-    entries: Vec<Option<Slot<K, V>>>,
+    /// The entries (key, value, slot). A probe compares keys, and a hit
+    /// reads the value, in the table's own memory.
+    table: HashTable<Bucket<K, V>>,
+    /// Per slot: hash, weight, expiry, liveness.
     meta: Vec<Meta>,
     links: Vec<Link>,
     free: Vec<u32>,
-    head: u32,
-    tail: u32,
     len: usize,
     bound: Bound,
     total_weight: u64,
@@ -147,10 +162,11 @@ pub struct LruCache<K, V, S = DefaultHashBuilder> {
     expiry: BinaryHeap<Reverse<(Instant, u32)>>,
     listener: Option<Listener<K, V>>,
     stats: CacheStats,
-    record_stats: bool,
-    /// Whether any entry ever had a time to live; until then reads skip the
-    /// expiry check (and the `meta` array) entirely.
-    expiry_in_use: bool,
+    /// Opt-in work on reads, as bits ([`COUNT_STATS`], [`CHECK_EXPIRY`]), so
+    /// that a plain cache pays one test per read for both.
+    opt_in: u8,
+    /// The next never-used slot (slots below it are live or on the free list).
+    next_fresh: u32,
     hasher: S,
 }
 
@@ -283,12 +299,9 @@ impl<K, V, S> LruBuilder<K, V, S> {
         };
         Ok(LruCache {
             table: HashTable::with_capacity(reserve),
-            entries: Vec::with_capacity(reserve),
-            meta: Vec::with_capacity(reserve),
-            links: Vec::with_capacity(reserve),
+            meta: sentinel_meta(reserve),
+            links: sentinel_links(reserve),
             free: Vec::new(),
-            head: NIL,
-            tail: NIL,
             len: 0,
             bound,
             total_weight: 0,
@@ -298,17 +311,53 @@ impl<K, V, S> LruBuilder<K, V, S> {
             expiry: BinaryHeap::new(),
             listener: self.listener,
             stats: CacheStats::default(),
-            record_stats: self.record_stats,
-            expiry_in_use: false,
+            opt_in: if self.record_stats { COUNT_STATS } else { 0 },
+            next_fresh: 1,
             hasher: self.hasher,
         })
     }
 }
 
+/// Slot arrays holding just the sentinel (slot 0), with room for `reserve`
+/// entries.
+fn sentinel_meta(reserve: usize) -> Vec<Meta> {
+    let mut v = Vec::with_capacity(reserve + 1);
+    v.push(Meta { hash: 0, weight: 0, expires: None, live: false });
+    v
+}
+
+/// The links array: a power-of-two length (see [`LruCache::promote`]), all
+/// pointing at the sentinel.
+fn sentinel_links(reserve: usize) -> Vec<Link> {
+    vec![Link { prev: SENTINEL, next: SENTINEL }; (reserve + 1).next_power_of_two()]
+}
+
+/// Moves live slot `i` to the front of the recency list: unlink and relink
+/// in one pass, with no branch (promoting the head itself works through the
+/// sentinel), so a skewed workload that often hits the head costs no
+/// mispredictions. The links' length is a power of two, so indexing with
+/// `i & (len - 1)` changes no valid slot and lets the compiler drop the
+/// bounds checks (a masked index is provably in range once the slice is
+/// known to be non-empty).
+#[inline]
+fn promote(links: &mut [Link], i: u32) {
+    if links.is_empty() {
+        return;
+    }
+    let m = links.len() - 1;
+    let Link { prev, next } = links[i as usize & m];
+    links[prev as usize & m].next = next;
+    links[next as usize & m].prev = prev;
+    let head = links[SENTINEL as usize & m].next;
+    links[i as usize & m] = Link { prev: SENTINEL, next: head };
+    links[head as usize & m].prev = i;
+    links[SENTINEL as usize & m].next = i;
+}
+
 fn check_bound(bound: Bound) -> Result<(), CacheError> {
     match bound {
         Bound::Count(0) | Bound::Weight(0) => Err(CacheError::ZeroCapacity),
-        Bound::Count(n) if n >= NIL as usize => Err(CacheError::CapacityTooLarge { requested: n }),
+        Bound::Count(n) if n > MAX_ENTRIES => Err(CacheError::CapacityTooLarge { requested: n }),
         _ => Ok(()),
     }
 }
@@ -339,55 +388,52 @@ impl<K: Hash + Eq, V> LruCache<K, V> {
 impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     // ----- the slab and the list -------------------------------------------
 
+    /// The most recently used slot (the sentinel when empty).
     #[inline]
-    fn entry(&self, i: u32) -> &Slot<K, V> {
-        match &self.entries[i as usize] {
-            Some(e) => e,
-            None => unreachable!("linked index {i} points at a free slot"),
-        }
+    fn head(&self) -> u32 {
+        self.links[SENTINEL as usize].next
     }
 
+    /// The least recently used slot (the sentinel when empty).
     #[inline]
-    fn entry_mut(&mut self, i: u32) -> &mut Slot<K, V> {
-        match &mut self.entries[i as usize] {
-            Some(e) => e,
-            None => unreachable!("linked index {i} points at a free slot"),
+    fn tail(&self) -> u32 {
+        self.links[SENTINEL as usize].prev
+    }
+
+    /// The links as a slice whose length is a power of two. Indexing it with
+    /// `i & (len - 1)` changes no valid slot (every slot is below `len`),
+    /// and lets the compiler drop the bounds checks on the hot path: a
+    /// masked index is provably in range once the slice is known non-empty.
+    #[inline]
+    fn links_pow2(&mut self) -> Option<(&mut [Link], usize)> {
+        let links = self.links.as_mut_slice();
+        if links.is_empty() {
+            return None;
         }
+        let mask = links.len() - 1;
+        Some((links, mask))
     }
 
     #[inline]
     fn unlink(&mut self, i: u32) {
-        let Link { prev, next } = self.links[i as usize];
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.links[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.links[next as usize].prev = prev;
-        }
+        let Some((links, m)) = self.links_pow2() else { return };
+        let Link { prev, next } = links[i as usize & m];
+        links[prev as usize & m].next = next;
+        links[next as usize & m].prev = prev;
     }
 
     #[inline]
     fn push_front(&mut self, i: u32) {
-        let old_head = self.head;
-        self.links[i as usize] = Link { prev: NIL, next: old_head };
-        if old_head == NIL {
-            self.tail = i;
-        } else {
-            self.links[old_head as usize].prev = i;
-        }
-        self.head = i;
+        let Some((links, m)) = self.links_pow2() else { return };
+        let head = links[SENTINEL as usize & m].next;
+        links[i as usize & m] = Link { prev: SENTINEL, next: head };
+        links[head as usize & m].prev = i;
+        links[SENTINEL as usize & m].next = i;
     }
 
     #[inline]
     fn promote(&mut self, i: u32) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
+        promote(&mut self.links, i);
     }
 
     #[inline(always)]
@@ -396,10 +442,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let entries = &self.entries;
-        self.table
-            .find(hash, |&i| entries[i as usize].as_ref().is_some_and(|e| e.key.borrow() == key))
-            .copied()
+        self.table.find(hash, |b| b.key.borrow() == key).map(|b| b.slot)
     }
 
     /// Takes entry `i` out of every structure; the cache is consistent when
@@ -407,14 +450,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// user's `Drop`) cannot corrupt it.
     fn detach(&mut self, i: u32) -> Entry<K, V> {
         self.unlink(i);
-        let Meta { hash, weight, expires } = self.meta[i as usize];
-        if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
-            found.remove();
-        }
-        let Some(Slot { key, value }) = self.entries[i as usize].take() else {
-            unreachable!("detached index {i} is a free slot")
+        let Meta { hash, weight, expires, .. } = self.meta[i as usize];
+        let Ok(found) = self.table.find_entry(hash, |b| b.slot == i) else {
+            unreachable!("live slot {i} is indexed")
         };
+        let (Bucket { key, value, .. }, _) = found.remove();
         self.meta[i as usize].expires = None;
+        self.meta[i as usize].live = false;
         self.free.push(i);
         self.len -= 1;
         self.total_weight -= weight;
@@ -435,7 +477,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// Whether the live entry in slot `i` has expired.
     #[inline]
     fn live_expired(&self, i: u32) -> bool {
-        self.expiry_in_use && self.meta[i as usize].expires.is_some_and(|t| self.clock.now() >= t)
+        self.opt_in & CHECK_EXPIRY != 0
+            && self.meta[i as usize].expires.is_some_and(|t| self.clock.now() >= t)
     }
 
     fn weigh(&self, key: &K, value: &V) -> u64 {
@@ -451,10 +494,11 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// Evicts the least recently used entry, reporting it.
     fn evict_lru(&mut self) -> Option<Entry<K, V>> {
-        if self.tail == NIL {
+        let tail = self.tail();
+        if tail == SENTINEL {
             return None;
         }
-        let e = self.detach(self.tail);
+        let e = self.detach(tail);
         let cause = if self.is_expired(&e) {
             self.stats.expirations += 1;
             RemovalCause::Expired
@@ -478,7 +522,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
                 break;
             }
             self.expiry.pop();
-            let live = self.entries.get(i as usize).is_some_and(Option::is_some);
+            let live = self.meta.get(i as usize).is_some_and(|m| m.live);
             if live && self.meta[i as usize].expires == Some(at) {
                 let e = self.detach(i);
                 self.stats.expirations += 1;
@@ -501,15 +545,39 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     // ----- reads -----------------------------------------------------------
 
     /// The value for `key`, marking it most recently used. An expired entry
-    /// is removed and counts as a miss.
+    /// is never returned: it counts as a miss and is reclaimed by the next
+    /// write (or [`purge_expired`](Self::purge_expired)).
     #[inline(always)]
     pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.lookup_live(key)?;
-        Some(&self.entry(i).value)
+        let hash = self.hasher.hash_one(key);
+        // One probe. The bucket stays borrowed while other fields (stats,
+        // metadata, links) are read or updated.
+        let Some(bucket) = self.table.find(hash, |b| b.key.borrow() == key) else {
+            if self.opt_in & COUNT_STATS != 0 {
+                self.stats.misses += 1;
+            }
+            return None;
+        };
+        if self.opt_in != 0 {
+            let expired = self.opt_in & CHECK_EXPIRY != 0
+                && self.meta[bucket.slot as usize].expires.is_some_and(|t| self.clock.now() >= t);
+            if self.opt_in & COUNT_STATS != 0 {
+                if expired {
+                    self.stats.misses += 1;
+                } else {
+                    self.stats.hits += 1;
+                }
+            }
+            if expired {
+                return None;
+            }
+        }
+        promote(&mut self.links, bucket.slot);
+        Some(&bucket.value)
     }
 
     /// A mutable reference to the value for `key`, marking it most recently
@@ -520,7 +588,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let i = self.lookup_live(key)?;
-        Some(&mut self.entry_mut(i).value)
+        let hash = self.meta[i as usize].hash;
+        self.table.find_mut(hash, |b| b.slot == i).map(|b| &mut b.value)
     }
 
     #[inline(always)]
@@ -531,25 +600,24 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     {
         let hash = self.hasher.hash_one(key);
         let Some(i) = self.find(hash, key) else {
-            if self.record_stats {
+            if self.opt_in & COUNT_STATS != 0 {
                 self.stats.misses += 1;
             }
             return None;
         };
-        if self.expiry_in_use
-            && let Some(at) = self.meta[i as usize].expires
-            && self.clock.now() >= at
-        {
-            self.expire_on_read(i);
-            return None;
+        if self.opt_in != 0 {
+            if self.opt_in & CHECK_EXPIRY != 0
+                && let Some(at) = self.meta[i as usize].expires
+                && self.clock.now() >= at
+            {
+                self.expire_on_read(i);
+                return None;
+            }
+            if self.opt_in & COUNT_STATS != 0 {
+                self.stats.hits += 1;
+            }
         }
-        if self.record_stats {
-            self.stats.hits += 1;
-        }
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
+        self.promote(i);
         Some(i)
     }
 
@@ -559,7 +627,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     fn expire_on_read(&mut self, i: u32) {
         let e = self.detach(i);
         self.stats.expirations += 1;
-        if self.record_stats {
+        if self.opt_in & COUNT_STATS != 0 {
             self.stats.misses += 1;
         }
         self.notify(&e, RemovalCause::Expired);
@@ -574,8 +642,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.find(self.hasher.hash_one(key), key)?;
-        if self.live_expired(i) { None } else { Some(&self.entry(i).value) }
+        let bucket = self.table.find(self.hasher.hash_one(key), |b| b.key.borrow() == key)?;
+        if self.live_expired(bucket.slot) { None } else { Some(&bucket.value) }
     }
 
     /// The least recently used live entry, without marking it used.
@@ -624,8 +692,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// Live entries from most to least recently used.
     pub fn iter(&self) -> Iter<'_, K, V, S> {
-        let now = if self.expiry_in_use { Some(self.clock.now()) } else { None };
-        Iter { cache: self, next: self.head, back: self.tail, remaining: self.len, now }
+        let now = if self.opt_in & CHECK_EXPIRY != 0 { Some(self.clock.now()) } else { None };
+        Iter { cache: self, next: self.head(), back: self.tail(), remaining: self.len, now }
     }
 
     // ----- writes ----------------------------------------------------------
@@ -680,13 +748,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             return Err((key, value, CacheError::EntryTooHeavy { weight, max_weight: max }));
         }
         let expires = ttl.map(|d| self.clock.now() + d);
-        self.expiry_in_use |= expires.is_some();
+        if expires.is_some() {
+            self.opt_in |= CHECK_EXPIRY;
+        }
         let hash = self.hasher.hash_one(&key);
-        if let Some(i) = self.find(hash, &key) {
+        if let Some(bucket) = self.table.find_mut(hash, |b| b.key == key) {
             // Replace in place: the key keeps its slot and moves to the front.
-            let e = self.entry_mut(i);
-            let old_value = std::mem::replace(&mut e.value, value);
-            let old_key = std::mem::replace(&mut e.key, key);
+            let i = bucket.slot;
+            let old_key = std::mem::replace(&mut bucket.key, key);
+            let old_value = std::mem::replace(&mut bucket.value, value);
             let meta = &mut self.meta[i as usize];
             let old_weight = std::mem::replace(&mut meta.weight, weight);
             meta.expires = expires;
@@ -699,7 +769,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
                 listener(&old_key, &old_value, RemovalCause::Replaced);
             }
             let mut evicted = Vec::new();
-            while self.over_bound(0, 0) && self.tail != i {
+            while self.over_bound(0, 0) && self.tail() != i {
                 evicted.extend(self.evict_lru());
             }
             drop(evicted);
@@ -711,23 +781,27 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             let Some(e) = self.evict_lru() else { break };
             if first.is_none() { first = Some((e.key, e.value)) } else { more.push(e) }
         }
-        let slot = Slot { key, value };
-        let meta = Meta { hash, weight, expires };
+        let meta = Meta { hash, weight, expires, live: true };
         let i = match self.free.pop() {
             Some(i) => {
-                self.entries[i as usize] = Some(slot);
                 self.meta[i as usize] = meta;
                 i
             }
             None => {
-                self.entries.push(Some(slot));
+                let i = self.next_fresh;
+                if i as usize == self.links.len() {
+                    // Keep the links' length a power of two.
+                    let doubled = self.links.len() * 2;
+                    self.links.resize(doubled, Link { prev: SENTINEL, next: SENTINEL });
+                }
                 self.meta.push(meta);
-                self.links.push(Link { prev: NIL, next: NIL });
-                (self.entries.len() - 1) as u32
+                self.next_fresh += 1;
+                i
             }
         };
         let metas = &self.meta;
-        self.table.insert_unique(hash, i, |&j| metas[j as usize].hash);
+        self.table
+            .insert_unique(hash, Bucket { key, value, slot: i }, |b| metas[b.slot as usize].hash);
         self.len += 1;
         self.total_weight += weight;
         if let Some(at) = expires {
@@ -768,8 +842,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// Removes and returns the least recently used live entry.
     pub fn pop_lru(&mut self) -> Option<(K, V)> {
         self.purge_expired();
-        while self.tail != NIL {
-            let e = self.detach(self.tail);
+        while self.tail() != SENTINEL {
+            let e = self.detach(self.tail());
             if self.is_expired(&e) {
                 self.stats.expirations += 1;
                 self.notify(&e, RemovalCause::Expired);
@@ -806,22 +880,20 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// Removes every entry (each reported to the listener as `Explicit`).
     pub fn clear(&mut self) {
-        let entries = std::mem::take(&mut self.entries);
-        self.links.clear();
-        self.meta.clear();
-        self.table.clear();
+        let table = std::mem::take(&mut self.table);
+        self.next_fresh = 1;
         self.free.clear();
         self.expiry.clear();
-        self.head = NIL;
-        self.tail = NIL;
+        self.meta = sentinel_meta(0);
+        self.links = sentinel_links(0);
         self.len = 0;
         self.total_weight = 0;
         if let Some(listener) = self.listener.as_mut() {
-            for e in entries.iter().flatten() {
-                listener(&e.key, &e.value, RemovalCause::Explicit);
+            for bucket in &table {
+                listener(&bucket.key, &bucket.value, RemovalCause::Explicit);
             }
         }
-        drop(entries);
+        drop(table);
     }
 }
 
@@ -840,7 +912,15 @@ impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
     }
 }
 
-impl<K, V, S> Iter<'_, K, V, S> {
+impl<'a, K, V, S> Iter<'a, K, V, S> {
+    /// The key (through the table, by the slot's stored hash) and value of
+    /// live slot `i`.
+    fn entry(&self, i: u32) -> Option<(&'a K, &'a V)> {
+        let cache = self.cache;
+        let bucket = cache.table.find(cache.meta[i as usize].hash, |b| b.slot == i)?;
+        Some((&bucket.key, &bucket.value))
+    }
+
     fn live(&self, i: u32) -> bool {
         match (self.cache.meta[i as usize].expires, self.now) {
             (Some(at), Some(now)) => now < at,
@@ -855,11 +935,10 @@ impl<'a, K, V, S> Iterator for Iter<'a, K, V, S> {
     fn next(&mut self) -> Option<Self::Item> {
         while self.remaining > 0 {
             let i = self.next;
-            let e = self.cache.entries[i as usize].as_ref()?;
             self.next = self.cache.links[i as usize].next;
             self.remaining -= 1;
             if self.live(i) {
-                return Some((&e.key, &e.value));
+                return self.entry(i);
             }
         }
         None
@@ -874,11 +953,10 @@ impl<K, V, S> DoubleEndedIterator for Iter<'_, K, V, S> {
     fn next_back(&mut self) -> Option<Self::Item> {
         while self.remaining > 0 {
             let i = self.back;
-            let e = self.cache.entries[i as usize].as_ref()?;
             self.back = self.cache.links[i as usize].prev;
             self.remaining -= 1;
             if self.live(i) {
-                return Some((&e.key, &e.value));
+                return self.entry(i);
             }
         }
         None

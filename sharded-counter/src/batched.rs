@@ -57,6 +57,7 @@ struct Pending {
 /// [`shutdown`](Self::shutdown) on graceful exit to close the window.
 ///
 /// ```no_run
+/// # #![allow(dead_code)]
 /// # async fn demo(con: redis::aio::ConnectionManager) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use sysblocks_sharded_counter::{BatchedCounter, RedisShardedCounter};

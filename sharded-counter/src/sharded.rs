@@ -100,6 +100,7 @@ fn parse_layout(s: &str) -> Option<Layout> {
 /// opens the counter agrees on which shards to read.
 ///
 /// ```no_run
+/// # #![allow(dead_code)]
 /// # async fn demo(con: redis::aio::ConnectionManager) -> Result<(), Box<dyn std::error::Error>> {
 /// use sysblocks_sharded_counter::RedisShardedCounter;
 ///
