@@ -41,17 +41,20 @@ pub fn load(name: &str) -> Result<Vec<u64>, String> {
     Ok(accesses)
 }
 
+/// Replays `accesses` through a cache: `access(block)` looks the block up,
+/// inserts it on a miss, and says whether it was a hit. Returns the hits.
+pub fn count_hits(accesses: &[u64], mut access: impl FnMut(u64) -> bool) -> u64 {
+    accesses.iter().map(|&block| u64::from(access(block))).sum()
+}
+
 /// Hits of an exact LRU of `capacity` blocks over `accesses`, counted with
 /// `sysblocks_lru_cache::LruCache`.
 pub fn lru_hits(accesses: &[u64], capacity: usize) -> u64 {
     let Ok(mut cache) = sysblocks_lru_cache::LruCache::new(capacity) else { return 0 };
-    let mut hits = 0;
-    for &block in accesses {
-        if cache.get(&block).is_some() {
-            hits += 1;
-        } else {
+    count_hits(accesses, |block| {
+        cache.get(&block).is_some() || {
             cache.put(block, ());
+            false
         }
-    }
-    hits
+    })
 }

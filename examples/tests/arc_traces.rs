@@ -10,15 +10,10 @@ use sysblocks_examples::traces;
 
 fn peer_hits(accesses: &[u64], capacity: usize) -> u64 {
     let mut cache = lru::LruCache::new(NonZeroUsize::new(capacity).unwrap());
-    let mut hits = 0;
-    for &block in accesses {
-        if cache.get(&block).is_some() {
-            hits += 1;
-        } else {
-            cache.put(block, ());
-        }
-    }
-    hits
+    // The same replay as `traces::lru_hits`, through the `lru` crate.
+    traces::count_hits(accesses, |block| {
+        cache.get(&block).is_some() || cache.put(block, ()).is_some()
+    })
 }
 
 #[test]

@@ -157,7 +157,16 @@ fn bench_unsync<C: Unsync>(c: &mut Criterion, hits: &[u64], zipf: &[u64]) {
 trait Shared: Sync {
     fn name() -> &'static str;
     fn with_capacity(cap: usize) -> Self;
-    fn get_or_insert(&self, k: u64) -> u64;
+    fn get(&self, k: u64) -> Option<u64>;
+    fn insert(&self, k: u64, v: u64);
+
+    #[inline(always)]
+    fn get_or_insert(&self, k: u64) -> u64 {
+        self.get(k).unwrap_or_else(|| {
+            self.insert(k, k);
+            k
+        })
+    }
 }
 
 impl Shared for ConcurrentLruCache<u64, u64> {
@@ -168,14 +177,12 @@ impl Shared for ConcurrentLruCache<u64, u64> {
         ConcurrentLruCache::new(cap).unwrap()
     }
     #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        match self.get(&k) {
-            Some(v) => v,
-            None => {
-                self.insert(k, k);
-                k
-            }
-        }
+    fn get(&self, k: u64) -> Option<u64> {
+        ConcurrentLruCache::get(self, &k)
+    }
+    #[inline(always)]
+    fn insert(&self, k: u64, v: u64) {
+        ConcurrentLruCache::insert(self, k, v);
     }
 }
 
@@ -187,14 +194,12 @@ impl Shared for moka::sync::Cache<u64, u64> {
         moka::sync::Cache::new(cap as u64)
     }
     #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        match self.get(&k) {
-            Some(v) => v,
-            None => {
-                self.insert(k, k);
-                k
-            }
-        }
+    fn get(&self, k: u64) -> Option<u64> {
+        moka::sync::Cache::get(self, &k)
+    }
+    #[inline(always)]
+    fn insert(&self, k: u64, v: u64) {
+        moka::sync::Cache::insert(self, k, v);
     }
 }
 
@@ -206,14 +211,12 @@ impl Shared for quick_cache::sync::Cache<u64, u64> {
         quick_cache::sync::Cache::new(cap)
     }
     #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        match self.get(&k) {
-            Some(v) => v,
-            None => {
-                self.insert(k, k);
-                k
-            }
-        }
+    fn get(&self, k: u64) -> Option<u64> {
+        quick_cache::sync::Cache::get(self, &k)
+    }
+    #[inline(always)]
+    fn insert(&self, k: u64, v: u64) {
+        quick_cache::sync::Cache::insert(self, k, v);
     }
 }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sysblocks_sharded_counter::{BatchedCounter, RedisShardedCounter, StripedCounter};
+use sysblocks_sharded_counter::{
+    BatchedCounter, RedisConnection, RedisShardedCounter, StripedCounter,
+};
 
 const ADDS_PER_THREAD: u64 = 200_000;
 
@@ -107,6 +109,67 @@ fn in_process(c: &mut Criterion) {
 const TASKS: u64 = 16;
 const REDIS_INCRS_PER_TASK: u64 = 2_000;
 
+/// Times `iters` rounds of `TASKS` tasks that each await `op` a fixed number
+/// of times.
+fn time_tasks<F, Fut>(runtime: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    runtime.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..TASKS {
+                let op = op.clone();
+                tasks.spawn(async move {
+                    for _ in 0..REDIS_INCRS_PER_TASK {
+                        op().await;
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        start.elapsed()
+    })
+}
+
+/// `INCR` on one hot key vs a 16-shard counter, over one connection (a
+/// standalone manager or a cluster connection).
+fn naive_vs_sharded<C>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    conn: C,
+    hot_key: String,
+    sharded_name: &str,
+) where
+    C: redis::aio::ConnectionLike + Into<RedisConnection> + Clone + Send + Sync + 'static,
+{
+    let naive_conn = conn.clone();
+    group.bench_function("naive_incr_one_key", |b| {
+        b.iter_custom(|iters| {
+            let (conn, key) = (naive_conn.clone(), hot_key.clone());
+            time_tasks(runtime, iters, move || {
+                let (mut con, key) = (conn.clone(), key.clone());
+                async move {
+                    let _: i64 = redis::cmd("INCR").arg(&key).query_async(&mut con).await.unwrap();
+                }
+            })
+        });
+    });
+    let sharded =
+        Arc::new(runtime.block_on(RedisShardedCounter::open(conn, sharded_name, 16)).unwrap());
+    group.bench_function("sharded_counter_16_shards", |b| {
+        b.iter_custom(|iters| {
+            let counter = sharded.clone();
+            time_tasks(runtime, iters, move || {
+                let counter = counter.clone();
+                async move { counter.incr(1).await.unwrap() }
+            })
+        });
+    });
+}
+
 fn redis_throughput(c: &mut Criterion) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -115,64 +178,12 @@ fn redis_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("redis_incr");
     group.sample_size(10);
     group.throughput(Throughput::Elements(TASKS * REDIS_INCRS_PER_TASK));
+    naive_vs_sharded(&mut group, &runtime, conn.clone(), redis.key("hot"), &redis.key("sharded"));
 
-    let hot = redis.key("hot");
-    group.bench_function("naive_incr_one_key", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for _ in 0..TASKS {
-                        let (mut con, key) = (conn.clone(), hot.clone());
-                        tasks.spawn(async move {
-                            for _ in 0..REDIS_INCRS_PER_TASK {
-                                let _: i64 = redis::cmd("INCR")
-                                    .arg(&key)
-                                    .query_async(&mut con)
-                                    .await
-                                    .unwrap();
-                            }
-                        });
-                    }
-                    while tasks.join_next().await.is_some() {}
-                }
-                start.elapsed()
-            })
-        });
-    });
-
-    let sharded = Arc::new(
-        runtime
-            .block_on(RedisShardedCounter::open(conn.clone(), &redis.key("sharded"), 16))
-            .unwrap(),
-    );
-    group.bench_function("sharded_counter_16_shards", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for _ in 0..TASKS {
-                        let counter = sharded.clone();
-                        tasks.spawn(async move {
-                            for _ in 0..REDIS_INCRS_PER_TASK {
-                                counter.incr(1).await.unwrap();
-                            }
-                        });
-                    }
-                    while tasks.join_next().await.is_some() {}
-                }
-                start.elapsed()
-            })
-        });
-    });
-
-    // Batched: the same number of acknowledged adds (local), plus the flush
-    // that puts them all in Redis, timed together.
-    let target = runtime
-        .block_on(RedisShardedCounter::open(conn.clone(), &redis.key("batched"), 16))
-        .unwrap();
+    // Batched: a hundred times the adds (acknowledged locally), plus the
+    // flush that puts them all in Redis, timed together.
+    let target =
+        runtime.block_on(RedisShardedCounter::open(conn, &redis.key("batched"), 16)).unwrap();
     let batched = Arc::new(runtime.block_on(async {
         BatchedCounter::start(target, Duration::from_millis(50), 1_000_000).unwrap()
     }));
@@ -201,8 +212,8 @@ fn redis_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-/// Naive INCR on one key vs a 16-shard counter on the 3-master cluster: the
-/// shards spread over the nodes, the hot key pins one.
+/// The same two workloads on the 3-master cluster: the shards spread over
+/// the nodes, the hot key pins one.
 fn cluster_throughput(c: &mut Criterion) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -211,56 +222,7 @@ fn cluster_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("cluster_incr");
     group.sample_size(10);
     group.throughput(Throughput::Elements(TASKS * REDIS_INCRS_PER_TASK));
-    let hot = cluster.key("hot");
-    group.bench_function("naive_incr_one_key", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for _ in 0..TASKS {
-                        let (mut con, key) = (conn.clone(), hot.clone());
-                        tasks.spawn(async move {
-                            for _ in 0..REDIS_INCRS_PER_TASK {
-                                let _: i64 = redis::cmd("INCR")
-                                    .arg(&key)
-                                    .query_async(&mut con)
-                                    .await
-                                    .unwrap();
-                            }
-                        });
-                    }
-                    while tasks.join_next().await.is_some() {}
-                }
-                start.elapsed()
-            })
-        });
-    });
-    let sharded = Arc::new(
-        runtime
-            .block_on(RedisShardedCounter::open(conn.clone(), &cluster.key("sharded"), 16))
-            .unwrap(),
-    );
-    group.bench_function("sharded_counter_16_shards", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for _ in 0..TASKS {
-                        let counter = sharded.clone();
-                        tasks.spawn(async move {
-                            for _ in 0..REDIS_INCRS_PER_TASK {
-                                counter.incr(1).await.unwrap();
-                            }
-                        });
-                    }
-                    while tasks.join_next().await.is_some() {}
-                }
-                start.elapsed()
-            })
-        });
-    });
+    naive_vs_sharded(&mut group, &runtime, conn, cluster.key("hot"), &cluster.key("sharded"));
     group.finish();
 }
 
