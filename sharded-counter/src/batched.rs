@@ -31,6 +31,8 @@ const DEDUPE_TTL_SECS: u64 = 24 * 3600;
 /// applied twice.
 #[derive(Debug, Clone)]
 struct Pending {
+    /// Which of the batched counters the delta belongs to.
+    target: usize,
     shard: u32,
     delta: i64,
     id: u64,
@@ -41,6 +43,11 @@ struct Pending {
 /// accumulated delta into a [`RedisShardedCounter`] every `interval`, or
 /// sooner once `threshold` adds have piled up. [`flush`](Self::flush) and
 /// [`shutdown`](Self::shutdown) flush everything that was added before them.
+///
+/// One batcher can serve many counters ([`start_many`](Self::start_many),
+/// then a [`BatchedHandle`] per counter): each flush sends the deltas of all
+/// of them together, one pipeline on a standalone server (on a cluster, one
+/// command per delta, sent concurrently to their nodes).
 ///
 /// **Exactly once.** Each flush takes the local delta (an add is taken by
 /// exactly one flush) and sends it with a fresh flush id through a Lua script
@@ -78,10 +85,16 @@ pub struct BatchedCounter {
     stop: Arc<tokio::sync::Notify>,
 }
 
+/// One batched counter: where it flushes to, and what it has gathered.
+#[derive(Debug)]
+struct Target {
+    counter: RedisShardedCounter,
+    local: StripedCounter,
+}
+
 #[derive(Debug)]
 struct Inner {
-    target: RedisShardedCounter,
-    local: StripedCounter,
+    targets: Vec<Target>,
     /// Adds since the last flush began, to trigger the threshold.
     since_flush: AtomicUsize,
     threshold: usize,
@@ -105,12 +118,34 @@ impl BatchedCounter {
         interval: Duration,
         threshold: usize,
     ) -> Result<Self, CounterError> {
+        Self::start_many(vec![target], interval, threshold)
+    }
+
+    /// Starts batching adds into several counters, flushed together; add to
+    /// them through [`handle`](Self::handle). All of them must live on the
+    /// Redis (server or cluster) of the first, whose connection flushes.
+    /// `threshold` counts adds over all of them.
+    ///
+    /// # Errors
+    /// [`CounterError::NoCounters`] for an empty list,
+    /// [`CounterError::ZeroFlushInterval`] for a zero interval or threshold.
+    pub fn start_many(
+        targets: Vec<RedisShardedCounter>,
+        interval: Duration,
+        threshold: usize,
+    ) -> Result<Self, CounterError> {
+        if targets.is_empty() {
+            return Err(CounterError::NoCounters);
+        }
         if interval.is_zero() || threshold == 0 {
             return Err(CounterError::ZeroFlushInterval);
         }
+        let targets = targets
+            .into_iter()
+            .map(|counter| Target { counter, local: StripedCounter::new() })
+            .collect();
         let inner = Arc::new(Inner {
-            target,
-            local: StripedCounter::new(),
+            targets,
             since_flush: AtomicUsize::new(0),
             threshold,
             wake: tokio::sync::Notify::new(),
@@ -124,20 +159,25 @@ impl BatchedCounter {
         Ok(BatchedCounter { inner, task: Some(task), stop })
     }
 
-    /// Adds `n` locally. Never blocks and never fails; Redis sees it at the
-    /// next flush.
+    /// Adds `n` locally to the (first) counter. Never blocks and never
+    /// fails; Redis sees it at the next flush.
     #[inline]
     pub fn add(&self, n: i64) {
-        self.inner.local.add(n);
-        if self.inner.since_flush.fetch_add(1, Ordering::Relaxed) + 1 == self.inner.threshold {
-            self.inner.wake.notify_one();
-        }
+        self.inner.add(0, n);
     }
 
-    /// Adds that are local or unconfirmed (not yet known to be in Redis).
+    /// A handle that adds to counter `index` (in the order given to
+    /// [`start_many`](Self::start_many)), or `None` past the end.
+    pub fn handle(&self, index: usize) -> Option<BatchedHandle> {
+        (index < self.inner.targets.len())
+            .then(|| BatchedHandle { inner: Arc::clone(&self.inner), index })
+    }
+
+    /// Adds that are local or unconfirmed (not yet known to be in Redis),
+    /// over all counters.
     pub async fn unflushed(&self) -> i64 {
         let pending: i64 = self.inner.pending.lock().await.iter().map(|p| p.delta).sum();
-        pending + self.inner.local.sum()
+        pending + self.inner.targets.iter().map(|t| t.local.sum()).sum::<i64>()
     }
 
     /// How many flush attempts have failed so far.
@@ -145,9 +185,14 @@ impl BatchedCounter {
         self.inner.failures.load(Ordering::Relaxed)
     }
 
-    /// The counter the adds go to.
+    /// The (first) counter the adds go to.
     pub fn target(&self) -> &RedisShardedCounter {
-        &self.inner.target
+        &self.inner.targets[0].counter
+    }
+
+    /// Every counter the adds go to, in order.
+    pub fn targets(&self) -> impl ExactSizeIterator<Item = &RedisShardedCounter> + '_ {
+        self.inner.targets.iter().map(|t| &t.counter)
     }
 
     /// Flushes every add made before this call.
@@ -192,32 +237,41 @@ async fn flusher(inner: Arc<Inner>, interval: Duration, stop: Arc<tokio::sync::N
             () = stop.notified() => return,
         }
         if let Err(e) = inner.flush().await {
-            tracing::warn!(counter = %inner.target.name(), error = %e, "flush failed; the delta is kept and retried");
+            tracing::warn!(counter = %inner.targets[0].counter.name(), error = %e, "flush failed; the deltas are kept and retried");
         }
     }
 }
 
 impl Inner {
+    #[inline]
+    fn add(&self, index: usize, n: i64) {
+        self.targets[index].local.add(n);
+        if self.since_flush.fetch_add(1, Ordering::Relaxed) + 1 == self.threshold {
+            self.wake.notify_one();
+        }
+    }
+
     async fn flush(&self) -> Result<(), CounterError> {
         let mut pending = self.pending.lock().await;
         self.since_flush.store(0, Ordering::Relaxed);
-        let delta = self.local.take();
-        if delta != 0 {
-            let live = self.target.shard_count();
-            pending.push(Pending {
-                shard: rand::rng().random_range(0..live),
-                delta,
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            });
+        for (index, target) in self.targets.iter().enumerate() {
+            let delta = target.local.take();
+            if delta != 0 {
+                pending.push(Pending {
+                    target: index,
+                    shard: rand::rng().random_range(0..target.counter.shard_count()),
+                    delta,
+                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                });
+            }
         }
         if pending.is_empty() {
             return Ok(());
         }
-        let name = self.target.name().to_string();
         let cmds: Vec<Cmd> = pending
             .iter()
             .map(|p| {
-                let key = shard_key(&name, p.shard);
+                let key = shard_key(self.targets[p.target].counter.name(), p.shard);
                 let dedupe = format!("{key}:f:{:016x}-{}", self.id_prefix, p.id);
                 // EVAL with the body (150 bytes, a few times a second): a
                 // server that restarted needs no script reload.
@@ -226,7 +280,7 @@ impl Inner {
                 cmd
             })
             .collect();
-        let results = self.target.connection().run_each::<i64>(&cmds).await;
+        let results = self.targets[0].counter.connection().run_each::<i64>(&cmds).await;
         let mut first_error = None;
         let mut kept = Vec::new();
         for (p, r) in pending.drain(..).zip(results) {
@@ -246,5 +300,27 @@ impl Inner {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Adds to one counter of a [`BatchedCounter`] started with
+/// [`start_many`](BatchedCounter::start_many). Cheap to clone; adds stay local
+/// until the batcher flushes.
+#[derive(Debug, Clone)]
+pub struct BatchedHandle {
+    inner: Arc<Inner>,
+    index: usize,
+}
+
+impl BatchedHandle {
+    /// Adds `n` locally; never blocks, never fails.
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.inner.add(self.index, n);
+    }
+
+    /// The counter this handle adds to.
+    pub fn target(&self) -> &RedisShardedCounter {
+        &self.inner.targets[self.index].counter
     }
 }

@@ -38,6 +38,8 @@ pub enum CounterError {
     },
     /// A batch flush interval or threshold of zero.
     ZeroFlushInterval,
+    /// A batcher needs at least one counter.
+    NoCounters,
     /// Redis failed; the operation may be retried.
     #[cfg(feature = "redis")]
     Redis(redis::RedisError),
@@ -64,6 +66,9 @@ impl fmt::Display for CounterError {
             ),
             CounterError::ZeroFlushInterval => {
                 write!(f, "flush interval and threshold must be greater than zero")
+            }
+            CounterError::NoCounters => {
+                write!(f, "a batcher needs at least one counter (got none)")
             }
             #[cfg(feature = "redis")]
             CounterError::Redis(e) => write!(f, "redis: {e}"),

@@ -47,7 +47,7 @@ mod sync;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use batched::BatchedCounter;
+pub use batched::{BatchedCounter, BatchedHandle};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connection::RedisConnection;

@@ -93,3 +93,42 @@ async fn redis_outage_loses_nothing() {
     batched.shutdown().await.unwrap();
     assert_eq!(batched.target().get().await.unwrap(), added);
 }
+
+/// Several counters behind one batcher: every flush carries all of their
+/// deltas together, and each total is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_counters_flush_together_and_stay_exact() {
+    let cluster = Cluster::new();
+    let mut targets = Vec::new();
+    for name in ["views", "likes", "shares"] {
+        let conn = cluster.connection().await;
+        targets.push(RedisShardedCounter::open(conn, &cluster.key(name), 4).await.unwrap());
+    }
+    let mut batched = BatchedCounter::start_many(targets, Duration::from_millis(3), 5_000).unwrap();
+    let handles: Vec<_> = (0..3).map(|i| batched.handle(i).unwrap()).collect();
+    assert!(batched.handle(3).is_none());
+    let mut tasks = Vec::new();
+    for (i, handle) in handles.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..(i + 1) * 20_000 {
+                handle.add(1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    batched.shutdown().await.unwrap();
+    let totals: Vec<i64> = {
+        let mut totals = Vec::new();
+        for counter in batched.targets() {
+            totals.push(counter.get().await.unwrap());
+        }
+        totals
+    };
+    assert_eq!(totals, [20_000, 40_000, 60_000]);
+    assert!(matches!(
+        BatchedCounter::start_many(Vec::new(), Duration::from_secs(1), 1),
+        Err(CounterError::NoCounters)
+    ));
+}
