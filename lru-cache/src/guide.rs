@@ -103,6 +103,30 @@
 //! | `iter` | O(n) | most to least recent |
 //! | memory | per entry: key, value and slot in the table; two `u32` links; hash, weight, expiry | |
 //!
+//! ## Hit ratios on real workloads
+//!
+//! An exact LRU's hit ratio on a fixed trace is fixed, so these numbers are
+//! also a correctness check (the OLTP ones equal the LRU column of the ARC
+//! paper). Block traces from Nimrod Megiddo and Dharmendra S. Modha, "ARC: A
+//! Self-Tuning, Low Overhead Replacement Cache," USENIX FAST 03, San
+//! Francisco, CA, pp. 115-130, 2003; the tour prints them.
+//!
+//! | workload | cache size | LRU hit ratio |
+//! |---|---|---|
+//! | OLTP (914,145 accesses) | 1,000 | 32.83% |
+//! | OLTP | 5,000 | 53.65% |
+//! | OLTP | 10,000 | 60.70% |
+//! | P12 (13,208,930 accesses) | 1,024 | 4.08% |
+//! | P12 | 8,192 | 6.22% |
+//! | P12 | 65,536 | 14.43% |
+//! | Zipf(1.0), 100,000 keys, 1,000,000 requests | 1,000 | 50.61% |
+//! | Zipf(1.0) | 10,000 | 73.59% |
+//! | Zipf(1.0) | 50,000 | 89.46% |
+//!
+//! P12 is a workstation disk trace with long scans: a small LRU is flushed
+//! by them and barely hits, which is exactly where ARC and scan-resistant
+//! policies gain most.
+//!
 //! ## When LRU loses, and what wins
 //!
 //! LRU has two weaknesses: a *scan* (a one-off pass over many keys) flushes
