@@ -1,0 +1,43 @@
+//! Merkle anti-entropy for replicas of a key-value store: a [`MerkleStore`]
+//! of versioned entries (deletes are versioned tombstones) whose Merkle
+//! summary is maintained incrementally, one path per write, so two replicas
+//! can compare themselves range by range and find exactly the keys on which
+//! they differ.
+//!
+//! This release has the store, its summary and inclusion proofs; the
+//! reconciliation protocol that walks two summaries (`Reconciler`) builds on
+//! [`MerkleStore::fingerprint`] and comes next. The [`hash`] module is the
+//! byte-level spec every replica must agree on.
+//!
+//! ```
+//! use sysblocks_merkle::MerkleStore;
+//!
+//! let mut store = MerkleStore::new();
+//! store.put(b"k1".to_vec(), b"v1".to_vec(), 1)?;
+//! store.put(b"k2".to_vec(), b"v2".to_vec(), 1)?;
+//! let root = store.root();
+//! assert_eq!(root.count, 2);
+//!
+//! // Prove that k1 = v1 at version 1 is in a store with this root.
+//! let proof = store.prove(&b"k1".to_vec()).unwrap();
+//! assert!(proof.verify(b"k1", 1, Some(b"v1"), &root));
+//! assert!(!proof.verify(b"k1", 1, Some(b"forged"), &root));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Crate features
+//!
+//! None yet; the TCP transport of the sync protocol will come behind a
+//! `tokio` feature.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+pub mod hash;
+mod store;
+
+pub use error::MerkleError;
+pub use hash::Fingerprint;
+pub use store::{InclusionProof, MerkleStore, SUMMARY_DEPTH, Versioned, node_of};

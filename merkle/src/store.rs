@@ -1,0 +1,372 @@
+//! [`MerkleStore`]: versioned entries and their incrementally maintained
+//! summary tree.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::MerkleError;
+use crate::hash::{Fingerprint, entry_hash, key_position};
+
+/// Levels of the summary below the root. Level `l` has up to `16^l` nodes,
+/// each covering the keys whose position starts with the same `l` nibbles;
+/// at 5 levels the bottom has a million buckets, about one entry each for a
+/// store of a million keys.
+pub const SUMMARY_DEPTH: usize = 5;
+
+/// One stored entry: a value (or a tombstone) with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<V> {
+    /// The version: larger wins (last writer wins).
+    pub version: u64,
+    /// The value, or `None` for a tombstone (a delete that must propagate).
+    pub value: Option<V>,
+}
+
+#[derive(Debug, Clone)]
+struct Stored<V> {
+    entry: Versioned<V>,
+    hash: [u8; 32],
+    position: [u8; 32],
+}
+
+/// The node (at `level`) that a key position falls in: its first `level`
+/// nibbles, as an integer.
+pub fn node_of(position: &[u8; 32], level: usize) -> u64 {
+    let mut prefix = 0u64;
+    for i in 0..level {
+        let byte = position[i / 2];
+        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+        prefix = (prefix << 4) | u64::from(nibble);
+    }
+    prefix
+}
+
+/// An ordered map of versioned entries whose Merkle summary is updated in
+/// O(depth) on every write: no rescan, no rebuild.
+///
+/// Deletes are tombstones carrying a version, so that a replica that missed
+/// the delete learns of it instead of resurrecting the key. Tombstones older
+/// than a horizon can be purged ([`purge_tombstones`](Self::purge_tombstones));
+/// a replica must sync within that horizon, or a purged delete may come back.
+///
+/// Conflicts resolve by version, last writer wins; two different entries
+/// with the same version resolve to the one with the larger entry hash, so
+/// every replica picks the same winner.
+///
+/// ```
+/// use sysblocks_merkle::MerkleStore;
+///
+/// let mut a = MerkleStore::new();
+/// let mut b = MerkleStore::new();
+/// for store in [&mut a, &mut b] {
+///     store.put(b"user:1".to_vec(), b"ada".to_vec(), 1)?;
+/// }
+/// assert_eq!(a.root_hash(), b.root_hash());
+/// b.delete(b"user:1".to_vec(), 2)?;
+/// assert_ne!(a.root_hash(), b.root_hash()); // the replicas differ
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MerkleStore<K, V> {
+    entries: BTreeMap<K, Stored<V>>,
+    /// Keys by position, to list the entries under any summary node.
+    by_position: BTreeMap<[u8; 32], K>,
+    /// `levels[l]` maps a node at level `l` to its fingerprint; empty nodes
+    /// are absent. `levels[0]` holds the root under key 0.
+    levels: Vec<HashMap<u64, Fingerprint>>,
+    live: usize,
+}
+
+impl<K, V> Default for MerkleStore<K, V>
+where
+    K: Ord + Clone + AsRef<[u8]>,
+    V: Clone + AsRef<[u8]>,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> MerkleStore<K, V>
+where
+    K: Ord + Clone + AsRef<[u8]>,
+    V: Clone + AsRef<[u8]>,
+{
+    /// An empty store.
+    pub fn new() -> Self {
+        MerkleStore {
+            entries: BTreeMap::new(),
+            by_position: BTreeMap::new(),
+            levels: vec![HashMap::new(); SUMMARY_DEPTH + 1],
+            live: 0,
+        }
+    }
+
+    /// Live entries (tombstones not counted).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether there are no live entries.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Entries including tombstones: what the summary covers.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).and_then(|s| s.entry.value.as_ref())
+    }
+
+    /// The entry of `key`, tombstone included.
+    pub fn get_versioned(&self, key: &K) -> Option<&Versioned<V>> {
+        self.entries.get(key).map(|s| &s.entry)
+    }
+
+    /// Entries in key order, tombstones included.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Versioned<V>)> + '_ {
+        self.entries.iter().map(|(k, s)| (k, &s.entry))
+    }
+
+    /// Writes `value` at `version`. Returns whether it won (a newer entry
+    /// already stored is kept).
+    ///
+    /// # Errors
+    /// [`MerkleError::TooLong`] for a key or value over `u32::MAX` bytes.
+    pub fn put(&mut self, key: K, value: V, version: u64) -> Result<bool, MerkleError> {
+        self.apply(key, Versioned { version, value: Some(value) })
+    }
+
+    /// Deletes `key` at `version`, leaving a tombstone. Returns whether it won.
+    ///
+    /// # Errors
+    /// [`MerkleError::TooLong`] for a key over `u32::MAX` bytes.
+    pub fn delete(&mut self, key: K, version: u64) -> Result<bool, MerkleError> {
+        self.apply(key, Versioned { version, value: None })
+    }
+
+    /// Applies an entry from anywhere (a local write, or a replica's entry
+    /// during repair): it is stored if it beats the current one by version
+    /// (ties broken by the larger entry hash). Returns whether it was stored.
+    ///
+    /// # Errors
+    /// [`MerkleError::TooLong`] for a key or value over `u32::MAX` bytes.
+    pub fn apply(&mut self, key: K, entry: Versioned<V>) -> Result<bool, MerkleError> {
+        check_len("key", key.as_ref())?;
+        if let Some(v) = &entry.value {
+            check_len("value", v.as_ref())?;
+        }
+        let hash = entry_hash(key.as_ref(), entry.version, entry.value.as_ref().map(AsRef::as_ref));
+        if let Some(old) = self.entries.get(&key)
+            && (old.entry.version, old.hash) >= (entry.version, hash)
+        {
+            return Ok(false);
+        }
+        let position = key_position(key.as_ref());
+        let added = Fingerprint::of(&hash);
+        let live_now = entry.value.is_some();
+        match self.entries.insert(key.clone(), Stored { entry, hash, position }) {
+            Some(old) => {
+                let removed = Fingerprint::of(&old.hash);
+                self.update_path(&position, |fp| {
+                    fp.sub(&removed);
+                    fp.add(&added);
+                });
+                self.live =
+                    self.live + usize::from(live_now) - usize::from(old.entry.value.is_some());
+            }
+            None => {
+                self.by_position.insert(position, key);
+                self.update_path(&position, |fp| fp.add(&added));
+                self.live += usize::from(live_now);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes tombstones whose version is below `horizon`; returns how many.
+    ///
+    /// **The rule:** a replica that has not synced since before `horizon`
+    /// must not sync afterwards without a full comparison, because a delete
+    /// it missed may have been purged here and its old value would look new.
+    pub fn purge_tombstones(&mut self, horizon: u64) -> usize {
+        let doomed: Vec<K> = self
+            .entries
+            .iter()
+            .filter(|(_, s)| s.entry.value.is_none() && s.entry.version < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &doomed {
+            if let Some(old) = self.entries.remove(key) {
+                self.by_position.remove(&old.position);
+                let removed = Fingerprint::of(&old.hash);
+                self.update_path(&old.position, |fp| fp.sub(&removed));
+            }
+        }
+        doomed.len()
+    }
+
+    fn update_path(&mut self, position: &[u8; 32], mut change: impl FnMut(&mut Fingerprint)) {
+        for (level, nodes) in self.levels.iter_mut().enumerate() {
+            let node = node_of(position, level);
+            let fp = nodes.entry(node).or_default();
+            change(fp);
+            if fp.is_empty() {
+                nodes.remove(&node);
+            }
+        }
+    }
+
+    // ----- the summary -----------------------------------------------------
+
+    /// The fingerprint of every entry.
+    pub fn root(&self) -> Fingerprint {
+        self.fingerprint(0, 0)
+    }
+
+    /// The root hash: the 32 bytes of the root fingerprint's sum. Equal root
+    /// hashes (and counts) mean equal stores.
+    pub fn root_hash(&self) -> [u8; 32] {
+        self.root().to_bytes()
+    }
+
+    /// The fingerprint of node `node` at `level` (its first `level` nibbles),
+    /// for `level <= SUMMARY_DEPTH`; deeper levels are summed on demand from
+    /// the entries.
+    pub fn fingerprint(&self, level: usize, node: u64) -> Fingerprint {
+        match self.levels.get(level) {
+            Some(nodes) => nodes.get(&node).copied().unwrap_or_default(),
+            None => {
+                self.entries_under(level, node).fold(Fingerprint::default(), |mut acc, (_, s)| {
+                    acc.add(&Fingerprint::of(&s.hash));
+                    acc
+                })
+            }
+        }
+    }
+
+    /// The entries whose position starts with `node`'s `level` nibbles, in
+    /// position order.
+    fn entries_under(
+        &self,
+        level: usize,
+        node: u64,
+    ) -> impl Iterator<Item = (&K, &Stored<V>)> + '_ {
+        let (low, high) = position_range(level, node);
+        self.by_position.range(low..=high).filter_map(move |(_, k)| self.entries.get_key_value(k))
+    }
+
+    /// Recomputes the whole summary from the entries, for checking that the
+    /// incremental one is right (O(n · depth)).
+    pub fn summary_from_scratch(&self) -> Vec<HashMap<u64, Fingerprint>> {
+        let mut levels = vec![HashMap::<u64, Fingerprint>::new(); SUMMARY_DEPTH + 1];
+        for stored in self.entries.values() {
+            for (level, nodes) in levels.iter_mut().enumerate() {
+                nodes
+                    .entry(node_of(&stored.position, level))
+                    .or_default()
+                    .add(&Fingerprint::of(&stored.hash));
+            }
+        }
+        levels
+    }
+
+    /// Whether the incremental summary equals a from-scratch rebuild.
+    pub fn summary_is_consistent(&self) -> bool {
+        self.levels == self.summary_from_scratch()
+    }
+
+    // ----- inclusion proofs ------------------------------------------------
+
+    /// A proof that `key`'s current entry is in the store whose root is
+    /// [`root`](Self::root): the other entries of its bottom node, then at
+    /// each level up the fingerprints of its 15 siblings.
+    pub fn prove(&self, key: &K) -> Option<InclusionProof> {
+        let stored = self.entries.get(key)?;
+        let bottom = node_of(&stored.position, SUMMARY_DEPTH);
+        let neighbours = self
+            .entries_under(SUMMARY_DEPTH, bottom)
+            .filter(|(k, _)| *k != key)
+            .map(|(_, s)| Fingerprint::of(&s.hash))
+            .collect();
+        let mut siblings = Vec::with_capacity(SUMMARY_DEPTH);
+        for level in (1..=SUMMARY_DEPTH).rev() {
+            let node = node_of(&stored.position, level);
+            let parent = node >> 4;
+            let others: Vec<Fingerprint> = (0..16u64)
+                .map(|child| (parent << 4) | child)
+                .filter(|&n| n != node)
+                .map(|n| self.fingerprint(level, n))
+                .collect();
+            siblings.push(others);
+        }
+        Some(InclusionProof { neighbours, siblings })
+    }
+}
+
+/// The lowest and highest positions under `node` at `level`.
+fn position_range(level: usize, node: u64) -> ([u8; 32], [u8; 32]) {
+    let mut low = [0u8; 32];
+    let mut high = [0xffu8; 32];
+    for i in 0..level {
+        let nibble = ((node >> (4 * (level - 1 - i))) & 0x0f) as u8;
+        let (lo, hi) = (&mut low[i / 2], &mut high[i / 2]);
+        if i % 2 == 0 {
+            *lo = (*lo & 0x0f) | (nibble << 4);
+            *hi = (*hi & 0x0f) | (nibble << 4);
+        } else {
+            *lo = (*lo & 0xf0) | nibble;
+            *hi = (*hi & 0xf0) | nibble;
+        }
+    }
+    (low, high)
+}
+
+fn check_len(what: &'static str, bytes: &[u8]) -> Result<(), MerkleError> {
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(MerkleError::TooLong { what, len: bytes.len() });
+    }
+    Ok(())
+}
+
+/// Evidence that one entry is part of a store with a given root: recompute
+/// the root from the entry and the proof, and compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The other entries of the entry's bottom node.
+    pub neighbours: Vec<Fingerprint>,
+    /// From the bottom level up: the 15 sibling fingerprints at each level.
+    pub siblings: Vec<Vec<Fingerprint>>,
+}
+
+impl InclusionProof {
+    /// Whether `key` at `version` with `value` (`None`: a tombstone) is in
+    /// the store whose root fingerprint is `root`.
+    pub fn verify(
+        &self,
+        key: &[u8],
+        version: u64,
+        value: Option<&[u8]>,
+        root: &Fingerprint,
+    ) -> bool {
+        let mut node = Fingerprint::of(&entry_hash(key, version, value));
+        for n in &self.neighbours {
+            node.add(n);
+        }
+        if self.siblings.len() != SUMMARY_DEPTH {
+            return false;
+        }
+        for level in &self.siblings {
+            if level.len() != 15 {
+                return false;
+            }
+            for s in level {
+                node.add(s);
+            }
+        }
+        node == *root
+    }
+}
