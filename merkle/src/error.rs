@@ -13,6 +13,25 @@ pub enum MerkleError {
         /// Its length in bytes.
         len: usize,
     },
+    /// A sync message that is not valid wire format.
+    Malformed {
+        /// Where in the message the problem was found.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A sync message of another wire version.
+    WireVersion {
+        /// The version byte found.
+        found: u8,
+    },
+    /// A sync message (or one entry) larger than the configured cap.
+    MessageTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
 }
 
 impl fmt::Display for MerkleError {
@@ -20,6 +39,17 @@ impl fmt::Display for MerkleError {
         match self {
             MerkleError::TooLong { what, len } => {
                 write!(f, "{what} is {len} bytes long; at most {} bytes are allowed", u32::MAX)
+            }
+            MerkleError::Malformed { offset, reason } => {
+                write!(f, "malformed sync message at byte {offset}: {reason}")
+            }
+            MerkleError::WireVersion { found } => write!(
+                f,
+                "sync message has wire version {found}; this crate speaks version {}",
+                crate::wire::WIRE_VERSION
+            ),
+            MerkleError::MessageTooLarge { len, max } => {
+                write!(f, "sync message of {len} bytes exceeds the cap of {max} bytes")
             }
         }
     }

@@ -4,9 +4,10 @@
 //! can compare themselves range by range and find exactly the keys on which
 //! they differ.
 //!
-//! This release has the store, its summary and inclusion proofs; the
-//! reconciliation protocol that walks two summaries (`Reconciler`) builds on
-//! [`MerkleStore::fingerprint`] and comes next. The [`hash`] module is the
+//! Two replicas reconcile with a [`Reconciler`] each: a state machine that
+//! exchanges compact binary messages (the [`wire`] format), descends only
+//! into ranges whose fingerprints differ, and ends with exactly the differing
+//! entries crossing, resolved by version. The [`hash`] module is the
 //! byte-level spec every replica must agree on.
 //!
 //! ```
@@ -22,6 +23,15 @@
 //! let proof = store.prove(&b"k1".to_vec()).unwrap();
 //! assert!(proof.verify(b"k1", 1, Some(b"v1"), &root));
 //! assert!(!proof.verify(b"k1", 1, Some(b"forged"), &root));
+//!
+//! // A replica that missed a write and a delete catches up.
+//! let mut replica = store.clone();
+//! store.put(b"k3".to_vec(), b"v3".to_vec(), 2)?;
+//! store.delete(b"k1".to_vec(), 2)?;
+//! let config = sysblocks_merkle::SyncConfig::default();
+//! let (stats, _, rounds) = sysblocks_merkle::sync_in_memory(&mut store, &mut replica, config)?;
+//! assert_eq!(store.root_hash(), replica.root_hash());
+//! println!("{} bytes in {rounds} messages", stats.bytes_sent + stats.bytes_received);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -36,8 +46,11 @@
 
 mod error;
 pub mod hash;
+mod reconcile;
 mod store;
+pub mod wire;
 
 pub use error::MerkleError;
 pub use hash::Fingerprint;
+pub use reconcile::{Reconciler, SyncConfig, SyncStats, sync_in_memory};
 pub use store::{InclusionProof, MerkleStore, SUMMARY_DEPTH, Versioned, node_of};

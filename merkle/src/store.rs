@@ -307,6 +307,54 @@ where
     }
 }
 
+// ----- what the sync protocol needs ------------------------------------------
+
+impl<K, V> MerkleStore<K, V>
+where
+    K: Ord + Clone + AsRef<[u8]>,
+    V: Clone + AsRef<[u8]>,
+{
+    /// The fingerprint of a node as it goes on the wire.
+    pub(crate) fn wire_fp(&self, level: usize, node: u64) -> crate::wire::WireFp {
+        let fp = self.fingerprint(level, node);
+        let mut sum = [0u8; crate::wire::TRUNC];
+        sum.copy_from_slice(&fp.to_bytes()[..crate::wire::TRUNC]);
+        crate::wire::WireFp { count: fp.count, sum }
+    }
+
+    /// Every entry under a node, as listed on the wire.
+    pub(crate) fn listing(&self, level: usize, node: u64) -> Vec<crate::wire::ListedItem> {
+        self.entries_under(level, node)
+            .map(|(_, s)| crate::wire::ListedItem {
+                position: truncate(&s.position),
+                version: s.entry.version,
+                hash: truncate(&s.hash),
+            })
+            .collect()
+    }
+
+    /// Every entry under a node, key and all.
+    pub(crate) fn entries_in(&self, level: usize, node: u64) -> Vec<(K, Versioned<V>)> {
+        self.entries_under(level, node).map(|(k, s)| (k.clone(), s.entry.clone())).collect()
+    }
+
+    /// The entry whose position starts with `prefix`, if any.
+    pub(crate) fn entry_at(&self, prefix: &[u8; crate::wire::TRUNC]) -> Option<(K, Versioned<V>)> {
+        let mut low = [0u8; 32];
+        let mut high = [0xffu8; 32];
+        low[..prefix.len()].copy_from_slice(prefix);
+        high[..prefix.len()].copy_from_slice(prefix);
+        let (_, key) = self.by_position.range(low..=high).next()?;
+        self.entries.get(key).map(|s| (key.clone(), s.entry.clone()))
+    }
+}
+
+fn truncate(bytes: &[u8; 32]) -> [u8; crate::wire::TRUNC] {
+    let mut out = [0u8; crate::wire::TRUNC];
+    out.copy_from_slice(&bytes[..crate::wire::TRUNC]);
+    out
+}
+
 /// The lowest and highest positions under `node` at `level`.
 fn position_range(level: usize, node: u64) -> ([u8; 32], [u8; 32]) {
     let mut low = [0u8; 32];

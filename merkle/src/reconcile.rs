@@ -1,0 +1,316 @@
+//! [`Reconciler`]: the sync protocol's state machine, one per side.
+//!
+//! ```text
+//!  A                                          B
+//!  Fingerprint(root) ───────────────────────▶ differs? split:
+//!                  ◀─────────────────────── Children(root: 16 fingerprints)
+//!  per differing child: split again, or, once
+//!  both sides hold few entries there, list them:
+//!  Listing(node: position, version, hash) ──▶ compare item by item:
+//!                  ◀─────────────────────── Entry(what A lacks or has older)
+//!                  ◀─────────────────────── Want(what B lacks or has older)
+//!  Entry(wanted) ───────────────────────────▶
+//! ```
+//!
+//! Each side only ever descends into ranges whose fingerprints differ, and
+//! a listing names entries by 16 bytes of position, so what crosses is the
+//! exact set of differing keys plus O(log16 n) fingerprints per difference:
+//! no leaf range is streamed whole. A range that one side has empty is
+//! settled at once (the other side sends its entries, or asks for them).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::MerkleError;
+use crate::store::{MerkleStore, Versioned};
+use crate::wire::{Item, ListedItem, WireFp, decode_message, encode_message};
+
+/// Tuning for a sync session. Both sides should use the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// The largest message either side sends or accepts, in bytes. It must
+    /// exceed the largest entry (key plus value plus a few bytes).
+    pub max_message: usize,
+    /// A range is listed, rather than split, once both sides hold at most
+    /// this many entries in it.
+    pub list_threshold: u64,
+    /// The deepest level to split to (16 nibbles = 64 bits of position);
+    /// deeper ranges are listed whatever their size.
+    pub max_level: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { max_message: 256 * 1024, list_threshold: 4, max_level: 16 }
+    }
+}
+
+/// What one side of a session did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Bytes this side sent.
+    pub bytes_sent: u64,
+    /// Bytes this side received.
+    pub bytes_received: u64,
+    /// Messages this side sent.
+    pub messages_sent: u64,
+    /// Entries this side sent.
+    pub entries_sent: u64,
+    /// Entries received that replaced (or added) one here.
+    pub keys_repaired: u64,
+}
+
+/// One side of a sync session. Start with [`initiate`](Self::initiate) on
+/// one side; feed each message received to [`receive`](Self::receive), which
+/// returns the reply, until neither side has anything to send.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    config: SyncConfig,
+    outbox: VecDeque<Item>,
+    stats: SyncStats,
+}
+
+impl Reconciler {
+    /// A side with the given tuning.
+    pub fn new(config: SyncConfig) -> Self {
+        Reconciler { config, outbox: VecDeque::new(), stats: SyncStats::default() }
+    }
+
+    /// What this side has done so far.
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+
+    /// Whether this side has nothing queued to send.
+    pub fn is_idle(&self) -> bool {
+        self.outbox.is_empty()
+    }
+
+    /// The first message: this side's root fingerprint.
+    pub fn initiate<K, V>(&mut self, store: &MerkleStore<K, V>) -> Vec<u8>
+    where
+        K: Ord + Clone + AsRef<[u8]>,
+        V: Clone + AsRef<[u8]>,
+    {
+        self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: store.wire_fp(0, 0) });
+        self.next_message().ok().flatten().unwrap_or_default()
+    }
+
+    /// Handles a message from the other side, applying any entries it
+    /// carries, and returns the reply (`None`: nothing to say).
+    ///
+    /// # Errors
+    /// A malformed, oversized or wrong-version message; the store is then
+    /// unchanged by it.
+    pub fn receive<K, V>(
+        &mut self,
+        store: &mut MerkleStore<K, V>,
+        message: &[u8],
+    ) -> Result<Option<Vec<u8>>, MerkleError>
+    where
+        K: Ord + Clone + AsRef<[u8]> + From<Vec<u8>>,
+        V: Clone + AsRef<[u8]> + From<Vec<u8>>,
+    {
+        let items = decode_message(message, self.config.max_message)?;
+        self.stats.bytes_received += message.len() as u64;
+        for item in items {
+            match item {
+                Item::Fingerprint { level, node, fp } => {
+                    self.on_fingerprint(store, level, node, fp);
+                }
+                Item::Children { level, node, children } => {
+                    for (c, theirs) in children.iter().enumerate() {
+                        let child = (node << 4) | c as u64;
+                        self.on_fingerprint(
+                            store,
+                            level.saturating_add(1),
+                            child,
+                            theirs.unwrap_or_default(),
+                        );
+                    }
+                }
+                Item::Listing { level, node, items } => self.on_listing(store, level, node, &items),
+                Item::Want(positions) => {
+                    for p in positions {
+                        if let Some((key, entry)) = store.entry_at(&p) {
+                            self.send_entry(&key, entry);
+                        }
+                    }
+                }
+                Item::Entry { key, version, value } => {
+                    let entry = Versioned { version, value: value.map(V::from) };
+                    if store.apply(K::from(key), entry)? {
+                        self.stats.keys_repaired += 1;
+                    }
+                }
+            }
+        }
+        self.next_message()
+    }
+
+    /// The next message from what is queued, at most `max_message` bytes.
+    ///
+    /// # Errors
+    /// [`MerkleError::MessageTooLarge`] when a single item (an entry) does
+    /// not fit in a message.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, MerkleError> {
+        let mut items = Vec::new();
+        let mut size = 1;
+        while let Some(item) = self.outbox.front() {
+            let len = item.encoded_len();
+            if size + len > self.config.max_message {
+                if items.is_empty() {
+                    return Err(MerkleError::MessageTooLarge {
+                        len: size + len,
+                        max: self.config.max_message,
+                    });
+                }
+                break;
+            }
+            size += len;
+            items.extend(self.outbox.pop_front());
+        }
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let message = encode_message(&items);
+        self.stats.bytes_sent += message.len() as u64;
+        self.stats.messages_sent += 1;
+        Ok(Some(message))
+    }
+
+    fn send_entry<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: &K, entry: Versioned<V>) {
+        self.stats.entries_sent += 1;
+        self.outbox.push_back(Item::Entry {
+            key: key.as_ref().to_vec(),
+            version: entry.version,
+            value: entry.value.map(|v| v.as_ref().to_vec()),
+        });
+    }
+
+    fn on_fingerprint<K, V>(
+        &mut self,
+        store: &MerkleStore<K, V>,
+        level: u8,
+        node: u64,
+        theirs: WireFp,
+    ) where
+        K: Ord + Clone + AsRef<[u8]>,
+        V: Clone + AsRef<[u8]>,
+    {
+        let lvl = usize::from(level);
+        let ours = store.wire_fp(lvl, node);
+        if ours == theirs {
+            return;
+        }
+        if theirs.count == 0 {
+            // They have nothing here: everything of ours is a difference.
+            for (key, entry) in store.entries_in(lvl, node) {
+                self.send_entry(&key, entry);
+            }
+        } else if ours.count == 0
+            || (ours.count <= self.config.list_threshold
+                && theirs.count <= self.config.list_threshold)
+            || lvl >= self.config.max_level
+        {
+            // Small (or we are empty): list ours, and they settle it.
+            self.outbox.push_back(Item::Listing { level, node, items: store.listing(lvl, node) });
+        } else {
+            let mut children: Box<[Option<WireFp>; 16]> = Box::new([None; 16]);
+            for (c, slot) in children.iter_mut().enumerate() {
+                let fp = store.wire_fp(lvl + 1, (node << 4) | c as u64);
+                if fp.count > 0 {
+                    *slot = Some(fp);
+                }
+            }
+            self.outbox.push_back(Item::Children { level, node, children });
+        }
+    }
+
+    fn on_listing<K, V>(
+        &mut self,
+        store: &MerkleStore<K, V>,
+        level: u8,
+        node: u64,
+        theirs: &[ListedItem],
+    ) where
+        K: Ord + Clone + AsRef<[u8]>,
+        V: Clone + AsRef<[u8]>,
+    {
+        let ours: HashMap<[u8; 16], ListedItem> = store
+            .listing(usize::from(level), node)
+            .into_iter()
+            .map(|it| (it.position, it))
+            .collect();
+        let mut want = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for it in theirs {
+            seen.insert(it.position);
+            match ours.get(&it.position) {
+                None => want.push(it.position),
+                Some(mine) => {
+                    let (m, t) = ((mine.version, mine.hash), (it.version, it.hash));
+                    if m < t {
+                        want.push(it.position);
+                    } else if m > t
+                        && let Some((key, entry)) = store.entry_at(&it.position)
+                    {
+                        self.send_entry(&key, entry);
+                    }
+                }
+            }
+        }
+        for (position, _) in ours.iter().filter(|(p, _)| !seen.contains(*p)) {
+            if let Some((key, entry)) = store.entry_at(position) {
+                self.send_entry(&key, entry);
+            }
+        }
+        if !want.is_empty() {
+            self.outbox.push_back(Item::Want(want));
+        }
+    }
+}
+
+/// Runs a whole session between two stores in memory (tests, the tour, and
+/// an example of driving the state machines). Returns each side's stats and
+/// the number of messages exchanged (rounds).
+///
+/// # Errors
+/// Any error of [`Reconciler::receive`].
+pub fn sync_in_memory<K, V>(
+    a: &mut MerkleStore<K, V>,
+    b: &mut MerkleStore<K, V>,
+    config: SyncConfig,
+) -> Result<(SyncStats, SyncStats, u64), MerkleError>
+where
+    K: Ord + Clone + AsRef<[u8]> + From<Vec<u8>>,
+    V: Clone + AsRef<[u8]> + From<Vec<u8>>,
+{
+    let mut side_a = Reconciler::new(config);
+    let mut side_b = Reconciler::new(config);
+    let mut message = side_a.initiate(a);
+    let mut from_a = true;
+    let mut rounds = 1;
+    loop {
+        let reply =
+            if from_a { side_b.receive(b, &message)? } else { side_a.receive(a, &message)? };
+        match reply {
+            Some(m) => {
+                message = m;
+                from_a = !from_a;
+                rounds += 1;
+            }
+            None => {
+                // The receiver is done; the sender may still hold queued items.
+                let more = if from_a { side_a.next_message()? } else { side_b.next_message()? };
+                match more {
+                    Some(m) => {
+                        message = m;
+                        rounds += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok((side_a.stats(), side_b.stats(), rounds))
+}

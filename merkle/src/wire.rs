@@ -1,0 +1,330 @@
+//! The wire format of the sync protocol (version 1).
+//!
+//! A message is one version byte (`1`) followed by items. Integers are LEB128
+//! varints; a fingerprint on the wire is its count and the first 16 bytes of
+//! its sum; a position is the first 16 bytes of `SHA-256(key)`.
+//!
+//! | tag | item | payload |
+//! |---|---|---|
+//! | 1 | `Fingerprint` | level u8, node varint, count varint, sum16 |
+//! | 2 | `Children` | level u8, node varint (the parent), mask u16 LE, then count varint + sum16 per set bit |
+//! | 3 | `Listing` | level u8, node varint, n varint, then n × (position16, version varint, hash16) |
+//! | 4 | `Want` | n varint, then n × position16 |
+//! | 5 | `Entry` | key len varint, key, version varint, kind u8 (0 live, 1 tombstone), value len varint, value |
+//!
+//! Decoding never panics and never allocates more than the message's own
+//! length justifies: every count is checked against the bytes that remain.
+
+use crate::error::MerkleError;
+
+/// The wire format version (the first byte of every message).
+pub const WIRE_VERSION: u8 = 1;
+
+/// Bytes of a fingerprint's sum, a position or an entry hash on the wire.
+pub const TRUNC: usize = 16;
+
+/// A fingerprint on the wire: count and truncated sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireFp {
+    /// Entries under the node.
+    pub count: u64,
+    /// First 16 bytes of the sum.
+    pub sum: [u8; TRUNC],
+}
+
+/// One listed entry: which key (by position), at which version, with which
+/// entry hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedItem {
+    /// First 16 bytes of the key's position.
+    pub position: [u8; TRUNC],
+    /// The entry's version.
+    pub version: u64,
+    /// First 16 bytes of the entry hash.
+    pub hash: [u8; TRUNC],
+}
+
+/// One item of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// "My fingerprint of this node is ..."
+    Fingerprint {
+        /// The node's level.
+        level: u8,
+        /// The node.
+        node: u64,
+        /// Its fingerprint on the sender's side.
+        fp: WireFp,
+    },
+    /// "My fingerprints of this node's 16 children are ..." (absent: empty).
+    Children {
+        /// The parent's level.
+        level: u8,
+        /// The parent.
+        node: u64,
+        /// The children's fingerprints, `None` for empty ones.
+        children: Box<[Option<WireFp>; 16]>,
+    },
+    /// "These are all my entries under this node."
+    Listing {
+        /// The node's level.
+        level: u8,
+        /// The node.
+        node: u64,
+        /// Every entry of the sender under the node.
+        items: Vec<ListedItem>,
+    },
+    /// "Send me your entries at these positions."
+    Want(Vec<[u8; TRUNC]>),
+    /// "Here is an entry." (`value: None` is a tombstone.)
+    Entry {
+        /// The key's bytes.
+        key: Vec<u8>,
+        /// The version.
+        version: u64,
+        /// The value's bytes, or `None` for a tombstone.
+        value: Option<Vec<u8>>,
+    },
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_fp(out: &mut Vec<u8>, fp: &WireFp) {
+    put_varint(out, fp.count);
+    out.extend_from_slice(&fp.sum);
+}
+
+impl Item {
+    /// Appends the item's bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Item::Fingerprint { level, node, fp } => {
+                out.push(1);
+                out.push(*level);
+                put_varint(out, *node);
+                put_fp(out, fp);
+            }
+            Item::Children { level, node, children } => {
+                out.push(2);
+                out.push(*level);
+                put_varint(out, *node);
+                let mask = children
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.is_some())
+                    .fold(0u16, |m, (i, _)| m | (1 << i));
+                out.extend_from_slice(&mask.to_le_bytes());
+                for fp in children.iter().flatten() {
+                    put_fp(out, fp);
+                }
+            }
+            Item::Listing { level, node, items } => {
+                out.push(3);
+                out.push(*level);
+                put_varint(out, *node);
+                put_varint(out, items.len() as u64);
+                for it in items {
+                    out.extend_from_slice(&it.position);
+                    put_varint(out, it.version);
+                    out.extend_from_slice(&it.hash);
+                }
+            }
+            Item::Want(positions) => {
+                out.push(4);
+                put_varint(out, positions.len() as u64);
+                for p in positions {
+                    out.extend_from_slice(p);
+                }
+            }
+            Item::Entry { key, version, value } => {
+                out.push(5);
+                put_varint(out, key.len() as u64);
+                out.extend_from_slice(key);
+                put_varint(out, *version);
+                match value {
+                    Some(v) => {
+                        out.push(0);
+                        put_varint(out, v.len() as u64);
+                        out.extend_from_slice(v);
+                    }
+                    None => {
+                        out.push(1);
+                        put_varint(out, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The item's encoded length.
+    pub fn encoded_len(&self) -> usize {
+        let mut buf = Vec::new();
+        self.encode(&mut buf);
+        buf.len()
+    }
+}
+
+/// Reads items from a message, checking every length against what remains.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn truncated(&self) -> MerkleError {
+        MerkleError::Malformed { offset: self.at, reason: "message ends inside an item" }
+    }
+
+    fn u8(&mut self) -> Result<u8, MerkleError> {
+        let b = *self.bytes.get(self.at).ok_or_else(|| self.truncated())?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MerkleError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.truncated())?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn varint(&mut self) -> Result<u64, MerkleError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(MerkleError::Malformed { offset: self.at, reason: "varint longer than 10 bytes" })
+    }
+
+    fn arr16(&mut self) -> Result<[u8; TRUNC], MerkleError> {
+        let mut out = [0u8; TRUNC];
+        out.copy_from_slice(self.take(TRUNC)?);
+        Ok(out)
+    }
+
+    fn fp(&mut self) -> Result<WireFp, MerkleError> {
+        Ok(WireFp { count: self.varint()?, sum: self.arr16()? })
+    }
+
+    /// A count of items of at least `min_size` bytes each, refused when the
+    /// remaining bytes cannot hold them (so no allocation exceeds the input).
+    fn count(&mut self, min_size: usize) -> Result<usize, MerkleError> {
+        let n = self.varint()?;
+        let remaining = (self.bytes.len() - self.at) as u64;
+        if n.saturating_mul(min_size as u64) > remaining {
+            return Err(MerkleError::Malformed {
+                offset: self.at,
+                reason: "count larger than the message",
+            });
+        }
+        Ok(n as usize)
+    }
+
+    fn bytes_field(&mut self) -> Result<Vec<u8>, MerkleError> {
+        let n = self.count(1)?;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn item(&mut self) -> Result<Item, MerkleError> {
+        let tag = self.u8()?;
+        match tag {
+            1 => Ok(Item::Fingerprint { level: self.u8()?, node: self.varint()?, fp: self.fp()? }),
+            2 => {
+                let level = self.u8()?;
+                let node = self.varint()?;
+                let mask = u16::from_le_bytes([self.u8()?, self.u8()?]);
+                let mut children: Box<[Option<WireFp>; 16]> = Box::new([None; 16]);
+                for (i, child) in children.iter_mut().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        *child = Some(self.fp()?);
+                    }
+                }
+                Ok(Item::Children { level, node, children })
+            }
+            3 => {
+                let level = self.u8()?;
+                let node = self.varint()?;
+                let n = self.count(2 * TRUNC + 1)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(ListedItem {
+                        position: self.arr16()?,
+                        version: self.varint()?,
+                        hash: self.arr16()?,
+                    });
+                }
+                Ok(Item::Listing { level, node, items })
+            }
+            4 => {
+                let n = self.count(TRUNC)?;
+                let mut positions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    positions.push(self.arr16()?);
+                }
+                Ok(Item::Want(positions))
+            }
+            5 => {
+                let key = self.bytes_field()?;
+                let version = self.varint()?;
+                let kind = self.u8()?;
+                let value = self.bytes_field()?;
+                match kind {
+                    0 => Ok(Item::Entry { key, version, value: Some(value) }),
+                    1 if value.is_empty() => Ok(Item::Entry { key, version, value: None }),
+                    _ => Err(MerkleError::Malformed { offset: self.at, reason: "bad entry kind" }),
+                }
+            }
+            _ => Err(MerkleError::Malformed { offset: self.at - 1, reason: "unknown item tag" }),
+        }
+    }
+}
+
+/// Encodes a message: the version byte, then the items.
+pub fn encode_message(items: &[Item]) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    for item in items {
+        item.encode(&mut out);
+    }
+    out
+}
+
+/// Decodes a message of at most `max_len` bytes.
+///
+/// # Errors
+/// [`MerkleError::MessageTooLarge`], [`MerkleError::WireVersion`] or
+/// [`MerkleError::Malformed`]; never a panic.
+pub fn decode_message(bytes: &[u8], max_len: usize) -> Result<Vec<Item>, MerkleError> {
+    if bytes.len() > max_len {
+        return Err(MerkleError::MessageTooLarge { len: bytes.len(), max: max_len });
+    }
+    let Some((&version, _)) = bytes.split_first() else {
+        return Err(MerkleError::Malformed { offset: 0, reason: "empty message" });
+    };
+    if version != WIRE_VERSION {
+        return Err(MerkleError::WireVersion { found: version });
+    }
+    let mut reader = Reader { bytes, at: 1 };
+    let mut items = Vec::new();
+    while reader.at < bytes.len() {
+        items.push(reader.item()?);
+    }
+    Ok(items)
+}
