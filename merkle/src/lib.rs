@@ -8,7 +8,9 @@
 //! exchanges compact binary messages (the [`wire`] format), descends only
 //! into ranges whose fingerprints differ, and ends with exactly the differing
 //! entries crossing, resolved by version. The [`hash`] module is the
-//! byte-level spec every replica must agree on.
+//! byte-level spec every replica must agree on; the [`guide`] explains
+//! Merkle trees, anti-entropy, over-streaming and what this crate does
+//! instead.
 //!
 //! ```
 //! use sysblocks_merkle::MerkleStore;
@@ -45,6 +47,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+pub mod guide;
 pub mod hash;
 mod reconcile;
 mod store;
