@@ -25,6 +25,13 @@ pub enum MerkleError {
         /// The version byte found.
         found: u8,
     },
+    /// The transport failed (the connection broke, or the peer went away).
+    Io {
+        /// The kind of I/O error.
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
     /// A sync message (or one entry) larger than the configured cap.
     MessageTooLarge {
         /// Its length in bytes.
@@ -48,6 +55,9 @@ impl fmt::Display for MerkleError {
                 "sync message has wire version {found}; this crate speaks version {}",
                 crate::wire::WIRE_VERSION
             ),
+            MerkleError::Io { kind, message } => {
+                write!(f, "sync transport failed ({kind:?}): {message}")
+            }
             MerkleError::MessageTooLarge { len, max } => {
                 write!(f, "sync message of {len} bytes exceeds the cap of {max} bytes")
             }
@@ -56,3 +66,9 @@ impl fmt::Display for MerkleError {
 }
 
 impl std::error::Error for MerkleError {}
+
+impl From<std::io::Error> for MerkleError {
+    fn from(e: std::io::Error) -> Self {
+        MerkleError::Io { kind: e.kind(), message: e.to_string() }
+    }
+}

@@ -39,8 +39,9 @@
 //!
 //! # Crate features
 //!
-//! None yet; the TCP transport of the sync protocol will come behind a
-//! `tokio` feature.
+//! * **tokio** - `sync_stream`: a sync session over a TCP connection (or any
+//!   tokio byte stream), and the `merkle-peer` binary used by the
+//!   two-process test.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -51,9 +52,14 @@ pub mod guide;
 pub mod hash;
 mod reconcile;
 mod store;
+#[cfg(feature = "tokio")]
+mod transport;
 pub mod wire;
 
 pub use error::MerkleError;
 pub use hash::Fingerprint;
 pub use reconcile::{Reconciler, SyncConfig, SyncStats, sync_in_memory};
 pub use store::{InclusionProof, MerkleStore, SUMMARY_DEPTH, Versioned, node_of};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use transport::sync_stream;
