@@ -58,21 +58,29 @@
 //!
 //! ## Costs
 //!
-//! Measured in `tests/sync.rs` on two replicas of 100,000 keys:
+//! Measured in `tests/sync.rs` on two replicas of 100,000 keys (mixed
+//! updates, deletes and inserts on both sides):
 //!
 //! | differences | bytes (both ways) | messages |
 //! |---|---|---|
-//! | 0 | 23 | 1 |
-//! | 1 | 1,191 | 7 |
-//! | 10 | 8,672 | 9 |
-//! | 1,000 | 374,941 | 9 |
+//! | 0 | 294 | 1 |
+//! | 1 | 1,187 | 7 |
+//! | 10 | 8,816 | 7 |
+//! | 1,000 | 383,406 | 7 |
 //!
-//! A full transfer of the same 100,000 keys would be about 3 MB. The test
-//! asserts a bound derived from the protocol: per difference, one
-//! `Children` item (16 fingerprints) per level down to the range where the
-//! key sits, one listing of at most `list_threshold` items, one want and the
-//! entry each way: `64 + d × (L × 448 + 66 × list_threshold + 2 × entry + 48)`
-//! bytes with `L = ceil(log16 n) + 1`; and at most `2L + 4` messages.
+//! A full transfer of the same 100,000 keys would be about 3 MB. The
+//! opening message carries the root's 16 children (a differing root would
+//! be split anyway, so this saves a round), and a range is listed once both
+//! sides hold at most `list_threshold` (12) entries in it. The test asserts
+//! a bound derived from the protocol: the opening message, then per
+//! difference one `Children` item (16 fingerprints) per level down to the
+//! range where the key sits, one listing of at most `list_threshold` items
+//! per side, one want and the entry each way:
+//! `512 + d × (L × 448 + 66 × list_threshold + 2 × entry + 48)` bytes with
+//! `L = ceil(log16 n) + 1`; and at most `2L + 4` messages. Against the
+//! `negentropy` crate on the same sets, see BENCHMARKS.md: fewer bytes for
+//! every `d`, and fewer or as many messages once its ids are turned into
+//! moved entries.
 //!
 //! | operation | cost |
 //! |---|---|

@@ -59,7 +59,9 @@ pub mod wire;
 pub use error::MerkleError;
 pub use hash::Fingerprint;
 pub use reconcile::{Reconciler, SyncConfig, SyncStats, sync_in_memory};
-pub use store::{InclusionProof, MerkleStore, SUMMARY_DEPTH, Versioned, node_of};
+pub use store::{
+    InclusionProof, Level, MerkleStore, NodeIdHasher, SUMMARY_DEPTH, Versioned, node_of,
+};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use transport::sync_stream;

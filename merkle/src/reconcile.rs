@@ -40,7 +40,7 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { max_message: 256 * 1024, list_threshold: 4, max_level: 16 }
+        SyncConfig { max_message: 256 * 1024, list_threshold: 12, max_level: 16 }
     }
 }
 
@@ -91,7 +91,21 @@ impl Reconciler {
         K: Ord + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
     {
-        self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: store.wire_fp(0, 0) });
+        // Open one level down, as the peer would answer a differing root
+        // anyway: a large store starts with its 16 children, a small one
+        // with its listing, an empty one with its (empty) root.
+        let root = store.wire_fp(0, 0);
+        if root.count == 0 {
+            self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: root });
+        } else if root.count <= self.config.list_threshold {
+            self.outbox.push_back(Item::Listing { level: 0, node: 0, items: store.listing(0, 0) });
+        } else {
+            self.outbox.push_back(Item::Children {
+                level: 0,
+                node: 0,
+                children: store.wire_children(0, 0),
+            });
+        }
         self.next_message().ok().flatten().unwrap_or_default()
     }
 
@@ -215,14 +229,11 @@ impl Reconciler {
             // Small (or we are empty): list ours, and they settle it.
             self.outbox.push_back(Item::Listing { level, node, items: store.listing(lvl, node) });
         } else {
-            let mut children: Box<[Option<WireFp>; 16]> = Box::new([None; 16]);
-            for (c, slot) in children.iter_mut().enumerate() {
-                let fp = store.wire_fp(lvl + 1, (node << 4) | c as u64);
-                if fp.count > 0 {
-                    *slot = Some(fp);
-                }
-            }
-            self.outbox.push_back(Item::Children { level, node, children });
+            self.outbox.push_back(Item::Children {
+                level,
+                node,
+                children: store.wire_children(lvl, node),
+            });
         }
     }
 

@@ -112,40 +112,60 @@ proptest! {
 
 #[test]
 fn truncated_and_oversized_messages_are_errors() {
-    let mut a: Store = MerkleStore::new();
-    let mut b: Store = MerkleStore::new();
-    for i in 0..200u16 {
-        a.put(key(i), vec![1; 20], 1).unwrap();
+    use sysblocks_merkle::wire::{Item, ListedItem, WireFp, encode_message};
+    let mut store: Store = MerkleStore::new();
+    store.put(b"k".to_vec(), b"v".to_vec(), 1).unwrap();
+    // One item per message: every cut inside the item must be refused.
+    let items = [
+        Item::Entry { key: b"key".to_vec(), version: 300, value: Some(vec![7; 40]) },
+        Item::Listing {
+            level: 2,
+            node: 300,
+            items: vec![ListedItem { position: [1; 16], version: 9, hash: [2; 16] }; 3],
+        },
+        Item::Want(vec![[3; 16]; 4]),
+        Item::Fingerprint { level: 1, node: 5, fp: WireFp { count: 1000, sum: [4; 16] } },
+        Item::Children {
+            level: 0,
+            node: 0,
+            children: Box::new([Some(WireFp { count: 3, sum: [5; 16] }); 16]),
+        },
+    ];
+    for item in items {
+        let message = encode_message(std::slice::from_ref(&item));
+        for cut in 2..message.len() {
+            let mut side = Reconciler::new(SyncConfig::default());
+            assert!(
+                side.receive(&mut store, &message[..cut]).is_err(),
+                "{item:?} cut at {cut} accepted"
+            );
+        }
+        let mut side = Reconciler::new(SyncConfig::default());
+        assert!(side.receive(&mut store.clone(), &message).is_ok(), "{item:?} whole is valid");
     }
-    let mut side_a = Reconciler::new(SyncConfig::default());
-    let first = side_a.initiate(&a);
-    let mut side_b = Reconciler::new(SyncConfig::default());
-    let reply = side_b.receive(&mut b, &first).unwrap().expect("b is empty, so it answers");
-    for cut in 1..reply.len() {
-        let mut fresh = Reconciler::new(SyncConfig::default());
-        assert!(fresh.receive(&mut a, &reply[..cut]).is_err() || cut == 1, "cut at {cut} accepted");
-    }
+    let big =
+        encode_message(&[Item::Entry { key: b"k".to_vec(), version: 2, value: Some(vec![0; 64]) }]);
     let small = SyncConfig { max_message: 8, ..SyncConfig::default() };
-    assert!(Reconciler::new(small).receive(&mut a, &reply).is_err(), "over the cap");
+    assert!(Reconciler::new(small).receive(&mut store, &big).is_err(), "over the cap");
     assert!(
-        Reconciler::new(SyncConfig::default()).receive(&mut a, &[2, 1]).is_err(),
+        Reconciler::new(SyncConfig::default()).receive(&mut store, &[2, 1]).is_err(),
         "wrong version"
     );
-    assert!(Reconciler::new(SyncConfig::default()).receive(&mut a, &[]).is_err(), "empty");
+    assert!(Reconciler::new(SyncConfig::default()).receive(&mut store, &[]).is_err(), "empty");
     // A huge claimed count with no bytes behind it is refused before allocating.
     let huge = [1u8, 4, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert!(Reconciler::new(SyncConfig::default()).receive(&mut a, &huge).is_err());
+    assert!(Reconciler::new(SyncConfig::default()).receive(&mut store, &huge).is_err());
 }
 
-/// The bound this crate documents: each differing key costs at most one
-/// `Children` item per level on the way down (16 fingerprints of at most 27
-/// bytes, plus a header), one listing of at most `list_threshold` items (33
-/// bytes each) per side, one want (16 bytes) and the entry (key, value and
-/// a few bytes) each way; plus one root fingerprint.
+/// The bound this crate documents: the opening message (the root's 16
+/// children: at most 16 × 27 + 16 bytes), then per differing key at most one
+/// `Children` item per level on the way down (the same size), one listing of
+/// at most `list_threshold` items (33 bytes each) per side, one want (16
+/// bytes) and the entry (key, value and a few bytes) each way.
 fn byte_bound(d: u64, n: u64, threshold: u64, entry_bytes: u64) -> u64 {
     let levels = (64 - u64::from(n.leading_zeros())).div_ceil(4) + 1; // ceil(log16 n) + 1
     let per_difference = levels * (16 * 27 + 16) + 2 * threshold * 33 + 16 + 2 * (entry_bytes + 16);
-    64 + d * per_difference
+    64 + (16 * 27 + 16) + d * per_difference
 }
 
 #[test]
@@ -185,7 +205,7 @@ fn hundred_thousand_keys_bytes_and_rounds_stay_within_the_bound() {
             "exactly the differing keys are repaired"
         );
         if d == 0 {
-            assert_eq!(rounds, 1, "equal roots end the session at once");
+            assert_eq!(rounds, 1, "equal children end the session at once");
         }
     }
 }
