@@ -3,6 +3,7 @@
 pub mod consistent_hash;
 pub mod lru_cache;
 pub mod merkle;
+pub mod ratelimit;
 pub mod sharded_counter;
 
 /// A tour section: prints its findings, fails only on a bug (or when the
@@ -11,6 +12,7 @@ pub type SectionFn = fn(&TourOptions) -> Result<(), Box<dyn std::error::Error>>;
 
 /// Every section, in the order the tour runs them.
 pub const ALL: &[(&str, SectionFn)] = &[
+    ("ratelimit", ratelimit::run),
     ("consistent-hash", consistent_hash::run),
     ("merkle", merkle::run),
     ("lru-cache", lru_cache::run),

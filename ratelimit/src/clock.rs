@@ -1,0 +1,71 @@
+//! Time for limiters: nanoseconds since the limiter's epoch, from the system
+//! clock or from a manual clock that tests advance.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A monotonic source of nanoseconds since some fixed point.
+pub trait Clock: Send + Sync + Debug {
+    /// Nanoseconds since this clock's origin.
+    fn now_nanos(&self) -> u64;
+}
+
+/// The monotonic system clock, counting from when it was made.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock { origin: Instant::now() }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A clock that moves only when told; clones share one time.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_ratelimit::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// clock.advance(Duration::from_millis(5));
+/// assert_eq!(clock.now_nanos(), 5_000_000);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward (saturating).
+    pub fn advance(&self, by: Duration) {
+        self.advance_nanos(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Moves the clock forward by `nanos` (saturating).
+    pub fn advance_nanos(&self, nanos: u64) {
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_add(nanos)));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,38 @@
+//! Rate limiting that users can reason about: a token bucket implemented as
+//! GCRA on one atomic, lock-free, whose decisions are identical to
+//! `governor`'s on every arrival sequence, with decisions that say how many
+//! tokens remain, when the bucket is full again and how long to wait.
+//!
+//! This release has [`TokenBucket`]; the other algorithms (leaky bucket,
+//! fixed window, sliding log, sliding counter), keyed limits, the Redis
+//! backend and the HTTP layer build on the same pure step, [`gcra_step`]
+//! for this one.
+//!
+//! ```
+//! use sysblocks_ratelimit::{Rate, TokenBucket};
+//!
+//! let limiter = TokenBucket::new(100, "50/s".parse::<Rate>()?)?;
+//! let decision = limiter.check();
+//! assert!(decision.allowed);
+//! assert_eq!(decision.remaining, 99);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Crate features
+//!
+//! None yet; `redis`, `async` and `tower` will gate the backends.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod clock;
+mod error;
+mod rate;
+mod sync;
+mod token_bucket;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::LimitError;
+pub use rate::Rate;
+pub use token_bucket::{Decision, TokenBucket, gcra_step};
