@@ -3,10 +3,13 @@
 //! `governor`'s on every arrival sequence, with decisions that say how many
 //! tokens remain, when the bucket is full again and how long to wait.
 //!
-//! This release has [`TokenBucket`]; the other algorithms (leaky bucket,
-//! fixed window, sliding log, sliding counter), keyed limits, the Redis
-//! backend and the HTTP layer build on the same pure step, [`gcra_step`]
-//! for this one.
+//! This release has [`TokenBucket`] (GCRA), [`FixedWindow`],
+//! [`SlidingWindowLog`] (exact) and [`SlidingWindowCounter`]
+//! (approximate, constant memory), each a pure step over its state
+//! ([`gcra_step`], [`fixed_window_step`], [`sliding_log_step`],
+//! [`sliding_counter_step`]) applied by an in-process type. The leaky bucket,
+//! keyed limits, the Redis backend and the HTTP layer build on the same
+//! steps.
 //!
 //! ```
 //! use sysblocks_ratelimit::{Rate, TokenBucket};
@@ -31,8 +34,13 @@ mod error;
 mod rate;
 mod sync;
 mod token_bucket;
+mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::LimitError;
 pub use rate::Rate;
 pub use token_bucket::{Decision, TokenBucket, gcra_step};
+pub use window::{
+    FixedWindow, FixedWindowState, SlidingCounterState, SlidingWindowCounter, SlidingWindowLog,
+    fixed_window_step, sliding_counter_step, sliding_log_step,
+};

@@ -1,0 +1,397 @@
+//! Window-based limiters: [`FixedWindow`], [`SlidingWindowLog`] and
+//! [`SlidingWindowCounter`], each a pure step over its state plus an
+//! in-process type that applies it under a lock.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::LimitError;
+use crate::token_bucket::Decision;
+
+fn window_nanos(window: Duration) -> Result<u64, LimitError> {
+    match u64::try_from(window.as_nanos()) {
+        Ok(0) | Err(_) => Err(LimitError::ZeroRate),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn check_limit(limit: u64) -> Result<(), LimitError> {
+    if limit == 0 { Err(LimitError::ZeroCapacity) } else { Ok(()) }
+}
+
+fn check_cost(cost: u64, limit: u64) -> Result<(), LimitError> {
+    if cost == 0 {
+        return Err(LimitError::ZeroCost);
+    }
+    if cost > limit {
+        return Err(LimitError::CostAboveCapacity { cost, capacity: limit });
+    }
+    Ok(())
+}
+
+// ----- fixed window ---------------------------------------------------------
+
+/// The state of a fixed window: which window (`now / window`) and how much
+/// it has admitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FixedWindowState {
+    /// The window index the count belongs to.
+    pub window: u64,
+    /// Cost admitted in that window.
+    pub count: u64,
+}
+
+/// The pure fixed-window step: windows are aligned to the epoch (`[k·w,
+/// (k+1)·w)`); a request is admitted iff the window's count plus its cost
+/// stays within `limit`.
+pub fn fixed_window_step(
+    state: FixedWindowState,
+    now: u64,
+    window: u64,
+    limit: u64,
+    cost: u64,
+) -> (Decision, FixedWindowState) {
+    let current = now / window;
+    let count = if state.window == current { state.count } else { 0 };
+    let until_next = Duration::from_nanos((current + 1) * window - now);
+    if count + cost > limit {
+        let decision = Decision {
+            allowed: false,
+            limit,
+            remaining: limit - count,
+            reset_after: until_next,
+            retry_after: Some(until_next),
+        };
+        return (decision, FixedWindowState { window: current, count });
+    }
+    let count = count + cost;
+    let decision = Decision {
+        allowed: true,
+        limit,
+        remaining: limit - count,
+        reset_after: until_next,
+        retry_after: None,
+    };
+    (decision, FixedWindowState { window: current, count })
+}
+
+/// At most `limit` per window, windows aligned to the epoch. Simple and
+/// cheap (one counter), but a burst of up to `2 × limit` can pass around a
+/// window boundary.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_ratelimit::{FixedWindow, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let limiter = FixedWindow::with_clock(3, Duration::from_secs(1), clock.clone())?;
+/// assert_eq!((0..5).filter(|_| limiter.check().allowed).count(), 3);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(limiter.check().allowed); // a new window
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FixedWindow<C: Clock = SystemClock> {
+    state: Mutex<FixedWindowState>,
+    window: u64,
+    limit: u64,
+    clock: C,
+}
+
+impl FixedWindow<SystemClock> {
+    /// At most `limit` per `window`, on the system clock.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
+        Self::with_clock(limit, window, SystemClock::default())
+    }
+}
+
+impl<C: Clock> FixedWindow<C> {
+    /// As [`new`](FixedWindow::new), on the given clock.
+    ///
+    /// # Errors
+    /// As [`new`](FixedWindow::new).
+    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
+        check_limit(limit)?;
+        let window = window_nanos(window)?;
+        Ok(FixedWindow { state: Mutex::new(FixedWindowState::default()), window, limit, clock })
+    }
+
+    /// Admits one request if the window has room.
+    pub fn check(&self) -> Decision {
+        self.decide(self.clock.now_nanos(), 1)
+    }
+
+    /// Admits a request of `cost` if the window has room for all of it.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
+    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(self.clock.now_nanos(), cost))
+    }
+
+    fn decide(&self, now: u64, cost: u64) -> Decision {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (decision, next) = fixed_window_step(*state, now, self.window, self.limit, cost);
+        *state = next;
+        decision
+    }
+}
+
+// ----- sliding window log ---------------------------------------------------
+
+/// The pure sliding-log step: `log` holds `(time, cost)` of admitted
+/// requests, oldest first. Entries older than `now − window` are dropped; a
+/// request is admitted iff the costs in the last `window` plus its own stay
+/// within `limit`. The log never holds more than `limit` entries, since
+/// every entry has a cost of at least 1.
+pub fn sliding_log_step(
+    log: &mut VecDeque<(u64, u64)>,
+    now: u64,
+    window: u64,
+    limit: u64,
+    cost: u64,
+) -> Decision {
+    let horizon = now.saturating_sub(window);
+    while log.front().is_some_and(|&(t, _)| t <= horizon && now >= window) {
+        log.pop_front();
+    }
+    let used: u64 = log.iter().map(|&(_, c)| c).sum();
+    let reset_after =
+        log.back().map_or(Duration::ZERO, |&(t, _)| Duration::from_nanos(t + window - now));
+    if used + cost > limit {
+        // Wait until enough of the oldest entries have left the window.
+        let mut freed = 0;
+        let mut wait = 0;
+        for &(t, c) in log.iter() {
+            freed += c;
+            wait = t + window - now;
+            if used - freed + cost <= limit {
+                break;
+            }
+        }
+        return Decision {
+            allowed: false,
+            limit,
+            remaining: limit - used,
+            reset_after,
+            retry_after: Some(Duration::from_nanos(wait)),
+        };
+    }
+    log.push_back((now, cost));
+    Decision {
+        allowed: true,
+        limit,
+        remaining: limit - used - cost,
+        reset_after: Duration::from_nanos(window),
+        retry_after: None,
+    }
+}
+
+/// Exactly `limit` per any window of length `window` (a request at time
+/// `t` counts until `t + window`): no boundary burst. Memory is bounded by
+/// `limit` entries.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_ratelimit::{ManualClock, SlidingWindowLog};
+///
+/// let clock = ManualClock::new();
+/// let limiter = SlidingWindowLog::with_clock(2, Duration::from_secs(10), clock.clone())?;
+/// assert!(limiter.check().allowed);
+/// clock.advance(Duration::from_secs(6));
+/// assert!(limiter.check().allowed);
+/// assert!(!limiter.check().allowed);
+/// clock.advance(Duration::from_secs(4)); // the first request leaves the window
+/// assert!(limiter.check().allowed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SlidingWindowLog<C: Clock = SystemClock> {
+    log: Mutex<VecDeque<(u64, u64)>>,
+    window: u64,
+    limit: u64,
+    clock: C,
+}
+
+impl SlidingWindowLog<SystemClock> {
+    /// Exactly `limit` per sliding `window`, on the system clock.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
+        Self::with_clock(limit, window, SystemClock::default())
+    }
+}
+
+impl<C: Clock> SlidingWindowLog<C> {
+    /// As [`new`](SlidingWindowLog::new), on the given clock.
+    ///
+    /// # Errors
+    /// As [`new`](SlidingWindowLog::new).
+    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
+        check_limit(limit)?;
+        let window = window_nanos(window)?;
+        Ok(SlidingWindowLog { log: Mutex::new(VecDeque::new()), window, limit, clock })
+    }
+
+    /// Admits one request if the last `window` has room.
+    pub fn check(&self) -> Decision {
+        self.decide(self.clock.now_nanos(), 1)
+    }
+
+    /// Admits a request of `cost` if the last `window` has room for all of it.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
+    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(self.clock.now_nanos(), cost))
+    }
+
+    /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
+    /// clock (times must not go backwards).
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(now, cost))
+    }
+
+    fn decide(&self, now: u64, cost: u64) -> Decision {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        sliding_log_step(&mut log, now, self.window, self.limit, cost)
+    }
+}
+
+// ----- sliding window counter ------------------------------------------------
+
+/// The state of a sliding window counter: the current fixed window and the
+/// counts of it and of the one before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlidingCounterState {
+    /// The current window index (`now / window`).
+    pub window: u64,
+    /// Cost admitted in the current window.
+    pub current: u64,
+    /// Cost admitted in the window before it.
+    pub previous: u64,
+}
+
+/// The pure sliding-counter step: the estimate of the last `window` is
+/// `previous × (1 − elapsed / window) + current`, computed in integers as
+/// `(previous × (window − elapsed)) / window + current` (rounded down); a
+/// request is admitted iff `estimate + cost <= limit`.
+pub fn sliding_counter_step(
+    state: SlidingCounterState,
+    now: u64,
+    window: u64,
+    limit: u64,
+    cost: u64,
+) -> (Decision, SlidingCounterState) {
+    let index = now / window;
+    let (previous, current) = match index.checked_sub(state.window) {
+        Some(0) => (state.previous, state.current),
+        Some(1) => (state.current, 0),
+        _ => (0, 0),
+    };
+    let elapsed = now - index * window;
+    let weighted = u128::from(previous) * u128::from(window - elapsed) / u128::from(window);
+    let estimate = u64::try_from(weighted).unwrap_or(u64::MAX).saturating_add(current);
+    let until_next = Duration::from_nanos(window - elapsed);
+    let next = SlidingCounterState { window: index, current, previous };
+    if estimate.saturating_add(cost) > limit {
+        let decision = Decision {
+            allowed: false,
+            limit,
+            remaining: limit.saturating_sub(estimate),
+            reset_after: until_next,
+            retry_after: Some(until_next),
+        };
+        return (decision, next);
+    }
+    let decision = Decision {
+        allowed: true,
+        limit,
+        remaining: limit - estimate - cost,
+        reset_after: until_next,
+        retry_after: None,
+    };
+    (decision, SlidingCounterState { current: current + cost, ..next })
+}
+
+/// An approximation of a sliding window in constant memory: two counters,
+/// the previous window's weighted by how much of it still overlaps the last
+/// `window`. With a limit of 100 per minute, 80 in the previous minute and
+/// 30 so far, halfway through: `80 × 0.5 + 30 = 70`, so 30 more fit.
+///
+/// ```
+/// use sysblocks_ratelimit::{sliding_counter_step, SlidingCounterState};
+///
+/// let minute = 60_000_000_000u64;
+/// let state = SlidingCounterState { window: 1, current: 30, previous: 80 };
+/// let (decision, _) = sliding_counter_step(state, minute + minute / 2, minute, 100, 1);
+/// assert!(decision.allowed);
+/// assert_eq!(decision.remaining, 100 - 70 - 1);
+/// ```
+#[derive(Debug)]
+pub struct SlidingWindowCounter<C: Clock = SystemClock> {
+    state: Mutex<SlidingCounterState>,
+    window: u64,
+    limit: u64,
+    clock: C,
+}
+
+impl SlidingWindowCounter<SystemClock> {
+    /// About `limit` per sliding `window`, on the system clock.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
+        Self::with_clock(limit, window, SystemClock::default())
+    }
+}
+
+impl<C: Clock> SlidingWindowCounter<C> {
+    /// As [`new`](SlidingWindowCounter::new), on the given clock.
+    ///
+    /// # Errors
+    /// As [`new`](SlidingWindowCounter::new).
+    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
+        check_limit(limit)?;
+        let window = window_nanos(window)?;
+        Ok(SlidingWindowCounter {
+            state: Mutex::new(SlidingCounterState::default()),
+            window,
+            limit,
+            clock,
+        })
+    }
+
+    /// Admits one request if the estimate has room.
+    pub fn check(&self) -> Decision {
+        self.decide(self.clock.now_nanos(), 1)
+    }
+
+    /// Admits a request of `cost` if the estimate has room for all of it.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
+    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(self.clock.now_nanos(), cost))
+    }
+
+    fn decide(&self, now: u64, cost: u64) -> Decision {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (decision, next) = sliding_counter_step(*state, now, self.window, self.limit, cost);
+        *state = next;
+        decision
+    }
+}
