@@ -9,7 +9,7 @@
 //! ([`gcra_step`], [`fixed_window_step`], [`sliding_log_step`],
 //! [`sliding_counter_step`]) applied by an in-process type. The leaky bucket,
 //! keyed limits, the Redis backend and the HTTP layer build on the same
-//! steps.
+//! steps. The [`guide`] explains each algorithm and when to use which.
 //!
 //! ```
 //! use sysblocks_ratelimit::{Rate, TokenBucket};
@@ -31,6 +31,7 @@
 
 mod clock;
 mod error;
+pub mod guide;
 mod rate;
 mod sync;
 mod token_bucket;
