@@ -42,6 +42,7 @@ pub use error::LimitError;
 pub use rate::Rate;
 pub use token_bucket::{Decision, TokenBucket, gcra_step};
 pub use window::{
-    FixedWindow, FixedWindowState, SlidingCounterState, SlidingWindowCounter, SlidingWindowLog,
-    fixed_window_step, sliding_counter_step, sliding_log_step,
+    Counter, Fixed, FixedWindow, FixedWindowState, Log, SlidingCounterState, SlidingWindowCounter,
+    SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step, sliding_counter_step,
+    sliding_log_step,
 };

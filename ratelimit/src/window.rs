@@ -77,72 +77,6 @@ pub fn fixed_window_step(
     (decision, FixedWindowState { window: current, count })
 }
 
-/// At most `limit` per window, windows aligned to the epoch. Simple and
-/// cheap (one counter), but a burst of up to `2 × limit` can pass around a
-/// window boundary.
-///
-/// ```
-/// use std::time::Duration;
-/// use sysblocks_ratelimit::{FixedWindow, ManualClock};
-///
-/// let clock = ManualClock::new();
-/// let limiter = FixedWindow::with_clock(3, Duration::from_secs(1), clock.clone())?;
-/// assert_eq!((0..5).filter(|_| limiter.check().allowed).count(), 3);
-/// clock.advance(Duration::from_secs(1));
-/// assert!(limiter.check().allowed); // a new window
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct FixedWindow<C: Clock = SystemClock> {
-    state: Mutex<FixedWindowState>,
-    window: u64,
-    limit: u64,
-    clock: C,
-}
-
-impl FixedWindow<SystemClock> {
-    /// At most `limit` per `window`, on the system clock.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
-    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
-        Self::with_clock(limit, window, SystemClock::default())
-    }
-}
-
-impl<C: Clock> FixedWindow<C> {
-    /// As [`new`](FixedWindow::new), on the given clock.
-    ///
-    /// # Errors
-    /// As [`new`](FixedWindow::new).
-    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
-        check_limit(limit)?;
-        let window = window_nanos(window)?;
-        Ok(FixedWindow { state: Mutex::new(FixedWindowState::default()), window, limit, clock })
-    }
-
-    /// Admits one request if the window has room.
-    pub fn check(&self) -> Decision {
-        self.decide(self.clock.now_nanos(), 1)
-    }
-
-    /// Admits a request of `cost` if the window has room for all of it.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
-    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(self.clock.now_nanos(), cost))
-    }
-
-    fn decide(&self, now: u64, cost: u64) -> Decision {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (decision, next) = fixed_window_step(*state, now, self.window, self.limit, cost);
-        *state = next;
-        decision
-    }
-}
-
 // ----- sliding window log ---------------------------------------------------
 
 /// The pure sliding-log step: `log` holds `(time, cost)` of admitted
@@ -190,83 +124,6 @@ pub fn sliding_log_step(
         remaining: limit - used - cost,
         reset_after: Duration::from_nanos(window),
         retry_after: None,
-    }
-}
-
-/// Exactly `limit` per any window of length `window` (a request at time
-/// `t` counts until `t + window`): no boundary burst. Memory is bounded by
-/// `limit` entries.
-///
-/// ```
-/// use std::time::Duration;
-/// use sysblocks_ratelimit::{ManualClock, SlidingWindowLog};
-///
-/// let clock = ManualClock::new();
-/// let limiter = SlidingWindowLog::with_clock(2, Duration::from_secs(10), clock.clone())?;
-/// assert!(limiter.check().allowed);
-/// clock.advance(Duration::from_secs(6));
-/// assert!(limiter.check().allowed);
-/// assert!(!limiter.check().allowed);
-/// clock.advance(Duration::from_secs(4)); // the first request leaves the window
-/// assert!(limiter.check().allowed);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct SlidingWindowLog<C: Clock = SystemClock> {
-    log: Mutex<VecDeque<(u64, u64)>>,
-    window: u64,
-    limit: u64,
-    clock: C,
-}
-
-impl SlidingWindowLog<SystemClock> {
-    /// Exactly `limit` per sliding `window`, on the system clock.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
-    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
-        Self::with_clock(limit, window, SystemClock::default())
-    }
-}
-
-impl<C: Clock> SlidingWindowLog<C> {
-    /// As [`new`](SlidingWindowLog::new), on the given clock.
-    ///
-    /// # Errors
-    /// As [`new`](SlidingWindowLog::new).
-    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
-        check_limit(limit)?;
-        let window = window_nanos(window)?;
-        Ok(SlidingWindowLog { log: Mutex::new(VecDeque::new()), window, limit, clock })
-    }
-
-    /// Admits one request if the last `window` has room.
-    pub fn check(&self) -> Decision {
-        self.decide(self.clock.now_nanos(), 1)
-    }
-
-    /// Admits a request of `cost` if the last `window` has room for all of it.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
-    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(self.clock.now_nanos(), cost))
-    }
-
-    /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
-    /// clock (times must not go backwards).
-    ///
-    /// # Errors
-    /// As [`check_n`](Self::check_n).
-    pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(now, cost))
-    }
-
-    fn decide(&self, now: u64, cost: u64) -> Decision {
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        sliding_log_step(&mut log, now, self.window, self.limit, cost)
     }
 }
 
@@ -326,6 +183,170 @@ pub fn sliding_counter_step(
     (decision, SlidingCounterState { current: current + cost, ..next })
 }
 
+// ----- the limiter that applies a step -------------------------------------
+
+/// One window algorithm: its state and its pure step. The three
+/// algorithms of this module implement it; [`WindowLimiter`] applies any of
+/// them under a lock.
+pub trait WindowAlgorithm {
+    /// What the algorithm remembers between requests.
+    type State: Default + std::fmt::Debug + Send;
+
+    /// Decides a request of `cost` at `now` and updates `state`.
+    fn step(state: &mut Self::State, now: u64, window: u64, limit: u64, cost: u64) -> Decision;
+}
+
+/// Epoch-aligned fixed windows ([`fixed_window_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Fixed;
+
+impl WindowAlgorithm for Fixed {
+    type State = FixedWindowState;
+
+    fn step(
+        state: &mut FixedWindowState,
+        now: u64,
+        window: u64,
+        limit: u64,
+        cost: u64,
+    ) -> Decision {
+        let (decision, next) = fixed_window_step(*state, now, window, limit, cost);
+        *state = next;
+        decision
+    }
+}
+
+/// The exact sliding log ([`sliding_log_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Log;
+
+impl WindowAlgorithm for Log {
+    type State = VecDeque<(u64, u64)>;
+
+    fn step(state: &mut Self::State, now: u64, window: u64, limit: u64, cost: u64) -> Decision {
+        sliding_log_step(state, now, window, limit, cost)
+    }
+}
+
+/// The weighted two-window counter ([`sliding_counter_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Counter;
+
+impl WindowAlgorithm for Counter {
+    type State = SlidingCounterState;
+
+    fn step(
+        state: &mut SlidingCounterState,
+        now: u64,
+        window: u64,
+        limit: u64,
+        cost: u64,
+    ) -> Decision {
+        let (decision, next) = sliding_counter_step(*state, now, window, limit, cost);
+        *state = next;
+        decision
+    }
+}
+
+/// At most `limit` per `window` by algorithm `A`, its state behind a lock.
+/// Use it through [`FixedWindow`], [`SlidingWindowLog`] and
+/// [`SlidingWindowCounter`].
+#[derive(Debug)]
+pub struct WindowLimiter<A: WindowAlgorithm, C: Clock = SystemClock> {
+    state: Mutex<A::State>,
+    window: u64,
+    limit: u64,
+    clock: C,
+}
+
+impl<A: WindowAlgorithm> WindowLimiter<A, SystemClock> {
+    /// At most `limit` per `window`, on the system clock.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
+        Self::with_clock(limit, window, SystemClock::default())
+    }
+}
+
+impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
+    /// As [`new`](WindowLimiter::new), on the given clock.
+    ///
+    /// # Errors
+    /// As [`new`](WindowLimiter::new).
+    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
+        check_limit(limit)?;
+        let window = window_nanos(window)?;
+        Ok(WindowLimiter { state: Mutex::new(A::State::default()), window, limit, clock })
+    }
+
+    /// Admits one request if there is room.
+    pub fn check(&self) -> Decision {
+        self.decide(self.clock.now_nanos(), 1)
+    }
+
+    /// Admits a request of `cost` if there is room for all of it.
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
+    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(self.clock.now_nanos(), cost))
+    }
+
+    /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
+    /// clock (times must not go backwards).
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        check_cost(cost, self.limit)?;
+        Ok(self.decide(now, cost))
+    }
+
+    fn decide(&self, now: u64, cost: u64) -> Decision {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        A::step(&mut state, now, self.window, self.limit, cost)
+    }
+}
+
+/// At most `limit` per window, windows aligned to the epoch. Simple and
+/// cheap (one counter), but a burst of up to `2 × limit` can pass around a
+/// window boundary.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_ratelimit::{FixedWindow, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let limiter = FixedWindow::with_clock(3, Duration::from_secs(1), clock.clone())?;
+/// assert_eq!((0..5).filter(|_| limiter.check().allowed).count(), 3);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(limiter.check().allowed); // a new window
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type FixedWindow<C = SystemClock> = WindowLimiter<Fixed, C>;
+
+/// Exactly `limit` per any window of length `window` (a request at time
+/// `t` counts until `t + window`): no boundary burst. Memory is bounded by
+/// `limit` entries.
+///
+/// ```
+/// use std::time::Duration;
+/// use sysblocks_ratelimit::{ManualClock, SlidingWindowLog};
+///
+/// let clock = ManualClock::new();
+/// let limiter = SlidingWindowLog::with_clock(2, Duration::from_secs(10), clock.clone())?;
+/// assert!(limiter.check().allowed);
+/// clock.advance(Duration::from_secs(6));
+/// assert!(limiter.check().allowed);
+/// assert!(!limiter.check().allowed);
+/// clock.advance(Duration::from_secs(4)); // the first request leaves the window
+/// assert!(limiter.check().allowed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type SlidingWindowLog<C = SystemClock> = WindowLimiter<Log, C>;
+
 /// An approximation of a sliding window in constant memory: two counters,
 /// the previous window's weighted by how much of it still overlaps the last
 /// `window`. With a limit of 100 per minute, 80 in the previous minute and
@@ -340,58 +361,4 @@ pub fn sliding_counter_step(
 /// assert!(decision.allowed);
 /// assert_eq!(decision.remaining, 100 - 70 - 1);
 /// ```
-#[derive(Debug)]
-pub struct SlidingWindowCounter<C: Clock = SystemClock> {
-    state: Mutex<SlidingCounterState>,
-    window: u64,
-    limit: u64,
-    clock: C,
-}
-
-impl SlidingWindowCounter<SystemClock> {
-    /// About `limit` per sliding `window`, on the system clock.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCapacity`], [`LimitError::ZeroRate`] for a zero window.
-    pub fn new(limit: u64, window: Duration) -> Result<Self, LimitError> {
-        Self::with_clock(limit, window, SystemClock::default())
-    }
-}
-
-impl<C: Clock> SlidingWindowCounter<C> {
-    /// As [`new`](SlidingWindowCounter::new), on the given clock.
-    ///
-    /// # Errors
-    /// As [`new`](SlidingWindowCounter::new).
-    pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
-        check_limit(limit)?;
-        let window = window_nanos(window)?;
-        Ok(SlidingWindowCounter {
-            state: Mutex::new(SlidingCounterState::default()),
-            window,
-            limit,
-            clock,
-        })
-    }
-
-    /// Admits one request if the estimate has room.
-    pub fn check(&self) -> Decision {
-        self.decide(self.clock.now_nanos(), 1)
-    }
-
-    /// Admits a request of `cost` if the estimate has room for all of it.
-    ///
-    /// # Errors
-    /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
-    pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(self.clock.now_nanos(), cost))
-    }
-
-    fn decide(&self, now: u64, cost: u64) -> Decision {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (decision, next) = sliding_counter_step(*state, now, self.window, self.limit, cost);
-        *state = next;
-        decision
-    }
-}
+pub type SlidingWindowCounter<C = SystemClock> = WindowLimiter<Counter, C>;
