@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use redis::Cmd;
+use redis::{Cmd, FromRedisValue};
 
 use crate::connection::RedisConnection;
 use crate::error::CounterError;
@@ -218,12 +218,18 @@ impl RedisShardedCounter {
     async fn refresh_layout(&self) -> Result<Layout, CounterError> {
         let current: Option<String> =
             self.conn.run(redis::cmd("GET").arg(layout_key(&self.name))).await?;
+        Ok(self.merge_layout(current.as_deref()))
+    }
+
+    /// Folds a layout read from Redis into the local one: the live count
+    /// follows Redis, the read count only grows.
+    fn merge_layout(&self, stored: Option<&str>) -> Layout {
         let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(fresh) = current.as_deref().and_then(parse_layout) {
+        if let Some(fresh) = stored.and_then(parse_layout) {
             layout.live = fresh.live;
             layout.read = layout.read.max(fresh.read);
         }
-        Ok(*layout)
+        *layout
     }
 
     /// The exact total: reads every shard.
@@ -231,8 +237,30 @@ impl RedisShardedCounter {
     /// # Errors
     /// A Redis error on any shard (no partial sums are returned).
     pub async fn get(&self) -> Result<i64, CounterError> {
-        let layout = self.refresh_layout().await?;
-        let total = self.sum_shards(0..layout.read).await?;
+        // One batch: the layout and every shard known so far. Only if
+        // another process has grown the layout meanwhile do the new shards
+        // take a second read.
+        let known = self.layout();
+        let mut cmds = vec![redis::cmd("GET").arg(layout_key(&self.name)).clone()];
+        cmds.extend(
+            (0..known.read).map(|i| redis::cmd("GET").arg(shard_key(&self.name, i)).clone()),
+        );
+        let mut replies = self.conn.run_each::<redis::Value>(&cmds).await.into_iter();
+        let stored = match replies.next() {
+            Some(reply) => {
+                Option::<String>::from_redis_value(reply?).map_err(redis::RedisError::from)?
+            }
+            None => None,
+        };
+        let mut total: i64 = 0;
+        for reply in replies {
+            let value = Option::<i64>::from_redis_value(reply?).map_err(redis::RedisError::from)?;
+            total = total.wrapping_add(value.unwrap_or(0));
+        }
+        let layout = self.merge_layout(stored.as_deref());
+        if layout.read > known.read {
+            total = total.wrapping_add(self.sum_shards(known.read..layout.read).await?);
+        }
         *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some((total, Instant::now()));
         Ok(total)
     }
