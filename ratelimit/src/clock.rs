@@ -69,3 +69,36 @@ impl Clock for ManualClock {
         self.nanos.load(Ordering::Acquire)
     }
 }
+
+/// Tokio's clock (`tokio::time::Instant`), counting from when it was made.
+/// Under a paused runtime (`#[tokio::test(start_paused = true)]`) it moves
+/// only when the runtime advances time, so async waits are tested without
+/// real sleeping.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+#[cfg(feature = "async")]
+impl TokioClock {
+    /// A clock at 0 now.
+    pub fn new() -> Self {
+        TokioClock { origin: tokio::time::Instant::now() }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "async")]
+impl Clock for TokioClock {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}

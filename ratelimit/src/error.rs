@@ -27,6 +27,29 @@ pub enum LimitError {
     },
     /// A cost of 0.
     ZeroCost,
+    /// A [`Keyed`](crate::Keyed) limiter is full of busy keys and cannot
+    /// take a new one.
+    TooManyKeys {
+        /// The cap on keys.
+        max: usize,
+    },
+    /// The Redis backend failed and the failure policy is to report it.
+    Backend {
+        /// What went wrong.
+        message: String,
+    },
+    /// A limit outside what the Redis backend computes exactly: times are
+    /// integer microseconds, and Lua numbers are doubles, exact up to 2^53.
+    RedisRange {
+        /// What is out of range.
+        what: &'static str,
+    },
+    /// A burst given for a window algorithm, whose limit is the rate's
+    /// count.
+    BadBurst,
+    /// A reconfiguration that names a different algorithm than the
+    /// limiter's.
+    AlgorithmChanged,
     /// A rate string that does not parse (`"100/s"`, `"5000/h"`, `"10/500ms"`).
     BadRate {
         /// The text given.
@@ -50,6 +73,21 @@ impl fmt::Display for LimitError {
                 "cost {cost} is above the capacity {capacity}; it could never be admitted"
             ),
             LimitError::ZeroCost => write!(f, "cost must be at least 1 (got 0)"),
+            LimitError::TooManyKeys { max } => {
+                write!(f, "too many keys: all {max} slots hold busy limiters")
+            }
+            LimitError::Backend { message } => write!(f, "rate limit backend failed: {message}"),
+            LimitError::RedisRange { what } => write!(
+                f,
+                "{what} is outside the Redis backend's exact range (integer microseconds, values below 2^53)"
+            ),
+            LimitError::BadBurst => write!(
+                f,
+                "burst applies to token_bucket and leaky_bucket only; a window's limit is the rate's count"
+            ),
+            LimitError::AlgorithmChanged => {
+                write!(f, "cannot change a limiter's algorithm in place; build a new limiter")
+            }
             LimitError::BadRate { text } => write!(
                 f,
                 "cannot parse rate {text:?}: expected COUNT/UNIT such as \"100/s\", \"5000/h\" or \"10/500ms\""

@@ -30,17 +30,35 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod clock;
+mod config;
 mod error;
 pub mod guide;
+mod keyed;
+mod leaky;
+mod limiter;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis;
 mod sync;
 mod token_bucket;
+#[cfg(feature = "async")]
+mod wait;
 mod window;
 
+#[cfg(feature = "async")]
+pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Algorithm, AnyLimiter, Limit};
 pub use error::LimitError;
+pub use keyed::Keyed;
+pub use leaky::{LeakyBucket, leaky_step};
+pub use limiter::{Limiter, check_all};
 pub use rate::Rate;
-pub use token_bucket::{Decision, TokenBucket, gcra_step};
+#[cfg(feature = "redis")]
+pub use redis::{FailurePolicy, RedisLimiter};
+pub use token_bucket::{Decision, TokenBucket, gcra_refund, gcra_step};
+#[cfg(feature = "async")]
+pub use wait::AsyncLimiter;
 pub use window::{
     Counter, Fixed, FixedWindow, FixedWindowState, Log, SlidingCounterState, SlidingWindowCounter,
     SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step, sliding_counter_step,

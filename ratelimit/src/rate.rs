@@ -113,7 +113,45 @@ impl FromStr for Rate {
 }
 
 impl fmt::Display for Rate {
+    /// The text form that [`FromStr`] reads back: the largest unit that
+    /// divides the period, as in `"100/s"`, `"5000/h"`, `"10/500ms"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}ns", self.count, self.per.as_nanos())
+        const UNITS: [(&str, u128); 7] = [
+            ("d", 86_400_000_000_000),
+            ("h", 3_600_000_000_000),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ];
+        let nanos = self.per.as_nanos();
+        for (unit, size) in UNITS {
+            let amount = nanos / size;
+            if nanos.is_multiple_of(size) && u32::try_from(amount).is_ok() {
+                return match amount {
+                    1 => write!(f, "{}/{unit}", self.count),
+                    _ => write!(f, "{}/{amount}{unit}", self.count),
+                };
+            }
+        }
+        // Periods beyond u32::MAX days cannot be built from text; name the
+        // nanoseconds.
+        write!(f, "{}/{nanos}ns", self.count)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }

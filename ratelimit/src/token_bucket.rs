@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::LimitError;
+use crate::limiter::Limiter;
 use crate::rate::Rate;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -21,6 +22,10 @@ pub struct Decision {
     /// For a denial: the wait after which this same request would pass.
     /// `None` when admitted.
     pub retry_after: Option<Duration>,
+    /// For an admitted request to a shaper ([`LeakyBucket`](crate::LeakyBucket)):
+    /// how long it must wait for its departure slot. Zero for every other
+    /// algorithm, and for denials.
+    pub wait: Duration,
 }
 
 /// The pure GCRA step shared by every backend: given the bucket's
@@ -55,6 +60,7 @@ pub fn gcra_step(
             remaining: remaining_at(tat),
             reset_after: Duration::from_nanos(tat.saturating_sub(now)),
             retry_after: Some(Duration::from_nanos(earliest - now)),
+            wait: Duration::ZERO,
         };
         return (decision, None);
     }
@@ -65,8 +71,20 @@ pub fn gcra_step(
         remaining: remaining_at(next),
         reset_after: Duration::from_nanos(next.saturating_sub(now)),
         retry_after: None,
+        wait: Duration::ZERO,
     };
     (decision, Some(next))
+}
+
+/// The pure GCRA refund: gives `cost` tokens back by moving `tat` earlier by
+/// `t × cost`, but never before `now` (a full bucket stays full). `None`
+/// when nothing changes.
+pub fn gcra_refund(tat: Option<u64>, now: u64, t: u64, cost: u64) -> Option<u64> {
+    let tat = tat?;
+    if tat <= now {
+        return None;
+    }
+    Some(tat.saturating_sub(t.saturating_mul(cost)).max(now))
 }
 
 /// A token bucket of `capacity` tokens refilling at a [`Rate`], implemented
@@ -95,11 +113,11 @@ pub fn gcra_step(
 pub struct TokenBucket<C: Clock = SystemClock> {
     /// Theoretical arrival time in nanoseconds; 0 means untouched.
     tat: AtomicU64,
-    /// Emission interval: nanoseconds per token.
-    t: u64,
-    /// Tolerance: `t × (capacity − 1)`.
-    tau: u64,
-    capacity: u64,
+    /// Emission interval: nanoseconds per token. Atomic so that
+    /// [`set_limit`](TokenBucket::set_limit) works on a shared bucket.
+    t: AtomicU64,
+    /// The capacity (burst), likewise.
+    capacity: AtomicU64,
     clock: C,
 }
 
@@ -123,19 +141,22 @@ impl<C: Clock> TokenBucket<C> {
         if capacity == 0 {
             return Err(LimitError::ZeroCapacity);
         }
-        let t = rate.interval_nanos();
         Ok(TokenBucket {
             tat: AtomicU64::new(0),
-            t,
-            tau: t.saturating_mul(capacity - 1),
-            capacity,
+            t: AtomicU64::new(rate.interval_nanos()),
+            capacity: AtomicU64::new(capacity),
             clock,
         })
     }
 
     /// The capacity.
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// This bucket's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// Takes one token if available.
@@ -144,14 +165,18 @@ impl<C: Clock> TokenBucket<C> {
         self.decide(self.clock.now_nanos(), 1, true)
     }
 
+    /// What [`check`](Self::check) would decide, without taking anything.
+    pub fn peek(&self) -> Decision {
+        self.decide(self.clock.now_nanos(), 1, false)
+    }
+
     /// Takes `cost` tokens if all are available (none otherwise).
     ///
     /// # Errors
     /// [`LimitError::ZeroCost`], or [`LimitError::CostAboveCapacity`] for a
     /// request that could never pass.
     pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        self.check_cost(cost)?;
-        Ok(self.decide(self.clock.now_nanos(), cost, true))
+        self.check_n_at(self.clock.now_nanos(), cost)
     }
 
     /// What [`check_n`](Self::check_n) would decide, without taking anything.
@@ -173,22 +198,78 @@ impl<C: Clock> TokenBucket<C> {
         Ok(self.decide(now_nanos, cost, true))
     }
 
-    fn check_cost(&self, cost: u64) -> Result<(), LimitError> {
-        if cost == 0 {
-            return Err(LimitError::ZeroCost);
+    /// Gives back `cost` tokens taken earlier (a request that was admitted
+    /// but not carried out). The bucket never holds more than its capacity.
+    pub fn refund(&self, cost: u64) {
+        self.refund_at(self.clock.now_nanos(), cost);
+    }
+
+    /// As [`refund`](Self::refund) at an explicit time.
+    pub fn refund_at(&self, now: u64, cost: u64) {
+        let t = self.t.load(Ordering::Relaxed);
+        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            gcra_refund(if tat == 0 { None } else { Some(tat) }, now, t, cost)
+        });
+    }
+
+    /// Whether the bucket is full, so that a fresh bucket would decide
+    /// exactly as this one (what [`Keyed`](crate::Keyed) evicts).
+    pub fn is_idle_at(&self, now: u64) -> bool {
+        self.tat.load(Ordering::Acquire) <= now
+    }
+
+    /// Changes the capacity and rate of a bucket in use. The tokens in use
+    /// are kept (a bucket that was full stays full; one that was empty stays
+    /// empty and refills at the new rate), capped at the new capacity. A
+    /// check running at the same moment may still see the old settings.
+    ///
+    /// ```
+    /// use sysblocks_ratelimit::{ManualClock, Rate, TokenBucket};
+    ///
+    /// let bucket = TokenBucket::with_clock(2, Rate::per_second(1)?, ManualClock::new())?;
+    /// assert!(bucket.check().allowed);
+    /// bucket.set_limit(10, Rate::per_second(5)?)?;
+    /// // One token is still in use, so one more request would leave 8.
+    /// assert_eq!(bucket.peek().remaining, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LimitError::ZeroCapacity`]; the bucket is then unchanged.
+    pub fn set_limit(&self, capacity: u64, rate: Rate) -> Result<(), LimitError> {
+        if capacity == 0 {
+            return Err(LimitError::ZeroCapacity);
         }
-        if cost > self.capacity {
-            return Err(LimitError::CostAboveCapacity { cost, capacity: self.capacity });
-        }
+        let now = self.clock.now_nanos();
+        let new_t = rate.interval_nanos();
+        let old_t = self.t.swap(new_t, Ordering::AcqRel);
+        self.capacity.store(capacity, Ordering::Release);
+        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            if tat <= now {
+                return None;
+            }
+            // Tokens in use = debt / old_t; the same tokens at the new rate.
+            let debt = u128::from(tat - now) * u128::from(new_t) / u128::from(old_t);
+            let cap = u128::from(new_t) * u128::from(capacity);
+            let debt = u64::try_from(debt.min(cap)).unwrap_or(u64::MAX);
+            Some(now.saturating_add(debt).max(1))
+        });
         Ok(())
+    }
+
+    fn check_cost(&self, cost: u64) -> Result<(), LimitError> {
+        check_cost(cost, self.capacity())
     }
 
     #[inline]
     fn decide(&self, now: u64, cost: u64, take: bool) -> Decision {
+        let t = self.t.load(Ordering::Relaxed);
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let tau = t.saturating_mul(capacity - 1);
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
             let tat = if current == 0 { None } else { Some(current) };
-            let (decision, next) = gcra_step(tat, now, self.t, self.tau, self.capacity, cost);
+            let (decision, next) = gcra_step(tat, now, t, tau, capacity, cost);
             let Some(next) = next.filter(|_| take) else { return decision };
             match self.tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
             {
@@ -196,5 +277,44 @@ impl<C: Clock> TokenBucket<C> {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// The cost checks every limiter shares: a cost of at least 1 and at most
+/// the limit (a request above the limit could never pass).
+pub(crate) fn check_cost(cost: u64, limit: u64) -> Result<(), LimitError> {
+    if cost == 0 {
+        return Err(LimitError::ZeroCost);
+    }
+    if cost > limit {
+        return Err(LimitError::CostAboveCapacity { cost, capacity: limit });
+    }
+    Ok(())
+}
+
+impl<C: Clock> Limiter for TokenBucket<C> {
+    fn limit(&self) -> u64 {
+        self.capacity()
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        TokenBucket::check_n_at(self, now, cost)
+    }
+
+    fn peek_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        self.check_cost(cost)?;
+        Ok(self.decide(now, cost, false))
+    }
+
+    fn refund_at(&self, now: u64, cost: u64) {
+        TokenBucket::refund_at(self, now, cost);
+    }
+
+    fn is_idle_at(&self, now: u64) -> bool {
+        TokenBucket::is_idle_at(self, now)
     }
 }

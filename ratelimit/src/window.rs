@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::LimitError;
-use crate::token_bucket::Decision;
+use crate::limiter::Limiter;
+use crate::token_bucket::{Decision, check_cost};
 
 fn window_nanos(window: Duration) -> Result<u64, LimitError> {
     match u64::try_from(window.as_nanos()) {
@@ -19,16 +20,6 @@ fn window_nanos(window: Duration) -> Result<u64, LimitError> {
 
 fn check_limit(limit: u64) -> Result<(), LimitError> {
     if limit == 0 { Err(LimitError::ZeroCapacity) } else { Ok(()) }
-}
-
-fn check_cost(cost: u64, limit: u64) -> Result<(), LimitError> {
-    if cost == 0 {
-        return Err(LimitError::ZeroCost);
-    }
-    if cost > limit {
-        return Err(LimitError::CostAboveCapacity { cost, capacity: limit });
-    }
-    Ok(())
 }
 
 // ----- fixed window ---------------------------------------------------------
@@ -63,6 +54,7 @@ pub fn fixed_window_step(
             remaining: limit - count,
             reset_after: until_next,
             retry_after: Some(until_next),
+            wait: Duration::ZERO,
         };
         return (decision, FixedWindowState { window: current, count });
     }
@@ -73,6 +65,7 @@ pub fn fixed_window_step(
         remaining: limit - count,
         reset_after: until_next,
         retry_after: None,
+        wait: Duration::ZERO,
     };
     (decision, FixedWindowState { window: current, count })
 }
@@ -115,6 +108,7 @@ pub fn sliding_log_step(
             remaining: limit - used,
             reset_after,
             retry_after: Some(Duration::from_nanos(wait)),
+            wait: Duration::ZERO,
         };
     }
     log.push_back((now, cost));
@@ -124,6 +118,7 @@ pub fn sliding_log_step(
         remaining: limit - used - cost,
         reset_after: Duration::from_nanos(window),
         retry_after: None,
+        wait: Duration::ZERO,
     }
 }
 
@@ -170,6 +165,7 @@ pub fn sliding_counter_step(
             remaining: limit.saturating_sub(estimate),
             reset_after: until_next,
             retry_after: Some(until_next),
+            wait: Duration::ZERO,
         };
         return (decision, next);
     }
@@ -179,6 +175,7 @@ pub fn sliding_counter_step(
         remaining: limit - estimate - cost,
         reset_after: until_next,
         retry_after: None,
+        wait: Duration::ZERO,
     };
     (decision, SlidingCounterState { current: current + cost, ..next })
 }
@@ -190,10 +187,16 @@ pub fn sliding_counter_step(
 /// them under a lock.
 pub trait WindowAlgorithm {
     /// What the algorithm remembers between requests.
-    type State: Default + std::fmt::Debug + Send;
+    type State: Default + Clone + std::fmt::Debug + Send;
 
     /// Decides a request of `cost` at `now` and updates `state`.
     fn step(state: &mut Self::State, now: u64, window: u64, limit: u64, cost: u64) -> Decision;
+
+    /// Gives back `cost` admitted earlier (the most recent admissions first).
+    fn refund(state: &mut Self::State, now: u64, window: u64, cost: u64);
+
+    /// Whether `state` counts nothing at `now`, like a fresh state.
+    fn is_idle(state: &Self::State, now: u64, window: u64) -> bool;
 }
 
 /// Epoch-aligned fixed windows ([`fixed_window_step`]).
@@ -214,6 +217,16 @@ impl WindowAlgorithm for Fixed {
         *state = next;
         decision
     }
+
+    fn refund(state: &mut FixedWindowState, now: u64, window: u64, cost: u64) {
+        if state.window == now / window {
+            state.count = state.count.saturating_sub(cost);
+        }
+    }
+
+    fn is_idle(state: &FixedWindowState, now: u64, window: u64) -> bool {
+        state.count == 0 || state.window != now / window
+    }
 }
 
 /// The exact sliding log ([`sliding_log_step`]).
@@ -226,11 +239,40 @@ impl WindowAlgorithm for Log {
     fn step(state: &mut Self::State, now: u64, window: u64, limit: u64, cost: u64) -> Decision {
         sliding_log_step(state, now, window, limit, cost)
     }
+
+    fn refund(state: &mut Self::State, _now: u64, _window: u64, mut cost: u64) {
+        while cost > 0 {
+            let Some(last) = state.back_mut() else { return };
+            if last.1 > cost {
+                last.1 -= cost;
+                return;
+            }
+            cost -= last.1;
+            state.pop_back();
+        }
+    }
+
+    fn is_idle(state: &Self::State, now: u64, window: u64) -> bool {
+        state.back().is_none_or(|&(t, _)| t.saturating_add(window) <= now)
+    }
 }
 
 /// The weighted two-window counter ([`sliding_counter_step`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Counter;
+
+impl Counter {
+    /// The counts as of the window that holds `now`.
+    fn roll(state: SlidingCounterState, now: u64, window: u64) -> SlidingCounterState {
+        let index = now / window;
+        let (previous, current) = match index.checked_sub(state.window) {
+            Some(0) => (state.previous, state.current),
+            Some(1) => (state.current, 0),
+            _ => (0, 0),
+        };
+        SlidingCounterState { window: index, current, previous }
+    }
+}
 
 impl WindowAlgorithm for Counter {
     type State = SlidingCounterState;
@@ -246,6 +288,25 @@ impl WindowAlgorithm for Counter {
         *state = next;
         decision
     }
+
+    fn refund(state: &mut SlidingCounterState, now: u64, window: u64, cost: u64) {
+        let mut rolled = Counter::roll(*state, now, window);
+        rolled.current = rolled.current.saturating_sub(cost);
+        *state = rolled;
+    }
+
+    fn is_idle(state: &SlidingCounterState, now: u64, window: u64) -> bool {
+        let rolled = Counter::roll(*state, now, window);
+        rolled.current == 0 && rolled.previous == 0
+    }
+}
+
+/// A window limiter's settings and state, under one lock.
+#[derive(Debug)]
+struct Inner<S> {
+    state: S,
+    window: u64,
+    limit: u64,
 }
 
 /// At most `limit` per `window` by algorithm `A`, its state behind a lock.
@@ -253,9 +314,7 @@ impl WindowAlgorithm for Counter {
 /// [`SlidingWindowCounter`].
 #[derive(Debug)]
 pub struct WindowLimiter<A: WindowAlgorithm, C: Clock = SystemClock> {
-    state: Mutex<A::State>,
-    window: u64,
-    limit: u64,
+    inner: Mutex<Inner<A::State>>,
     clock: C,
 }
 
@@ -277,12 +336,29 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
         check_limit(limit)?;
         let window = window_nanos(window)?;
-        Ok(WindowLimiter { state: Mutex::new(A::State::default()), window, limit, clock })
+        let inner = Inner { state: A::State::default(), window, limit };
+        Ok(WindowLimiter { inner: Mutex::new(inner), clock })
+    }
+
+    /// The limit per window.
+    pub fn limit(&self) -> u64 {
+        self.lock().limit
     }
 
     /// Admits one request if there is room.
     pub fn check(&self) -> Decision {
-        self.decide(self.clock.now_nanos(), 1)
+        let now = self.clock.now_nanos();
+        let mut inner = self.lock();
+        let Inner { state, window, limit } = &mut *inner;
+        A::step(state, now, *window, *limit, 1)
+    }
+
+    /// What [`check`](Self::check) would decide, changing nothing.
+    pub fn peek(&self) -> Decision {
+        let now = self.clock.now_nanos();
+        let inner = self.lock();
+        let mut scratch = inner.state.clone();
+        A::step(&mut scratch, now, inner.window, inner.limit, 1)
     }
 
     /// Admits a request of `cost` if there is room for all of it.
@@ -290,8 +366,7 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     /// # Errors
     /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
     pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(self.clock.now_nanos(), cost))
+        self.check_n_at(self.clock.now_nanos(), cost)
     }
 
     /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
@@ -300,13 +375,78 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
-        Ok(self.decide(now, cost))
+        let mut inner = self.lock();
+        let Inner { state, window, limit } = &mut *inner;
+        check_cost(cost, *limit)?;
+        Ok(A::step(state, now, *window, *limit, cost))
     }
 
-    fn decide(&self, now: u64, cost: u64) -> Decision {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        A::step(&mut state, now, self.window, self.limit, cost)
+    /// What [`check_n_at`](Self::check_n_at) would decide, changing nothing.
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    pub fn peek_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        let inner = self.lock();
+        check_cost(cost, inner.limit)?;
+        let mut scratch = inner.state.clone();
+        Ok(A::step(&mut scratch, now, inner.window, inner.limit, cost))
+    }
+
+    /// Gives back `cost` admitted earlier (the most recent admissions first).
+    pub fn refund(&self, cost: u64) {
+        Limiter::refund_at(self, self.clock.now_nanos(), cost);
+    }
+
+    /// Changes the limit and window of a limiter in use. What was admitted
+    /// stays counted; a smaller limit may deny until it has aged out.
+    ///
+    /// # Errors
+    /// As [`new`](WindowLimiter::new); the limiter is then unchanged.
+    pub fn set_limit(&self, limit: u64, window: Duration) -> Result<(), LimitError> {
+        check_limit(limit)?;
+        let window = window_nanos(window)?;
+        let mut inner = self.lock();
+        inner.limit = limit;
+        inner.window = window;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<A::State>> {
+        // The steps do not panic part-way through an update, so a poisoned
+        // lock still holds a consistent state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<A: WindowAlgorithm, C: Clock> Limiter for WindowLimiter<A, C>
+where
+    A::State: Send,
+{
+    fn limit(&self) -> u64 {
+        WindowLimiter::limit(self)
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        WindowLimiter::check_n_at(self, now, cost)
+    }
+
+    fn peek_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
+        self.peek_at(now, cost)
+    }
+
+    fn refund_at(&self, now: u64, cost: u64) {
+        let mut inner = self.lock();
+        let window = inner.window;
+        A::refund(&mut inner.state, now, window, cost);
+    }
+
+    fn is_idle_at(&self, now: u64) -> bool {
+        let inner = self.lock();
+        A::is_idle(&inner.state, now, inner.window)
     }
 }
 

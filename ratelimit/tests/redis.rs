@@ -1,0 +1,295 @@
+//! RedisLimiter against a real Redis and a real 3-master Redis Cluster
+//! (started by scripts/test.sh, or by the testkit fixtures).
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use redis::aio::ConnectionLike;
+use sysblocks_ratelimit::{
+    Algorithm, FailurePolicy, Limit, LimitError, Limiter, ManualClock, Rate, RedisLimiter,
+};
+use sysblocks_testkit::{Cluster, Redis};
+
+const ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::TokenBucket,
+    Algorithm::LeakyBucket,
+    Algorithm::FixedWindow,
+    Algorithm::SlidingWindowLog,
+    Algorithm::SlidingWindowCounter,
+];
+
+/// A random limit whose period is a whole number of microseconds per unit,
+/// so that the in-process limiter (nanoseconds) and Redis (microseconds)
+/// do the same arithmetic scaled by 1000.
+fn random_limit(rng: &mut SmallRng, algorithm: Algorithm) -> Limit {
+    let count = rng.random_range(1..=20u64);
+    let per_unit_us = rng.random_range(1..=50_000u64);
+    let rate = Rate::new(count, Duration::from_micros(count * per_unit_us)).unwrap();
+    let limit = Limit::new(algorithm, rate);
+    match algorithm {
+        Algorithm::TokenBucket | Algorithm::LeakyBucket => {
+            limit.with_burst(rng.random_range(1..=20))
+        }
+        _ => limit,
+    }
+}
+
+/// Drives every algorithm in-process and on Redis with the same timestamps,
+/// costs, peeks and refunds, and requires identical decisions.
+async fn differential<C: ConnectionLike + Clone + Send + Sync>(connection: C, prefix: &str) {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut compared = 0;
+    for algorithm in ALGORITHMS {
+        for round in 0..6 {
+            let limit = random_limit(&mut rng, algorithm);
+            let clock = ManualClock::new();
+            let keys = ["a", "b", "c"];
+            let local: Vec<_> =
+                keys.iter().map(|_| limit.build_with_clock(clock.clone()).unwrap()).collect();
+            let remote = RedisLimiter::new(
+                connection.clone(),
+                limit,
+                &format!("{prefix}{algorithm:?}{round}:"),
+            )
+            .unwrap();
+            let period_us = limit.rate.per().as_micros() as u64 / limit.rate.count();
+            let mut now_us = rng.random_range(0..1_000_000_000u64);
+            for step in 0..150 {
+                now_us += match rng.random_range(0..4) {
+                    0 => 0,
+                    1 => period_us * rng.random_range(0..3), // exact multiples
+                    2 => rng.random_range(0..period_us.max(1) * 2),
+                    _ => rng.random_range(0..limit.rate.per().as_micros() as u64 * 2),
+                };
+                let k = rng.random_range(0..keys.len());
+                let cost = rng.random_range(1..=limit.capacity().min(3));
+                let now_ns = now_us * 1000;
+                match rng.random_range(0..10) {
+                    0 => {
+                        local[k].refund_at(now_ns, cost);
+                        remote.refund_at(keys[k], now_us, cost).await.unwrap();
+                    }
+                    1 => {
+                        let ours = local[k].peek_n_at(now_ns, cost).unwrap();
+                        let theirs = remote.peek_n_at(keys[k], now_us, cost).await.unwrap();
+                        assert_eq!(ours, theirs, "{algorithm:?} {limit:?} peek at step {step}");
+                    }
+                    _ => {
+                        let ours = local[k].check_n_at(now_ns, cost).unwrap();
+                        let theirs = remote.check_n_at(keys[k], now_us, cost).await.unwrap();
+                        assert_eq!(ours, theirs, "{algorithm:?} {limit:?} at step {step}");
+                    }
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 5 * 6 * 150);
+}
+
+#[tokio::test]
+async fn every_algorithm_decides_as_in_process_on_redis() {
+    let redis = Redis::new();
+    differential(redis.connection_manager().await, redis.prefix()).await;
+}
+
+#[tokio::test]
+async fn every_algorithm_decides_as_in_process_on_the_cluster() {
+    let cluster = Cluster::new();
+    differential(cluster.connection().await, cluster.prefix()).await;
+    // The limiters' keys spread over the masters (one hash tag per key).
+    let per_node = cluster.keys_per_node();
+    assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "keys per node: {per_node:?}");
+}
+
+/// 64 tasks hammer one key on Redis's clock: exactly the limit is admitted
+/// (the rate is so slow that nothing refills during the test).
+async fn hammer<C: ConnectionLike + Clone + Send + Sync + 'static>(connection: C, prefix: &str) {
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket,
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindowLog,
+    ] {
+        let limit = Limit::new(algorithm, Rate::per_hour(100).unwrap()).with_burst(100);
+        let limit = match algorithm {
+            Algorithm::TokenBucket | Algorithm::LeakyBucket => limit,
+            _ => Limit::new(algorithm, limit.rate),
+        };
+        // No local shortcut: every request goes to Redis.
+        let limiter = Arc::new(
+            RedisLimiter::new(connection.clone(), limit, &format!("{prefix}hammer{algorithm:?}:"))
+                .unwrap()
+                .with_shortcut(0),
+        );
+        let admitted = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (limiter, admitted) = (limiter.clone(), admitted.clone());
+                tokio::spawn(async move {
+                    for _ in 0..5 {
+                        if limiter.check("hot").await.unwrap().allowed {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // A fixed window could straddle an hour boundary; then up to twice
+        // the limit is the algorithm's own answer.
+        let n = admitted.load(Ordering::Relaxed);
+        if algorithm == Algorithm::FixedWindow {
+            assert!(n == 100 || n == 200, "{algorithm:?}: {n} admitted");
+        } else {
+            assert_eq!(n, 100, "{algorithm:?}: exactly the limit");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tasks_never_exceed_the_limit_on_redis() {
+    let redis = Redis::new();
+    hammer(redis.connection_manager().await, redis.prefix()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tasks_never_exceed_the_limit_on_the_cluster() {
+    let cluster = Cluster::new();
+    hammer(cluster.connection().await, cluster.prefix()).await;
+}
+
+#[tokio::test]
+async fn state_keys_expire_when_the_limiter_is_fresh_again() {
+    let redis = Redis::new();
+    let mut connection = redis.connection_manager().await;
+    let limit = Limit::new(Algorithm::TokenBucket, Rate::per_second(10).unwrap()).with_burst(5);
+    let limiter = RedisLimiter::new(connection.clone(), limit, redis.prefix()).unwrap();
+    limiter.check_n("ttl", 3).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(limiter.redis_key("ttl"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // Three tokens at 100 ms each come back within 300 ms.
+    assert!((1..=300).contains(&ttl), "ttl {ttl} ms");
+}
+
+#[tokio::test]
+async fn invalid_limits_are_typed_errors() {
+    let redis = Redis::new();
+    let connection = redis.connection_manager().await;
+    let too_fast = Limit::new(Algorithm::TokenBucket, "10/5us".parse().unwrap());
+    assert!(matches!(
+        RedisLimiter::new(connection.clone(), too_fast, "x").unwrap_err(),
+        LimitError::RedisRange { .. }
+    ));
+    let huge = Limit::new(Algorithm::SlidingWindowCounter, Rate::per_hour(1_000_000_000).unwrap());
+    assert!(RedisLimiter::new(connection.clone(), huge, "x").is_err());
+    let window_burst =
+        Limit::new(Algorithm::FixedWindow, Rate::per_second(1).unwrap()).with_burst(3);
+    assert_eq!(
+        RedisLimiter::new(connection.clone(), window_burst, "x").unwrap_err(),
+        LimitError::BadBurst
+    );
+    let limit = Limit::new(Algorithm::FixedWindow, Rate::per_second(2).unwrap());
+    let limiter = RedisLimiter::new(connection, limit, redis.prefix()).unwrap();
+    assert_eq!(limiter.check_n("k", 0).await.unwrap_err(), LimitError::ZeroCost);
+    assert!(matches!(
+        limiter.check_n("k", 3).await.unwrap_err(),
+        LimitError::CostAboveCapacity { cost: 3, capacity: 2 }
+    ));
+}
+
+/// Counts `warn` events, to check that fallback decisions are logged.
+struct CountWarnings(Arc<AtomicU64>);
+
+impl tracing::Subscriber for CountWarnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redis_down_fails_open_or_closed_with_a_log_and_recovers_after_restart() {
+    let warnings = Arc::new(AtomicU64::new(0));
+    let _guard = tracing::subscriber::set_default(CountWarnings(warnings.clone()));
+    let mut redis = Redis::private();
+    let connection = redis.connection_manager().await;
+    let limit = Limit::new(Algorithm::SlidingWindowLog, Rate::per_minute(2).unwrap());
+    let open = RedisLimiter::new(connection.clone(), limit, "open:")
+        .unwrap()
+        .with_policy(FailurePolicy::Open);
+    let closed = RedisLimiter::new(connection.clone(), limit, "closed:")
+        .unwrap()
+        .with_policy(FailurePolicy::Closed);
+    let strict =
+        RedisLimiter::new(connection, limit, "strict:").unwrap().with_policy(FailurePolicy::Error);
+    assert!(open.check("k").await.unwrap().allowed);
+    assert!(closed.check("k").await.unwrap().allowed);
+    assert_eq!((open.fallbacks(), closed.fallbacks()), (0, 0));
+
+    redis.server().unwrap().stop();
+    assert!(open.check("k").await.unwrap().allowed, "fail-open admits");
+    assert!(!closed.check("k").await.unwrap().allowed, "fail-closed denies");
+    assert!(matches!(strict.check("k").await, Err(LimitError::Backend { .. })));
+    assert_eq!((open.fallbacks(), closed.fallbacks()), (1, 1));
+    assert_eq!(warnings.load(Ordering::Relaxed), 2, "both fallbacks are logged");
+
+    redis.server().unwrap().restart();
+    // The connection manager reconnects with its own backoff, which nothing
+    // here can observe: retry until a decision comes from Redis (the
+    // restarted server is empty, so the key has its full limit), at most 30 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = closed.fallbacks();
+        let decision = closed.check("k").await.unwrap();
+        if closed.fallbacks() == before {
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, 1, "a decision from the restarted Redis");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the limiter recovers after a restart");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The same limiter objects work again, scripts reloaded by themselves.
+    assert!(open.check("k").await.unwrap().allowed);
+    assert_eq!(open.check("k").await.unwrap().remaining, 0);
+    assert!(!open.check("k").await.unwrap().allowed);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_denied_key_is_denied_locally_until_its_retry_time() {
+    let mut redis = Redis::private();
+    let connection = redis.connection_manager().await;
+    let limit = Limit::new(Algorithm::TokenBucket, Rate::per_hour(1).unwrap()).with_burst(1);
+    let limiter =
+        RedisLimiter::new(connection, limit, "short:").unwrap().with_policy(FailurePolicy::Open);
+    assert!(limiter.check("k").await.unwrap().allowed);
+    let denied = limiter.check("k").await.unwrap();
+    assert!(!denied.allowed);
+    // With Redis gone, fail-open would admit: the shortcut answers first.
+    redis.server().unwrap().stop();
+    let again = limiter.check("k").await.unwrap();
+    assert!(!again.allowed, "answered locally");
+    assert!(again.retry_after.unwrap() <= denied.retry_after.unwrap());
+    assert_eq!(limiter.fallbacks(), 0, "no round trip was attempted");
+}
