@@ -96,18 +96,19 @@ impl FromStr for Rate {
         let digits = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let amount: u64 =
             if digits == 0 { 1 } else { period[..digits].parse().map_err(|_| bad())? };
-        let unit = match &period[digits..] {
-            "ns" => Duration::from_nanos(1),
-            "us" => Duration::from_micros(1),
-            "ms" => Duration::from_millis(1),
-            "s" | "sec" => Duration::from_secs(1),
-            "m" | "min" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            "d" | "day" => Duration::from_secs(86_400),
+        let unit_nanos: u128 = match &period[digits..] {
+            "ns" => 1,
+            "us" => 1_000,
+            "ms" => 1_000_000,
+            "s" | "sec" => 1_000_000_000,
+            "m" | "min" => 60_000_000_000,
+            "h" | "hour" => 3_600_000_000_000,
+            "d" | "day" => 86_400_000_000_000,
             _ => return Err(bad()),
         };
-        let amount = u32::try_from(amount).map_err(|_| bad())?;
-        let per = unit.checked_mul(amount).ok_or_else(bad)?;
+        let nanos = unit_nanos.checked_mul(u128::from(amount)).ok_or_else(bad)?;
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+        let per = Duration::new(secs, (nanos % 1_000_000_000) as u32);
         Rate::new(count, per)
     }
 }
@@ -128,15 +129,13 @@ impl fmt::Display for Rate {
         let nanos = self.per.as_nanos();
         for (unit, size) in UNITS {
             let amount = nanos / size;
-            if nanos.is_multiple_of(size) && u32::try_from(amount).is_ok() {
+            if nanos.is_multiple_of(size) {
                 return match amount {
                     1 => write!(f, "{}/{unit}", self.count),
                     _ => write!(f, "{}/{amount}{unit}", self.count),
                 };
             }
         }
-        // Periods beyond u32::MAX days cannot be built from text; name the
-        // nanoseconds.
         write!(f, "{}/{nanos}ns", self.count)
     }
 }

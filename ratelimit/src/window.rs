@@ -46,8 +46,8 @@ pub fn fixed_window_step(
 ) -> (Decision, FixedWindowState) {
     let current = now / window;
     let count = if state.window == current { state.count } else { 0 };
-    let until_next = Duration::from_nanos((current + 1) * window - now);
-    if count + cost > limit {
+    let until_next = Duration::from_nanos(window - now % window);
+    if count.saturating_add(cost) > limit {
         let decision = Decision {
             allowed: false,
             limit,
@@ -89,16 +89,17 @@ pub fn sliding_log_step(
         log.pop_front();
     }
     let used: u64 = log.iter().map(|&(_, c)| c).sum();
-    let reset_after =
-        log.back().map_or(Duration::ZERO, |&(t, _)| Duration::from_nanos(t + window - now));
-    if used + cost > limit {
+    let reset_after = log
+        .back()
+        .map_or(Duration::ZERO, |&(t, _)| Duration::from_nanos(t.saturating_add(window) - now));
+    if used.saturating_add(cost) > limit {
         // Wait until enough of the oldest entries have left the window.
         let mut freed = 0;
         let mut wait = 0;
         for &(t, c) in log.iter() {
             freed += c;
-            wait = t + window - now;
-            if used - freed + cost <= limit {
+            wait = t.saturating_add(window) - now;
+            if (used - freed).saturating_add(cost) <= limit {
                 break;
             }
         }
@@ -177,7 +178,7 @@ pub fn sliding_counter_step(
         retry_after: None,
         wait: Duration::ZERO,
     };
-    (decision, SlidingCounterState { current: current + cost, ..next })
+    (decision, SlidingCounterState { current: current.saturating_add(cost), ..next })
 }
 
 // ----- the limiter that applies a step -------------------------------------
