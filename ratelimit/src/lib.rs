@@ -33,6 +33,8 @@ mod clock;
 mod config;
 mod error;
 pub mod guide;
+#[cfg(feature = "tower")]
+mod http_layer;
 mod keyed;
 mod leaky;
 mod limiter;
@@ -50,6 +52,8 @@ pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Algorithm, AnyLimiter, Limit};
 pub use error::LimitError;
+#[cfg(feature = "tower")]
+pub use http_layer::{KeyedDecision, RateLimitLayer, RateLimitService};
 pub use keyed::Keyed;
 pub use leaky::{LeakyBucket, leaky_step};
 pub use limiter::{Limiter, check_all};
