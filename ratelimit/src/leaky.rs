@@ -84,6 +84,7 @@ impl State {
     }
 
     /// Gives back the `cost` units reserved at `slot`.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     fn cancel(&mut self, now: u64, slot: u64, cost: u64) {
         let end = slot.saturating_add(self.t.saturating_mul(cost));
         if end == self.next_free {

@@ -37,6 +37,7 @@ pub struct Decision {
 /// admitting it moves `tat` to `max(tat, now) + t × cost`. A denial changes
 /// nothing. This is the arithmetic of `governor` (integer nanoseconds), so
 /// the two agree on every decision.
+#[inline]
 pub fn gcra_step(
     tat: Option<u64>,
     now: u64,
@@ -46,34 +47,61 @@ pub fn gcra_step(
     cost: u64,
 ) -> (Decision, Option<u64>) {
     let tat = tat.unwrap_or(now);
-    let additional = t.saturating_mul(cost - 1);
-    let earliest = tat.saturating_add(additional).saturating_sub(tau);
-    let remaining_at = |tat_after: u64| {
-        // Tokens that fit between now and the tolerance edge.
-        (now.saturating_add(tau).saturating_add(t).saturating_sub(tat_after.max(now)) / t)
-            .min(capacity)
-    };
+    let outcome = gcra_admit(tat, now, t, tau, cost);
+    (gcra_report(tat, now, t, tau, capacity, cost, outcome), outcome.ok())
+}
+
+/// The admission half of [`gcra_step`]: the new TAT (`Ok`), or the earliest
+/// time the request would fit (`Err`). Kept apart so that the
+/// compare-and-swap loop recomputes only this on a retry.
+#[inline(always)]
+fn gcra_admit(tat: u64, now: u64, t: u64, tau: u64, cost: u64) -> Result<u64, u64> {
+    let earliest = tat.saturating_add(t.saturating_mul(cost - 1)).saturating_sub(tau);
     if now < earliest {
-        let decision = Decision {
+        Err(earliest)
+    } else {
+        Ok(tat.max(now).saturating_add(t.saturating_mul(cost)))
+    }
+}
+
+/// The reporting half of [`gcra_step`]: the decision for an outcome of
+/// [`gcra_admit`] at `tat`.
+#[inline(always)]
+fn gcra_report(
+    tat: u64,
+    now: u64,
+    t: u64,
+    tau: u64,
+    capacity: u64,
+    cost: u64,
+    outcome: Result<u64, u64>,
+) -> Decision {
+    let remaining_at = |tat_after: u64| {
+        // Tokens that fit between now and the tolerance edge; less than a
+        // token left (common in denials) needs no division.
+        let room = now.saturating_add(tau).saturating_add(t).saturating_sub(tat_after.max(now));
+        if room < t { 0 } else { (room / t).min(capacity) }
+    };
+    match outcome {
+        Err(earliest) => Decision {
             allowed: false,
             limit: capacity,
             remaining: remaining_at(tat),
             reset_after: Duration::from_nanos(tat.saturating_sub(now)),
             retry_after: Some(Duration::from_nanos(earliest - now)),
             wait: Duration::ZERO,
-        };
-        return (decision, None);
+        },
+        Ok(next) => Decision {
+            allowed: true,
+            limit: capacity,
+            // A bucket that was full has exactly `capacity − cost` left,
+            // no division needed (the common case for a limiter with room).
+            remaining: if tat <= now { capacity - cost } else { remaining_at(next) },
+            reset_after: Duration::from_nanos(next.saturating_sub(now)),
+            retry_after: None,
+            wait: Duration::ZERO,
+        },
     }
-    let next = tat.max(now).saturating_add(t.saturating_mul(cost));
-    let decision = Decision {
-        allowed: true,
-        limit: capacity,
-        remaining: remaining_at(next),
-        reset_after: Duration::from_nanos(next.saturating_sub(now)),
-        retry_after: None,
-        wait: Duration::ZERO,
-    };
-    (decision, Some(next))
 }
 
 /// The pure GCRA refund: gives `cost` tokens back by moving `tat` earlier by
@@ -261,21 +289,30 @@ impl<C: Clock> TokenBucket<C> {
         check_cost(cost, self.capacity())
     }
 
-    #[inline]
+    #[inline(always)]
     fn decide(&self, now: u64, cost: u64, take: bool) -> Decision {
         let t = self.t.load(Ordering::Relaxed);
         let capacity = self.capacity.load(Ordering::Relaxed);
         let tau = t.saturating_mul(capacity - 1);
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
-            let tat = if current == 0 { None } else { Some(current) };
-            let (decision, next) = gcra_step(tat, now, t, tau, capacity, cost);
-            let Some(next) = next.filter(|_| take) else { return decision };
-            match self.tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return decision,
-                Err(actual) => current = actual,
+            // 0 is "untouched": as good as full, like a TAT of now.
+            let tat = if current == 0 { now } else { current };
+            let outcome = gcra_admit(tat, now, t, tau, cost);
+            if let (Ok(next), true) = (outcome, take) {
+                // Only the new TAT is computed inside the loop; the decision
+                // is built once the swap has succeeded.
+                if let Err(actual) = self.tat.compare_exchange_weak(
+                    current,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    current = actual;
+                    continue;
+                }
             }
+            return gcra_report(tat, now, t, tau, capacity, cost, outcome);
         }
     }
 }
