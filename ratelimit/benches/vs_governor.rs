@@ -62,7 +62,7 @@ fn shared(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let (ours, theirs) = never_denies();
     group.bench_function("sysblocks", |b| {
-        b.iter_custom(|n| two_threads(n, || ours.check().allowed))
+        b.iter_custom(|n| two_threads(n, || ours.check().allowed));
     });
     group.bench_function("governor", |b| {
         b.iter_custom(|n| two_threads(n, || theirs.check().is_ok()));

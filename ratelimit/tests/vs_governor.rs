@@ -102,7 +102,7 @@ fn peek_does_not_consume_and_errors_are_typed() {
     );
     assert_eq!(Rate::per_second(0), Err(LimitError::ZeroRate));
     assert!(matches!(Rate::new(2, Duration::from_nanos(1)), Err(LimitError::RateTooFast { .. })));
-    for bad in ["", "100", "/s", "x/s", "100/parsec", "100/0s", "-1/s", "1/99999999999h"] {
+    for bad in ["", "100", "/s", "x/s", "100/parsec", "100/0s", "-1/s", "1/99999999999999999999h"] {
         assert!(bad.parse::<Rate>().is_err(), "{bad:?} parsed");
     }
     assert_eq!("5000/h".parse::<Rate>().unwrap(), Rate::per_hour(5000).unwrap());
