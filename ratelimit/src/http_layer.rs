@@ -36,10 +36,7 @@ where
 }
 
 #[cfg(feature = "redis")]
-impl<C> KeyedDecision<String> for crate::RedisLimiter<C>
-where
-    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl<C: crate::RedisConnection> KeyedDecision<String> for crate::RedisLimiter<C> {
     fn decide(&self, key: &String) -> impl Future<Output = Result<Decision, LimitError>> + Send {
         self.check(key)
     }

@@ -59,7 +59,7 @@ pub use leaky::{LeakyBucket, leaky_step};
 pub use limiter::{Limiter, check_all};
 pub use rate::Rate;
 #[cfg(feature = "redis")]
-pub use redis::{FailurePolicy, RedisLimiter};
+pub use redis::{FailurePolicy, RedisConnection, RedisLimiter};
 pub use token_bucket::{Decision, TokenBucket, gcra_refund, gcra_step};
 #[cfg(feature = "async")]
 pub use wait::AsyncLimiter;

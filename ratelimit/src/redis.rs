@@ -4,21 +4,30 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::Script;
 use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{Algorithm, Limit};
 use crate::error::LimitError;
-use crate::token_bucket::{Decision, check_cost};
+use crate::token_bucket::{Decision, check_cost, gcra_step};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
+const EPILOGUE: &str = include_str!("lua/epilogue.lua");
 
+/// An algorithm's script: the shared prelude (arguments, clock), its
+/// `decide` function, and the loop over the batch.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    Script::new(&format!("{PRELUDE}\n{body}\n{EPILOGUE}"))
 }
+
+/// The most decisions one script call makes.
+const MAX_BATCH: usize = 64;
+/// Batches in flight at once per limiter.
+const MAX_IN_FLIGHT: usize = 2;
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/gcra.lua")));
 static FIXED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/fixed.lua")));
@@ -40,20 +49,43 @@ pub enum FailurePolicy {
     Error,
 }
 
+/// A connection the limiter can use: standalone (`ConnectionManager`,
+/// `MultiplexedConnection`) or Cluster (`ClusterConnection`).
+pub trait RedisConnection: ConnectionLike + Clone + Send + Sync + 'static {
+    /// Whether all keys of one command must live in one hash slot.
+    const CLUSTER: bool;
+}
+
+impl RedisConnection for redis::aio::ConnectionManager {
+    const CLUSTER: bool = false;
+}
+
+impl RedisConnection for redis::aio::MultiplexedConnection {
+    const CLUSTER: bool = false;
+}
+
+impl RedisConnection for redis::cluster_async::ClusterConnection {
+    const CLUSTER: bool = true;
+}
+
 /// A rate limit kept in Redis, shared by every process that uses the same
 /// key prefix: token bucket, leaky bucket, fixed window, sliding log or
 /// sliding counter, with the same decisions as the in-process types.
 ///
-/// * **One round trip, atomic**: each decision is one `EVALSHA` (the redis
-///   crate falls back to `EVAL` after a restart empties the script cache).
+/// * **Atomic, one round trip**: a decision is made by a Lua script (run by
+///   `EVALSHA`; the redis crate falls back to `EVAL` after a restart empties
+///   the script cache). Decisions that arrive while others are in flight
+///   are sent together, up to 64 per script call, and made in arrival
+///   order: under load, the per-call cost of Lua is shared (group commit),
+///   and an idle limiter sends each decision at once.
 /// * **Redis's clock**: the scripts read `TIME`, so client clock skew does
 ///   not matter. Times are microseconds ([`check_n_at`](Self::check_n_at)
 ///   takes the time from the caller, for tests and replays).
 /// * **Idle keys vanish**: every write sets a TTL that ends when the state
 ///   is back to that of a fresh limiter.
 /// * **Cluster**: a limiter key's Redis keys share one hash tag
-///   (`prefix{key}`), so each decision runs on one slot. Pass a
-///   `redis::cluster_async::ClusterConnection`.
+///   (`prefix{key}`), so each decision runs on one slot; batches are
+///   grouped by slot. Pass a `redis::cluster_async::ClusterConnection`.
 /// * **Failures**: a [`FailurePolicy`] decides; fail-open and fail-closed
 ///   decisions are logged and counted ([`fallbacks`](Self::fallbacks)). The
 ///   connection (a `ConnectionManager` or a cluster connection) reconnects
@@ -62,6 +94,8 @@ pub enum FailurePolicy {
 ///   locally, without a round trip, for any cost `>= c` until `T` (exact: no
 ///   other request can make room earlier). It is off for the sliding window
 ///   counter, whose estimate shrinks continuously.
+///
+/// A check whose future is dropped after it was sent may still be counted.
 ///
 /// ```no_run
 /// # #![allow(dead_code)]
@@ -78,6 +112,18 @@ pub enum FailurePolicy {
 /// ```
 #[derive(Debug)]
 pub struct RedisLimiter<C> {
+    shared: Arc<Shared<C>>,
+    policy: FailurePolicy,
+    shortcut: Option<Shortcut>,
+    fallbacks: AtomicU64,
+    /// The queue to the batching task, started on first use (it needs a
+    /// tokio runtime).
+    queue: OnceLock<mpsc::UnboundedSender<Queued>>,
+}
+
+/// What the batching task needs.
+#[derive(Debug)]
+struct Shared<C> {
     connection: C,
     algorithm: Algorithm,
     limit: u64,
@@ -86,9 +132,193 @@ pub struct RedisLimiter<C> {
     /// The GCRA tolerance in microseconds.
     tau: u64,
     prefix: String,
-    policy: FailurePolicy,
-    shortcut: Option<Shortcut>,
-    fallbacks: AtomicU64,
+}
+
+/// One decision to make.
+#[derive(Debug, Clone)]
+struct Request {
+    key: String,
+    mode: &'static str,
+    cost: u64,
+}
+
+/// A request waiting in the queue for its batch.
+#[derive(Debug)]
+struct Queued {
+    request: Request,
+    reply: oneshot::Sender<RedisResult<Decision>>,
+}
+
+impl<C: RedisConnection> Shared<C> {
+    /// `prefix{key}`: the key is the hash tag. A key that would make an
+    /// empty tag (empty, or starting with `}`) gets a NUL in front, so that
+    /// its keys still share a slot.
+    fn redis_key(&self, key: &str) -> String {
+        let guard = if key.is_empty() || key.starts_with('}') { "\0" } else { "" };
+        format!("{}{{{guard}{key}}}", self.prefix)
+    }
+
+    /// Makes `requests` in one script call, in order.
+    async fn invoke(&self, now: Option<u64>, requests: &[&Request]) -> RedisResult<Vec<Decision>> {
+        let script = match self.algorithm {
+            Algorithm::TokenBucket | Algorithm::LeakyBucket => &*GCRA,
+            Algorithm::FixedWindow => &*FIXED,
+            Algorithm::SlidingWindowLog => &*LOG,
+            Algorithm::SlidingWindowCounter => &*COUNTER,
+        };
+        // Caller-supplied times need not track real time, so their keys
+        // live at least an hour rather than vanishing early.
+        let min_ttl_ms: u64 = if now.is_some() { 3_600_000 } else { 0 };
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(now.map(|n| n.to_string()).unwrap_or_default())
+            .arg(self.limit)
+            .arg(self.period)
+            .arg(min_ttl_ms)
+            .arg(self.tau);
+        let with_sequence = self.algorithm == Algorithm::SlidingWindowLog;
+        invocation.arg(if with_sequence { 2 } else { 1 });
+        for request in requests {
+            let state = self.redis_key(&request.key);
+            let sequence = with_sequence.then(|| format!("{state}:seq"));
+            invocation.key(state);
+            if let Some(sequence) = sequence {
+                invocation.key(sequence);
+            }
+            invocation.arg(request.mode).arg(request.cost);
+        }
+        let mut connection = self.connection.clone();
+        let flat: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        let width = if self.is_gcra() { 1 } else { 5 };
+        let wrong = || {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "rate limit script returned the wrong number of values",
+            ))
+        };
+        let (&now, values) = flat.split_first().ok_or_else(wrong)?;
+        if values.len() != width * requests.len() {
+            return Err(wrong());
+        }
+        let now = u64::try_from(now).unwrap_or(0);
+        Ok(values
+            .chunks_exact(width)
+            .zip(requests)
+            .map(|(v, r)| self.decision(now, r, v))
+            .collect())
+    }
+
+    fn is_gcra(&self) -> bool {
+        matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket)
+    }
+
+    /// The decision for one request from its values in the reply.
+    fn decision(&self, now: u64, request: &Request, values: &[i64]) -> Decision {
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        if self.is_gcra() {
+            // The script returns the TAT it decided on; the same pure step
+            // as in process gives the rest (in microseconds here).
+            let tat = u64::try_from(values[0]).ok();
+            let cost = request.cost;
+            let (d, _) = gcra_step(tat, now, self.period, self.tau, self.limit, cost);
+            let wait = tat.unwrap_or(now).saturating_sub(now);
+            return Decision {
+                allowed: d.allowed,
+                limit: self.limit,
+                remaining: d.remaining,
+                reset_after: d.reset_after * 1000,
+                retry_after: d.retry_after.map(|r| r * 1000),
+                wait: if self.algorithm == Algorithm::LeakyBucket && d.allowed {
+                    Duration::from_micros(wait)
+                } else {
+                    Duration::ZERO
+                },
+            };
+        }
+        Decision {
+            allowed: values[0] == 1,
+            limit: self.limit,
+            remaining: u64::try_from(values[1]).unwrap_or(0),
+            reset_after: micros(values[2]),
+            retry_after: (values[3] >= 0).then(|| micros(values[3])),
+            wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Takes what is queued, up to [`MAX_BATCH`] (grouped by slot on a
+/// Cluster), and sends it as one script call, with at most
+/// [`MAX_IN_FLIGHT`] calls outstanding. Ends when the limiter is dropped.
+async fn batch_loop<C: RedisConnection>(
+    shared: Arc<Shared<C>>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Some(first) = queue.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let groups = if C::CLUSTER { group_by_slot(&shared, batch) } else { vec![batch] };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            for group in groups {
+                let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
+                let result = shared.invoke(None, &requests).await;
+                match result {
+                    Ok(replies) => {
+                        for (queued, reply) in group.into_iter().zip(replies) {
+                            let _ = queued.reply.send(Ok(reply));
+                        }
+                    }
+                    Err(error) => {
+                        for queued in group {
+                            let _ = queued.reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn group_by_slot<C: RedisConnection>(shared: &Shared<C>, batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+    let mut groups: HashMap<u16, Vec<Queued>> = HashMap::new();
+    for queued in batch {
+        let slot = hash_slot(shared.redis_key(&queued.request.key).as_bytes());
+        groups.entry(slot).or_default().push(queued);
+    }
+    groups.into_values().collect()
+}
+
+/// The Redis Cluster slot of a key: the CRC16 of its hash tag (what lies
+/// between the first `{` and the next `}`, when not empty), else of the
+/// whole key.
+fn hash_slot(key: &[u8]) -> u16 {
+    let tag = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tag.unwrap_or(key)) % 16_384
+}
+
+/// CRC-16/XMODEM, the checksum of Redis Cluster's key slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
 }
 
 /// Keys known to be denied until an instant, for costs at or above a cost.
@@ -118,12 +348,13 @@ impl Shortcut {
         }
         denied.insert(key.to_string(), (now + wait, cost));
     }
+
+    fn forget(&self, key: &str) {
+        self.denied.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
 }
 
-impl<C> RedisLimiter<C>
-where
-    C: ConnectionLike + Clone + Send + Sync,
-{
+impl<C: RedisConnection> RedisLimiter<C> {
     /// A limiter on `connection` (a `redis::aio::ConnectionManager` or a
     /// `redis::cluster_async::ClusterConnection`) whose Redis keys start
     /// with `prefix`. Fail-open, with the local shortcut on (up to 10,000
@@ -160,16 +391,20 @@ where
             return Err(LimitError::RedisRange { what: "limit × period" });
         }
         let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
-        Ok(RedisLimiter {
+        let shared = Shared {
             connection,
             algorithm: limit.algorithm,
             limit: capacity,
             period: to_u64(period),
             tau: to_u64(tau),
             prefix: prefix.to_string(),
+        };
+        Ok(RedisLimiter {
+            shared: Arc::new(shared),
             policy: FailurePolicy::Open,
             shortcut: Some(Shortcut { denied: Mutex::default(), max_keys: 10_000 }),
             fallbacks: AtomicU64::new(0),
+            queue: OnceLock::new(),
         })
     }
 
@@ -189,7 +424,7 @@ where
 
     /// The limit that decisions report.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.shared.limit
     }
 
     /// How many decisions the failure policy made because Redis failed.
@@ -199,7 +434,7 @@ where
 
     /// The Redis key holding `key`'s state (for inspection and tests).
     pub fn redis_key(&self, key: &str) -> String {
-        format!("{}{{{key}}}", self.prefix)
+        self.shared.redis_key(key)
     }
 
     /// One unit for `key`, on Redis's clock.
@@ -217,14 +452,14 @@ where
     /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`], and as
     /// [`check`](Self::check).
     pub async fn check_n(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
+        check_cost(cost, self.shared.limit)?;
         if let Some(left) = self.shortcut.as_ref().and_then(|s| s.denied(key, cost)) {
             return Ok(self.denial(left));
         }
         let decision = self.run(key, None, "check", cost).await?;
         if let (Some(shortcut), Some(wait)) = (&self.shortcut, decision.retry_after)
             && !decision.allowed
-            && self.algorithm != Algorithm::SlidingWindowCounter
+            && self.shared.algorithm != Algorithm::SlidingWindowCounter
         {
             shortcut.remember(key, cost, wait);
         }
@@ -234,7 +469,7 @@ where
     /// As [`check_n`](Self::check_n), at a time the caller supplies (in
     /// microseconds on any clock that never goes backwards; all callers of
     /// one key must use the same clock). For tests and replays; bypasses
-    /// the local shortcut.
+    /// the local shortcut and the batching.
     ///
     /// # Errors
     /// As [`check_n`](Self::check_n).
@@ -244,7 +479,7 @@ where
         now_micros: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
+        check_cost(cost, self.shared.limit)?;
         self.run(key, Some(now_micros), "check", cost).await
     }
 
@@ -253,7 +488,7 @@ where
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub async fn peek_n(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
+        check_cost(cost, self.shared.limit)?;
         self.run(key, None, "peek", cost).await
     }
 
@@ -268,8 +503,19 @@ where
         now_micros: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        check_cost(cost, self.limit)?;
+        check_cost(cost, self.shared.limit)?;
         self.run(key, Some(now_micros), "peek", cost).await
+    }
+
+    /// Gives back `cost` units admitted earlier to `key`.
+    ///
+    /// # Errors
+    /// As [`check`](Self::check) (a failed refund is not retried).
+    pub async fn refund(&self, key: &str, cost: u64) -> Result<(), LimitError> {
+        if let Some(shortcut) = &self.shortcut {
+            shortcut.forget(key);
+        }
+        self.run(key, None, "refund", cost).await.map(drop)
     }
 
     /// As [`refund`](Self::refund), at a caller-supplied time (see
@@ -281,67 +527,37 @@ where
         self.run(key, Some(now_micros), "refund", cost).await.map(drop)
     }
 
-    /// Gives back `cost` units admitted earlier to `key`.
-    ///
-    /// # Errors
-    /// As [`check`](Self::check) (a failed refund is not retried).
-    pub async fn refund(&self, key: &str, cost: u64) -> Result<(), LimitError> {
-        if let Some(shortcut) = &self.shortcut {
-            shortcut.denied.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-        }
-        self.run(key, None, "refund", cost).await.map(drop)
-    }
-
     async fn run(
         &self,
         key: &str,
         now: Option<u64>,
-        mode: &str,
+        mode: &'static str,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        let state = self.redis_key(key);
-        let script = match self.algorithm {
-            Algorithm::TokenBucket | Algorithm::LeakyBucket => &*GCRA,
-            Algorithm::FixedWindow => &*FIXED,
-            Algorithm::SlidingWindowLog => &*LOG,
-            Algorithm::SlidingWindowCounter => &*COUNTER,
+        let request = Request { key: key.to_string(), mode, cost };
+        let reply = match now {
+            // Server time: through the batching queue.
+            None => self.enqueue(request).await,
+            Some(_) => self.shared.invoke(now, &[&request]).await.map(|mut d| d.remove(0)),
         };
-        let mut invocation = script.key(&state);
-        if self.algorithm == Algorithm::SlidingWindowLog {
-            invocation.key(format!("{state}:seq"));
+        reply.or_else(|error| self.on_failure(key, &error))
+    }
+
+    async fn enqueue(&self, request: Request) -> RedisResult<Decision> {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(batch_loop(self.shared.clone(), receiver));
+            sender
+        });
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued { request, reply };
+        if let Err(mpsc::error::SendError(queued)) = queue.send(queued) {
+            // The batching task is gone (its runtime shut down): go direct.
+            return self.shared.invoke(None, &[&queued.request]).await.map(|mut d| d.remove(0));
         }
-        // Caller-supplied times need not track real time, so their keys
-        // live at least an hour rather than vanishing early.
-        let min_ttl_ms: u64 = if now.is_some() { 3_600_000 } else { 0 };
-        invocation
-            .arg(now.map(|n| n.to_string()).unwrap_or_default())
-            .arg(mode)
-            .arg(cost)
-            .arg(self.limit)
-            .arg(self.period)
-            .arg(min_ttl_ms)
-            .arg(self.tau);
-        let mut connection = self.connection.clone();
-        let reply: redis::RedisResult<(u8, i64, i64, i64, i64)> =
-            invocation.invoke_async(&mut connection).await;
-        match reply {
-            Ok((allowed, remaining, reset_after, retry_after, wait)) => {
-                let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-                Ok(Decision {
-                    allowed: allowed == 1,
-                    limit: self.limit,
-                    remaining: u64::try_from(remaining).unwrap_or(0),
-                    reset_after: micros(reset_after),
-                    retry_after: (retry_after >= 0).then(|| micros(retry_after)),
-                    wait: if self.algorithm == Algorithm::LeakyBucket {
-                        micros(wait)
-                    } else {
-                        Duration::ZERO
-                    },
-                })
-            }
-            Err(error) => self.on_failure(key, &error),
-        }
+        answer.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from((redis::ErrorKind::Io, "the batching task stopped")))
+        })
     }
 
     fn on_failure(&self, key: &str, error: &redis::RedisError) -> Result<Decision, LimitError> {
@@ -352,7 +568,7 @@ where
                 tracing::warn!(key, %error, "rate limit store unavailable; failing open (admitting)");
                 Ok(Decision {
                     allowed: true,
-                    limit: self.limit,
+                    limit: self.shared.limit,
                     remaining: 0,
                     reset_after: Duration::ZERO,
                     retry_after: None,
@@ -370,11 +586,27 @@ where
     fn denial(&self, retry_after: Duration) -> Decision {
         Decision {
             allowed: false,
-            limit: self.limit,
+            limit: self.shared.limit,
             remaining: 0,
             reset_after: retry_after,
             retry_after: Some(retry_after),
             wait: Duration::ZERO,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{crc16, hash_slot};
+
+    #[test]
+    fn slots_follow_redis_cluster() {
+        // The reference value from the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        // Keys with the same tag share a slot, as CLUSTER KEYSLOT says.
+        assert_eq!(hash_slot(b"rl:{user:1}"), hash_slot(b"rl:{user:1}:seq"));
+        assert_eq!(hash_slot(b"rl:{user:1}"), hash_slot(b"user:1"));
+        assert_eq!(hash_slot(b"foo"), 12_182);
+        assert_eq!(hash_slot(b"{}foo"), crc16(b"{}foo") % 16_384, "an empty tag hashes it all");
     }
 }

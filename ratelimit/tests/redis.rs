@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::ConnectionLike;
 use sysblocks_ratelimit::{
-    Algorithm, FailurePolicy, Limit, LimitError, Limiter, ManualClock, Rate, RedisLimiter,
+    Algorithm, FailurePolicy, Limit, LimitError, Limiter, ManualClock, Rate, RedisConnection,
+    RedisLimiter,
 };
 use sysblocks_testkit::{Cluster, Redis};
 
@@ -40,7 +40,7 @@ fn random_limit(rng: &mut SmallRng, algorithm: Algorithm) -> Limit {
 
 /// Drives every algorithm in-process and on Redis with the same timestamps,
 /// costs, peeks and refunds, and requires identical decisions.
-async fn differential<C: ConnectionLike + Clone + Send + Sync>(connection: C, prefix: &str) {
+async fn differential<C: RedisConnection>(connection: C, prefix: &str) {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut compared = 0;
     for algorithm in ALGORITHMS {
@@ -108,7 +108,7 @@ async fn every_algorithm_decides_as_in_process_on_the_cluster() {
 
 /// 64 tasks hammer one key on Redis's clock: exactly the limit is admitted
 /// (the rate is so slow that nothing refills during the test).
-async fn hammer<C: ConnectionLike + Clone + Send + Sync + 'static>(connection: C, prefix: &str) {
+async fn hammer<C: RedisConnection>(connection: C, prefix: &str) {
     for algorithm in [
         Algorithm::TokenBucket,
         Algorithm::LeakyBucket,
@@ -177,8 +177,10 @@ async fn state_keys_expire_when_the_limiter_is_fresh_again() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    // Three tokens at 100 ms each come back within 300 ms.
-    assert!((1..=300).contains(&ttl), "ttl {ttl} ms");
+    // Three tokens at 100 ms each come back after 300 ms; the key must
+    // live at least that long, and the expiry is set per quantum (one
+    // second here), so it goes at most two quanta later.
+    assert!((250..=2_300).contains(&ttl), "ttl {ttl} ms");
 }
 
 #[tokio::test]

@@ -1,27 +1,42 @@
 -- GCRA (token bucket) and the leaky bucket, which is GCRA as a meter plus a
--- wait: mirrors gcra_step / gcra_refund / leaky_step.
--- KEYS[1]: the bucket's TAT. ARGV[7]: tau.
-local tau = tonumber(ARGV[7])
+-- wait: mirrors gcra_admit / gcra_refund. The state is the TAT (absent: a
+-- full bucket); the reply is the TAT decided on, from which the client
+-- derives the decision with gcra_step itself.
+local width = 1
 local t = period
-local stored = tonumber(redis.call('GET', KEYS[1]))
-if mode == 'refund' then
-  if stored and stored > now then
-    local tat = math.max(stored - t * cost, now)
-    redis.call('SET', KEYS[1], int(tat), 'PX', ttl_ms(tat - now))
+-- Idle keys must vanish, but setting a TTL on every write costs more than
+-- the write. So the expiry is a step function of the stored TAT: on the
+-- server clock, a key holding TAT x expires at deadline(x), the end of the
+-- quantum after x's (later than x, so never before the bucket is full
+-- again, and at most two quanta after). A write that stays in the same
+-- quantum keeps the TTL; only one that crosses a quantum boundary sets it.
+local quantum = max(tau + t, 1000000)
+local function deadline(x) return (floor(x / quantum) + 2) * quantum / 1000 end
+local function store(key, stored, value)
+  if min_ttl > 0 then
+    -- Caller-supplied time: a TTL relative to real time.
+    call('SET', key, int(value), 'PX', ttl_ms(value - now))
+  elseif stored and floor(stored / quantum) == floor(value / quantum) then
+    -- The key's expiry is deadline(stored), which is also deadline(value).
+    call('SET', key, int(value), 'KEEPTTL')
+  else
+    call('SET', key, int(value), 'PXAT', int(deadline(value)))
   end
-  return reply(1, 0, 0, -1, 0)
 end
-local tat = stored or now
-local earliest = math.max(tat + t * (cost - 1) - tau, 0)
-local function remaining_at(after)
-  return math.min(math.floor(math.max(now + tau + t - math.max(after, now), 0) / t), limit)
+local function decide(key, _, mode, cost)
+  local stored = tonum(call('GET', key))
+  if mode == 'refund' then
+    if stored and stored > now then
+      store(key, stored, max(stored - t * cost, now))
+    end
+    return -1
+  end
+  local tat = stored or now
+  if now < tat + t * (cost - 1) - tau then
+    return tat
+  end
+  if mode == 'check' then
+    store(key, stored, max(tat, now) + t * cost)
+  end
+  return tat
 end
-if now < earliest then
-  return reply(0, remaining_at(tat), math.max(tat - now, 0), earliest - now, 0)
-end
-local next = math.max(tat, now) + t * cost
-if mode == 'check' then
-  -- The state vanishes when the bucket is full again: as good as fresh.
-  redis.call('SET', KEYS[1], int(next), 'PX', ttl_ms(next - now))
-end
-return reply(1, remaining_at(next), next - now, -1, math.max(tat - now, 0))

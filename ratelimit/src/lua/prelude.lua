@@ -1,22 +1,31 @@
--- Shared by every script. Times are integer microseconds; Lua numbers are
--- doubles, exact for integers up to 2^53, which RedisLimiter::new checks.
--- ARGV[1]: now ('' = this server's TIME), ARGV[2]: mode (check, peek, refund),
--- ARGV[3]: cost, ARGV[4]: limit, ARGV[5]: the algorithm's period (t or window),
--- ARGV[6]: the shortest key TTL in ms (0 on server time; longer when the
--- caller supplies its own clock, whose spans need not match real time).
+-- Shared by every script. One call decides a batch of requests, in order,
+-- atomically, at one instant. Times are integer microseconds; Lua numbers
+-- are doubles, exact for integers up to 2^53, which RedisLimiter::new checks.
+--
+-- ARGV[1]: now ('' = this server's TIME), ARGV[2]: limit, ARGV[3]: the
+-- algorithm's period (t or window), ARGV[4]: the shortest key TTL in ms (0
+-- on server time; longer when the caller supplies its own clock, whose
+-- spans need not match real time), ARGV[5]: the GCRA tolerance tau,
+-- ARGV[6]: keys per request (1, or 2 for the log, whose second key is its
+-- sequence counter). Then per request i: ARGV[5 + 2i]: mode (check, peek,
+-- refund), ARGV[6 + 2i]: cost, and its keys, all in one hash slot.
 local now = tonumber(ARGV[1])
 if not now then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
-local mode = ARGV[2]
-local cost = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
-local period = tonumber(ARGV[5])
-local function int(x) return string.format('%.0f', x) end
-local min_ttl = tonumber(ARGV[6])
-local function ttl_ms(us) return math.max(1, math.ceil(us / 1000), min_ttl) end
--- The reply: allowed (0/1), remaining, reset_after, retry_after (-1: none), wait.
-local function reply(allowed, remaining, reset_after, retry_after, wait)
-  return {allowed, remaining, reset_after, retry_after, wait}
-end
+local limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local min_ttl = tonumber(ARGV[4])
+local tau = tonumber(ARGV[5])
+-- Globals are table lookups in Lua 5.1: keep the functions used per
+-- decision in locals.
+local call, floor, ceil, max, min = redis.call, math.floor, math.ceil, math.max, math.min
+local format, match, tonum = string.format, string.match, tonumber
+local function int(x) return format('%d', x) end
+local function ttl_ms(us) return max(1, ceil(us / 1000), min_ttl) end
+-- Each algorithm sets `width` and defines decide(key, aux, mode, cost),
+-- returning `width` numbers: for the windows, allowed (0/1), remaining,
+-- reset_after, retry_after (-1: none), wait; for GCRA, the TAT it decided
+-- on (-1: none), from which the client derives the decision with the same
+-- pure step as in process. The reply starts with `now`.
