@@ -137,7 +137,8 @@ struct Shared<C> {
 /// One decision to make.
 #[derive(Debug, Clone)]
 struct Request {
-    key: String,
+    /// The Redis key of the state (`prefix{key}`).
+    state: String,
     mode: &'static str,
     cost: u64,
 }
@@ -179,7 +180,7 @@ impl<C: RedisConnection> Shared<C> {
         let with_sequence = self.algorithm == Algorithm::SlidingWindowLog;
         invocation.arg(if with_sequence { 2 } else { 1 });
         for request in requests {
-            let state = self.redis_key(&request.key);
+            let state = &request.state;
             let sequence = with_sequence.then(|| format!("{state}:seq"));
             invocation.key(state);
             if let Some(sequence) = sequence {
@@ -264,7 +265,7 @@ async fn batch_loop<C: RedisConnection>(
                 Err(_) => break,
             }
         }
-        let groups = if C::CLUSTER { group_by_slot(&shared, batch) } else { vec![batch] };
+        let groups = if C::CLUSTER { group_by_slot(batch) } else { vec![batch] };
         let shared = shared.clone();
         tokio::spawn(async move {
             for group in groups {
@@ -288,10 +289,10 @@ async fn batch_loop<C: RedisConnection>(
     }
 }
 
-fn group_by_slot<C: RedisConnection>(shared: &Shared<C>, batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+fn group_by_slot(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
     let mut groups: HashMap<u16, Vec<Queued>> = HashMap::new();
     for queued in batch {
-        let slot = hash_slot(shared.redis_key(&queued.request.key).as_bytes());
+        let slot = hash_slot(queued.request.state.as_bytes());
         groups.entry(slot).or_default().push(queued);
     }
     groups.into_values().collect()
@@ -534,7 +535,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
         mode: &'static str,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        let request = Request { key: key.to_string(), mode, cost };
+        let request = Request { state: self.shared.redis_key(key), mode, cost };
         let reply = match now {
             // Server time: through the batching queue.
             None => self.enqueue(request).await,
