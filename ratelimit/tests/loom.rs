@@ -25,3 +25,29 @@ fn concurrent_checks_never_overdraw() {
         assert_eq!(admitted, 2, "exactly the capacity is admitted");
     });
 }
+
+#[test]
+fn a_refund_racing_a_check_loses_no_token() {
+    loom::model(|| {
+        // One token; A takes it and gives it back while B tries to take it.
+        let bucket = Arc::new(
+            TokenBucket::with_clock(1, Rate::per_hour(1).unwrap(), ManualClock::new()).unwrap(),
+        );
+        let a = {
+            let bucket = bucket.clone();
+            thread::spawn(move || {
+                let taken = bucket.check().allowed;
+                if taken {
+                    bucket.refund(1);
+                }
+                taken
+            })
+        };
+        let b_taken = bucket.check().allowed;
+        let a_taken = a.join().unwrap();
+        assert!(a_taken || b_taken, "the token went to one of them");
+        // A gave its token back; B kept its own: the bucket holds exactly
+        // what B did not take.
+        assert_eq!(bucket.peek().allowed, !b_taken);
+    });
+}
