@@ -59,14 +59,30 @@
 //! were spread evenly, so it can admit up to twice the limit in the worst
 //! case (never more than the limit within one fixed window).
 //!
+//! ## Leaky bucket
+//!
+//! Picture a queue that drains one request every `T`: a request joins the
+//! queue if there is room for it and leaves in its turn. As a *meter*
+//! (admit or refuse) this is the same rule as GCRA, with the time the queue
+//! is empty again playing the TAT: "the queue holds at most `capacity`"
+//! is "`now >= TAT + T·(cost − 1) − tau`". The difference is what happens
+//! to an admitted request: a token bucket lets it through at once, bursts
+//! and all; a leaky bucket, used as a *shaper*, holds it until its slot,
+//! so requests leave evenly spaced. [`LeakyBucket`](crate::LeakyBucket)
+//! reports the wait ([`Decision::wait`](crate::Decision::wait)), and its
+//! async `acquire` sleeps it; a caller that gives up early gives its slot
+//! back, and the next request takes that slot instead of a later one.
+//!
 //! ## Which one
 //!
+//! 
 //! | need | use |
 //! |---|---|
 //! | smooth rate with bursts up to a size, cheapest per check | token bucket (GCRA) |
 //! | exactly N per any window, small N | sliding window log |
 //! | close to N per any window, large N, constant memory | sliding window counter |
 //! | simplest shared counter, boundary bursts acceptable | fixed window |
+//! | smooth the output (calls to a fragile downstream), queue a little | leaky bucket |
 //!
 //! | algorithm | state | check |
 //! |---|---|---|
@@ -74,6 +90,61 @@
 //! | fixed window | window index and count | O(1) |
 //! | sliding log | up to `limit` timestamps | O(expired) amortized |
 //! | sliding counter | window index and two counts | O(1) |
+//! | leaky bucket | one `u64` (plus slots given back) | O(1) (O(log n) with slots given back) |
+//!
+//! ## Many keys in one process
+//!
+//! A limit per client (IP, API key) means one limiter per key, and the keys
+//! come from the client. [`Keyed`](crate::Keyed) caps the number of keys.
+//! Which keys may go? A limiter whose state equals a fresh one's (a full
+//! bucket, an empty window) can be dropped and re-created later without
+//! changing a single decision, so those are swept out, and an idle key
+//! needs no timer: it is idle exactly when its limiter says so. When the
+//! table is full of *busy* keys, a new key is refused rather than evicting
+//! a busy one (which would hand that client a fresh allowance).
+//!
+//! ## Sharing a limit between servers: Redis
+//!
+//! Ten servers each allowing 100 per second allow 1000. To share one limit
+//! the state must live in one place, and each decision must read and write
+//! it atomically: [`RedisLimiter`](crate::RedisLimiter) runs each algorithm
+//! as a Lua script, which Redis executes without interleaving. Points that
+//! matter:
+//!
+//! * **One clock.** The script reads Redis's `TIME`, so servers whose
+//!   clocks disagree still agree on the limit. Lua numbers are doubles,
+//!   exact up to 2^53: times are integer microseconds, and limits whose
+//!   arithmetic would exceed that are refused when the limiter is built.
+//! * **The same arithmetic.** The scripts mirror the pure steps of this
+//!   crate; for GCRA the script returns only the TAT it decided on and the
+//!   client computes the decision with [`gcra_step`](crate::gcra_step)
+//!   itself. A test drives every algorithm in process and in Redis (and on
+//!   a Redis Cluster) with the same times and requires equal decisions.
+//! * **Throughput.** Calling Lua costs Redis more than the reads and
+//!   writes inside. Decisions that arrive while earlier ones are in flight
+//!   go together in one call (group commit): an idle limiter sends each
+//!   decision alone, a busy one amortises the call. Setting a TTL is the
+//!   other cost, so a bucket's key expires at a deadline that depends only
+//!   on which quantum its TAT is in, and most writes keep the TTL.
+//! * **Idle keys vanish.** Every key expires once its state is back to a
+//!   fresh one's (or a little later), so memory follows active clients.
+//! * **Cluster.** All keys of one limiter key share a hash tag, and batches
+//!   are grouped by slot, so every script touches one slot.
+//! * **Failure.** When Redis is down, fail open (admit: availability) or
+//!   fail closed (deny: protection), and log it; the connection reconnects
+//!   by itself. A key known to be denied until a time is answered locally
+//!   until then, which also spares Redis the retries of a client that is
+//!   over its limit.
+//!
+//! ## Telling the client: HTTP
+//!
+//! A 429 alone leaves a client guessing. The IETF httpapi draft "RateLimit
+//! header fields for HTTP" gives every response a `RateLimit-Policy` field
+//! (`"default";q=100;w=60`: 100 per 60 s) and a `RateLimit` field
+//! (`"default";r=42;t=17`: 42 left, full again in 17 s); a 429 adds
+//! `Retry-After`. [`RateLimitLayer`](crate::RateLimitLayer) (feature
+//! `tower`) writes them, and its clones share one limiter (a limiter per
+//! clone would multiply the limit by the number of clones).
 //!
 //! ## Pitfalls
 //!
@@ -82,7 +153,7 @@
 //! * **Floating-point time** drifts and rounds differently on each side of a
 //!   distributed limiter; integer nanoseconds do not.
 //! * **Client clocks** disagree across servers: a shared limiter should take
-//!   its time from the shared store (the Redis backend will use `TIME`).
+//!   its time from the shared store (the Redis backend uses `TIME`).
 //! * **Unbounded keys**: per-client limiters keyed by anything the client
 //!   controls must cap the number of keys, or an attacker grows memory
 //!   without bound.

@@ -72,15 +72,18 @@ struct Policy {
 /// [`FailurePolicy::Error`](crate::FailurePolicy)) answers 503.
 ///
 /// ```
-/// # #![allow(dead_code)]
 /// use std::time::Duration;
 /// use sysblocks_ratelimit::{Keyed, Rate, RateLimitLayer, TokenBucket};
+/// use tower_layer::Layer;
+/// # struct App; // the application's service
 ///
-/// let per_key = Keyed::new(100_000, || TokenBucket::new(20, Rate::per_second(10)?))?;
+/// let per_key: Keyed<String, _> = Keyed::new(100_000, || TokenBucket::new(20, Rate::per_second(10)?))?;
 /// let layer = RateLimitLayer::new(per_key, Duration::from_secs(2), |req: &http::Request<()>| {
 ///     req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string)
 /// });
-/// // axum / tower: `ServiceBuilder::new().layer(layer).service(app)`
+/// // In axum or tower: `ServiceBuilder::new().layer(layer).service(app)`.
+/// let limited = layer.layer(App);
+/// # drop(limited);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RateLimitLayer<D, F> {

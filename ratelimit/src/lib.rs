@@ -1,29 +1,53 @@
-//! Rate limiting that users can reason about: a token bucket implemented as
-//! GCRA on one atomic, lock-free, whose decisions are identical to
-//! `governor`'s on every arrival sequence, with decisions that say how many
-//! tokens remain, when the bucket is full again and how long to wait.
+//! Rate limiting that users can reason about: five algorithms, each a pure
+//! step over a small state, applied in process (lock-free for the token
+//! bucket) or atomically in Redis, so many servers share one limit.
 //!
-//! This release has [`TokenBucket`] (GCRA), [`FixedWindow`],
-//! [`SlidingWindowLog`] (exact) and [`SlidingWindowCounter`]
-//! (approximate, constant memory), each a pure step over its state
-//! ([`gcra_step`], [`fixed_window_step`], [`sliding_log_step`],
-//! [`sliding_counter_step`]) applied by an in-process type. The leaky bucket,
-//! keyed limits, the Redis backend and the HTTP layer build on the same
-//! steps. The [`guide`] explains each algorithm and when to use which.
+//! * [`TokenBucket`]: GCRA on one atomic; decision-for-decision identical
+//!   to `governor`, and as fast.
+//! * [`LeakyBucket`]: a shaper: requests leave evenly spaced from a bounded
+//!   queue (`acquire().await` with the `async` feature).
+//! * [`FixedWindow`], [`SlidingWindowLog`] (exact), [`SlidingWindowCounter`]
+//!   (constant memory).
+//!
+//! Every check returns a [`Decision`]: allowed, limit, remaining, when the
+//! limit is full again and, for a denial, how long to wait. Costs, peeking
+//! without taking, refunds, all-or-nothing over several limits
+//! ([`check_all`]) and changing a limit in use (`set_limit`) work for all
+//! of them through the [`Limiter`] trait. [`Keyed`] holds one limiter per
+//! key with memory bounded against endless new keys. [`Limit`] describes a
+//! limit as data (`"100/s"`, burst 20) and loads from config files.
+//! [`RedisLimiter`] runs the same algorithms on Redis or Redis Cluster;
+//! [`RateLimitLayer`] puts a limit in front of a tower / axum service with
+//! the IETF `RateLimit` headers. The [`guide`] explains each algorithm and
+//! when to use which.
 //!
 //! ```
-//! use sysblocks_ratelimit::{Rate, TokenBucket};
+//! use std::time::Duration;
+//! use sysblocks_ratelimit::{Algorithm, Keyed, Limit, ManualClock, Rate, TokenBucket};
 //!
-//! let limiter = TokenBucket::new(100, "50/s".parse::<Rate>()?)?;
-//! let decision = limiter.check();
-//! assert!(decision.allowed);
-//! assert_eq!(decision.remaining, 99);
+//! // A bucket of 10 refilling 2 per second: 10 pass at once, the 11th waits 0.5 s.
+//! let clock = ManualClock::new();
+//! let bucket = TokenBucket::with_clock(10, Rate::per_second(2)?, clock.clone())?;
+//! assert_eq!((0..10).filter(|_| bucket.check().allowed).count(), 10);
+//! let denied = bucket.check();
+//! assert!(!denied.allowed);
+//! assert_eq!(denied.retry_after, Some(Duration::from_millis(500)));
+//!
+//! // The same limit from configuration, one limiter per API key.
+//! let limit = Limit::new(Algorithm::TokenBucket, "2/s".parse()?).with_burst(10);
+//! let per_key = Keyed::new(100_000, move || limit.build_with_clock(clock.clone()))?;
+//! assert_eq!(per_key.check(&"key-1")?.remaining, 9);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Crate features
 //!
-//! None yet; `redis`, `async` and `tower` will gate the backends.
+//! * `async`: [`AsyncLimiter`] (`until_ready`, fair and cancel-safe, with
+//!   optional jitter), `LeakyBucket::acquire`, [`TokioClock`].
+//! * `redis`: [`RedisLimiter`], on a `ConnectionManager` or a
+//!   `ClusterConnection`.
+//! * `tower`: [`RateLimitLayer`], an HTTP layer.
+//! * `serde`: [`Limit`], [`Algorithm`] and [`Rate`] (de)serialise.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

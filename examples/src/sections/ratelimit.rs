@@ -1,11 +1,14 @@
-//! Tour section: the token bucket's worked example on a manual clock.
+//! Tour section: every algorithm against the same burst on a manual clock,
+//! the seeds' worked examples, keyed limits under a flood of keys, and with
+//! `--redis` one limit shared through Redis.
 
 use std::error::Error;
 use std::time::Duration;
 
 use sysblocks_ratelimit::{
-    FixedWindow, ManualClock, Rate, SlidingCounterState, SlidingWindowCounter, SlidingWindowLog,
-    TokenBucket, sliding_counter_step,
+    Algorithm, FixedWindow, Keyed, LeakyBucket, Limit, LimitError, Limiter, ManualClock, Rate,
+    RedisLimiter, SlidingCounterState, SlidingWindowCounter, SlidingWindowLog, TokenBucket,
+    check_all, sliding_counter_step,
 };
 
 use super::TourOptions;
@@ -15,8 +18,8 @@ use crate::report::Section;
 ///
 /// # Errors
 /// Only on a bug (the limits here are valid).
-pub fn run(_options: &TourOptions) -> Result<(), Box<dyn Error>> {
-    let section = Section::start("ratelimit: token bucket and windows");
+pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
+    let section = Section::start("ratelimit: five algorithms, keyed, all-or-nothing, Redis");
     section.note("token bucket of 10 refilling 2/s:");
     let clock = ManualClock::new();
     let bucket = TokenBucket::with_clock(10, Rate::per_second(2)?, clock.clone())?;
@@ -43,8 +46,21 @@ pub fn run(_options: &TourOptions) -> Result<(), Box<dyn Error>> {
     let fixed = FixedWindow::with_clock(10, second, clock.clone())?;
     let log = SlidingWindowLog::with_clock(10, second, clock.clone())?;
     let counter = SlidingWindowCounter::with_clock(10, second, clock.clone())?;
+    let token = TokenBucket::with_clock(10, Rate::per_second(10)?, clock.clone())?;
+    let leaky = LeakyBucket::with_clock(10, Rate::per_second(10)?, clock.clone())?;
     let count = |f: &dyn Fn() -> bool| (0..15).filter(|_| f()).count();
     section.note("15 requests at once, limit 10 per second:");
+    section.row("  token bucket", format!("{} admitted", count(&|| token.check().allowed)));
+    let waits: Vec<_> = (0..15).map(|_| leaky.check()).filter(|d| d.allowed).collect();
+    section.row(
+        "  leaky bucket (shaper)",
+        format!(
+            "{} queued, leaving {:?} apart, the last after {:?}",
+            waits.len(),
+            waits.get(1).map(|d| d.wait).unwrap_or_default(),
+            waits.last().map(|d| d.wait).unwrap_or_default()
+        ),
+    );
     section.row("  fixed window", format!("{} admitted", count(&|| fixed.check().allowed)));
     section.row("  sliding window log", format!("{} admitted", count(&|| log.check().allowed)));
     section.row(
@@ -61,6 +77,76 @@ pub fn run(_options: &TourOptions) -> Result<(), Box<dyn Error>> {
         "sliding counter 80 prev, 30 now, 50%",
         format!("estimate 70: {}", if d.allowed { "admitted" } else { "denied" }),
     );
+
+    // Two limits at once: 5 per second and 8 per minute, all or nothing.
+    let per_second = TokenBucket::with_clock(5, Rate::per_second(5)?, clock.clone())?;
+    let per_minute = SlidingWindowLog::with_clock(8, Duration::from_secs(60), clock.clone())?;
+    let both: [&dyn Limiter; 2] = [&per_second, &per_minute];
+    let mut admitted = 0;
+    for _ in 0..4 {
+        admitted += (0..5).filter(|_| check_all(&both, 1).is_ok_and(|d| d.allowed)).count();
+        clock.advance(Duration::from_secs(1));
+    }
+    section.row(
+        "5/s and 8/min, 4 bursts of 5 (1 s apart)",
+        format!("{admitted} admitted: the minute limit binds, no token is lost on a denial"),
+    );
+
+    // Keyed: a flood of new keys cannot grow memory past the cap.
+    let keyed = {
+        let clock = clock.clone();
+        Keyed::new(1_000, move || TokenBucket::with_clock(5, Rate::per_second(1)?, clock.clone()))?
+    };
+    let mut refused = 0;
+    for key in 0..100_000u64 {
+        if let Err(LimitError::TooManyKeys { .. }) = keyed.check(&key) {
+            refused += 1;
+        }
+    }
+    section.row(
+        "keyed, 100,000 new keys, cap 1,000",
+        format!("{} keys held, {refused} refused", keyed.len()),
+    );
+    clock.advance(Duration::from_secs(5));
+    section.row("  5 s later (buckets full again)", format!("{} idle keys swept", keyed.sweep()));
+
+    match &options.redis {
+        None => section.note("(run with --redis redis://HOST:PORT/ for a limit shared in Redis)"),
+        Some(url) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(redis_part(&section, url))?;
+        }
+    }
     section.finish();
+    Ok(())
+}
+
+/// Four "servers" (tasks, each with its own limiter object) share one limit
+/// of 100 per hour through Redis: 400 attempts, 100 admitted.
+async fn redis_part(section: &Section, url: &str) -> Result<(), Box<dyn Error>> {
+    let connection = redis::Client::open(url)?.get_connection_manager().await?;
+    let limit = Limit::new(Algorithm::SlidingWindowLog, Rate::per_hour(100)?);
+    let prefix = format!("sysblocks-tour:{}:", std::process::id());
+    let mut servers = Vec::new();
+    for _ in 0..4 {
+        let limiter = RedisLimiter::new(connection.clone(), limit, &prefix)?;
+        servers.push(tokio::spawn(async move {
+            let mut admitted = 0u32;
+            for _ in 0..100 {
+                if limiter.check("tenant-7").await?.allowed {
+                    admitted += 1;
+                }
+            }
+            Ok::<_, LimitError>(admitted)
+        }));
+    }
+    let mut admitted = 0;
+    for server in servers {
+        admitted += server.await??;
+    }
+    section.row("Redis: 4 servers x 100 attempts, 100/h", format!("{admitted} admitted in total"));
+    let mut con = connection;
+    let key = format!("{prefix}{{tenant-7}}");
+    let _: () = redis::cmd("DEL").arg(&key).arg(format!("{key}:seq")).query_async(&mut con).await?;
     Ok(())
 }
