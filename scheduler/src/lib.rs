@@ -1,0 +1,78 @@
+//! A retrying task scheduler with at-least-once execution: tasks run now,
+//! later, on a cron schedule, or after their parents in a DAG; failed
+//! attempts are retried with exponential backoff and jitter and end in a
+//! dead-letter queue; leases with fencing tokens make sure that a worker
+//! killed mid-task loses nothing. In memory, or on Redis / Redis Cluster
+//! where many processes share one queue.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use sysblocks_scheduler::{
+//!     MemoryBackend, Registry, Scheduler, Task, TaskError, TaskState, TokioClock, Worker,
+//!     WorkerConfig,
+//! };
+//!
+//! let backend = Arc::new(MemoryBackend::new());
+//! let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+//! let mut registry = Registry::new();
+//! registry.register("greet", |_ctx, name: String| async move {
+//!     if name.is_empty() { Err(TaskError::permanent("no name")) } else { Ok(()) }
+//! });
+//! let scheduler = Scheduler::new(backend.clone(), clock.clone()).with_registry(&registry);
+//! let later = scheduler.submit(Task::new("greet", "Ada")?.after(Duration::from_secs(60))).await?;
+//!
+//! let worker = Arc::new(Worker::new(backend, registry, clock, WorkerConfig::default())?);
+//! let running = tokio::spawn({
+//!     let worker = worker.clone();
+//!     async move { worker.run(Duration::from_secs(1)).await }
+//! });
+//! tokio::time::sleep(Duration::from_secs(61)).await; // virtual time
+//! assert_eq!(scheduler.info(later.id()).await?.unwrap().state, TaskState::Succeeded);
+//! worker.shutdown();
+//! running.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The [`guide`] explains at-least-once delivery, leases and fencing,
+//! backoff and jitter, and the dead-letter queue.
+//!
+//! # Crate features
+//!
+//! * `redis`: [`RedisBackend`], one queue in Redis (standalone or Cluster)
+//!   shared by any number of processes, and the `scheduler-worker` binary
+//!   used by the chaos test.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod backend;
+mod clock;
+mod cron;
+mod error;
+pub mod guide;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
+mod retry;
+mod scheduler;
+mod task;
+mod worker;
+
+pub use backend::Backend;
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use cron::CronSchedule;
+pub use error::SchedulerError;
+pub use memory::MemoryBackend;
+#[cfg(feature = "redis")]
+pub use redis_backend::RedisBackend;
+pub use retry::{Jitter, RetryPolicy};
+pub use scheduler::{CronJob, Dag, Scheduler};
+pub use task::{
+    Claimed, Counts, NewTask, OnParentFailure, Submitted, Task, TaskId, TaskInfo, TaskState, When,
+};
+pub use worker::{Context, HandlerOptions, Registry, TaskError, Worker, WorkerConfig, WorkerStats};

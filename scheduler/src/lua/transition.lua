@@ -1,0 +1,34 @@
+-- One transition of a leased task. ARGV[2]: op (renew, ack, fail,
+-- release), ARGV[3]: id, ARGV[4]: token, ARGV[5]: now, then per op:
+-- renew: ARGV[6] lease ms; fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
+local op, id, token, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local status = leased(id, token)
+if status ~= 'ok' then return status end
+local k = tkey(id)
+if op == 'renew' then
+  call('HSET', k, 'lease_until', int(now + tonumber(ARGV[6])))
+  call('ZADD', p .. 'running', int(now + tonumber(ARGV[6])), id)
+elseif op == 'ack' then
+  call('HDEL', k, 'last_error')
+  move(id, 'succeeded')
+  for _, child in ipairs(call('LRANGE', p .. 'children:' .. id, 0, -1)) do
+    local ck = tkey(child)
+    if call('HGET', ck, 'state') == 'waiting' and call('HINCRBY', ck, 'parents_left', -1) <= 0 then
+      make_due(child, now)
+    end
+  end
+elseif op == 'fail' then
+  call('HSET', k, 'last_error', ARGV[6])
+  local retry_at = tonumber(ARGV[7])
+  if retry_at then
+    call('HSET', k, 'run_at', int(retry_at), 'last_delay', int(math.max(retry_at - now, 0)))
+    move(id, 'retrying')
+  else
+    move(id, 'dead')
+    propagate(id)
+  end
+elseif op == 'release' then
+  call('HINCRBY', k, 'attempts', -1)
+  move(id, 'ready')
+end
+return 'ok'

@@ -1,0 +1,423 @@
+//! [`MemoryBackend`]: one queue in this process, behind one lock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::backend::Backend;
+use crate::error::SchedulerError;
+use crate::task::{
+    Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
+};
+
+#[derive(Debug)]
+struct Record {
+    name: String,
+    payload: String,
+    priority: u8,
+    run_at: u64,
+    state: TaskState,
+    attempts: u32,
+    token: u64,
+    lease_until: u64,
+    last_error: Option<String>,
+    last_delay: u64,
+    /// Arrival order, for FIFO among equal priorities.
+    seq: u64,
+    parents_left: usize,
+    children: Vec<TaskId>,
+    on_parent_failure: OnParentFailure,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tasks: HashMap<TaskId, Record>,
+    /// Scheduled and retrying tasks by due time.
+    delayed: BTreeSet<(u64, u64, TaskId)>,
+    /// Ready tasks: highest priority, then oldest, first.
+    ready: BTreeSet<(Reverse<u8>, u64, TaskId)>,
+    /// Running tasks by lease expiry.
+    running: BTreeSet<(u64, TaskId)>,
+    /// Dead tasks in the order they died.
+    dead: BTreeSet<(u64, TaskId)>,
+    idempotency: HashMap<String, (TaskId, u64)>,
+    counts: HashMap<TaskState, u64>,
+    next_seq: u64,
+    next_token: u64,
+}
+
+impl Inner {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Moves a task to `state`, keeping the indexes and counts in step.
+    fn set_state(&mut self, id: &TaskId, state: TaskState) {
+        let seq = self.seq();
+        let Some(record) = self.tasks.get_mut(id) else { return };
+        match record.state {
+            TaskState::Scheduled | TaskState::Retrying => {
+                self.delayed.remove(&(record.run_at, record.seq, id.clone()));
+            }
+            TaskState::Ready => {
+                self.ready.remove(&(Reverse(record.priority), record.seq, id.clone()));
+            }
+            TaskState::Running => {
+                self.running.remove(&(record.lease_until, id.clone()));
+            }
+            TaskState::Dead => {
+                self.dead.remove(&(record.seq, id.clone()));
+            }
+            _ => {}
+        }
+        if let Some(n) = self.counts.get_mut(&record.state) {
+            *n = n.saturating_sub(1);
+        }
+        record.state = state;
+        *self.counts.entry(state).or_default() += 1;
+        match state {
+            TaskState::Scheduled | TaskState::Retrying => {
+                self.delayed.insert((record.run_at, record.seq, id.clone()));
+            }
+            TaskState::Ready => {
+                record.seq = seq;
+                self.ready.insert((Reverse(record.priority), record.seq, id.clone()));
+            }
+            TaskState::Running => {
+                self.running.insert((record.lease_until, id.clone()));
+            }
+            TaskState::Dead => {
+                record.seq = seq;
+                self.dead.insert((record.seq, id.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    /// A task whose parents are done becomes due: ready, or scheduled for
+    /// its own time.
+    fn make_due(&mut self, id: &TaskId, now: u64) {
+        let Some(record) = self.tasks.get(id) else { return };
+        let state = if record.run_at > now { TaskState::Scheduled } else { TaskState::Ready };
+        self.set_state(id, state);
+    }
+
+    /// A task died or was cancelled: each waiting descendant is cancelled
+    /// or failed per its own policy, recursively.
+    fn propagate_failure(&mut self, id: &TaskId) {
+        let mut stack = vec![id.clone()];
+        while let Some(parent) = stack.pop() {
+            let children = self.tasks.get(&parent).map(|r| r.children.clone()).unwrap_or_default();
+            for child in children {
+                let Some(record) = self.tasks.get_mut(&child) else { continue };
+                if record.state != TaskState::Waiting {
+                    continue;
+                }
+                let state = match record.on_parent_failure {
+                    OnParentFailure::Cancel => TaskState::Cancelled,
+                    OnParentFailure::Fail => {
+                        record.last_error = Some(format!("parent {parent} failed"));
+                        TaskState::Dead
+                    }
+                };
+                self.set_state(&child, state);
+                stack.push(child);
+            }
+        }
+    }
+
+    /// The running record for `id` if `token` is its current lease.
+    fn leased(&mut self, id: &TaskId, token: u64) -> Result<&mut Record, SchedulerError> {
+        match self.tasks.get_mut(id) {
+            Some(r) if r.state == TaskState::Running && r.token == token => Ok(r),
+            Some(_) => Err(SchedulerError::StaleLease { id: id.to_string() }),
+            None => Err(SchedulerError::NotFound { id: id.to_string() }),
+        }
+    }
+
+    fn info(&self, id: &TaskId) -> Option<TaskInfo> {
+        self.tasks.get(id).map(|r| TaskInfo {
+            id: id.clone(),
+            name: r.name.clone(),
+            state: r.state,
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            run_at: r.run_at,
+        })
+    }
+}
+
+/// A queue in this process's memory: the same semantics as the Redis
+/// backend, for tests, single-process services and teaching. Each
+/// transition takes one lock; claims are O(log n) per task.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryBackend {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Transitions do not panic half-way; a poisoned lock is consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Backend for MemoryBackend {
+    async fn submit(
+        &self,
+        tasks: Vec<NewTask>,
+        now: u64,
+    ) -> Result<Vec<Submitted>, SchedulerError> {
+        let mut inner = self.lock();
+        // Validate the whole batch first, so that a bad task adds nothing.
+        let mut batch_ids = std::collections::HashSet::new();
+        for task in &tasks {
+            if inner.tasks.contains_key(&task.id) || !batch_ids.insert(task.id.clone()) {
+                return Err(SchedulerError::DuplicateId { id: task.id.to_string() });
+            }
+            for parent in &task.parents {
+                if !inner.tasks.contains_key(parent) && !batch_ids.contains(parent) {
+                    return Err(SchedulerError::UnknownParent { parent: parent.to_string() });
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if let Some((key, window)) = &task.idempotency {
+                if let Some((existing, expires)) = inner.idempotency.get(key)
+                    && *expires > now
+                {
+                    results.push(Submitted::Duplicate(existing.clone()));
+                    continue;
+                }
+                let expires = now.saturating_add(*window);
+                inner.idempotency.insert(key.clone(), (task.id.clone(), expires));
+            }
+            let seq = inner.seq();
+            let mut parents_left = 0;
+            let mut parent_failed = false;
+            for parent in &task.parents {
+                let Some(p) = inner.tasks.get_mut(parent) else { continue };
+                p.children.push(task.id.clone());
+                match p.state {
+                    TaskState::Succeeded => {}
+                    TaskState::Dead | TaskState::Cancelled => parent_failed = true,
+                    _ => parents_left += 1,
+                }
+            }
+            let id = task.id.clone();
+            inner.tasks.insert(
+                id.clone(),
+                Record {
+                    name: task.name,
+                    payload: task.payload,
+                    priority: task.priority,
+                    run_at: task.run_at,
+                    state: TaskState::Waiting,
+                    attempts: 0,
+                    token: 0,
+                    lease_until: 0,
+                    last_error: None,
+                    last_delay: 0,
+                    seq,
+                    parents_left,
+                    children: Vec::new(),
+                    on_parent_failure: task.on_parent_failure,
+                },
+            );
+            *inner.counts.entry(TaskState::Waiting).or_default() += 1;
+            if parent_failed {
+                let failed = task.parents.iter().find(|p| {
+                    inner
+                        .tasks
+                        .get(*p)
+                        .is_some_and(|r| matches!(r.state, TaskState::Dead | TaskState::Cancelled))
+                });
+                let state = match task.on_parent_failure {
+                    OnParentFailure::Cancel => TaskState::Cancelled,
+                    OnParentFailure::Fail => TaskState::Dead,
+                };
+                if let (Some(parent), Some(record)) = (failed.cloned(), inner.tasks.get_mut(&id))
+                    && state == TaskState::Dead
+                {
+                    record.last_error = Some(format!("parent {parent} failed"));
+                }
+                inner.set_state(&id, state);
+            } else if parents_left == 0 {
+                inner.make_due(&id, now);
+            }
+            results.push(Submitted::New(id));
+        }
+        Ok(results)
+    }
+
+    async fn claim(
+        &self,
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
+        let mut inner = self.lock();
+        while let Some((due, _, id)) = inner.delayed.first().cloned()
+            && due <= now
+        {
+            inner.set_state(&id, TaskState::Ready);
+        }
+        let mut claimed = Vec::new();
+        while claimed.len() < max {
+            let Some((_, _, id)) = inner.ready.first().cloned() else { break };
+            inner.next_token += 1;
+            let token = inner.next_token;
+            if let Some(record) = inner.tasks.get_mut(&id) {
+                record.attempts += 1;
+                record.token = token;
+                record.lease_until = now.saturating_add(lease_ms);
+            }
+            inner.set_state(&id, TaskState::Running);
+            if let Some(record) = inner.tasks.get(&id) {
+                claimed.push(Claimed {
+                    id: id.clone(),
+                    name: record.name.clone(),
+                    payload: record.payload.clone(),
+                    attempt: record.attempts,
+                    token,
+                    last_delay_ms: record.last_delay,
+                });
+            }
+        }
+        let next_due = inner.delayed.first().map(|&(due, _, _)| due);
+        Ok((claimed, next_due))
+    }
+
+    async fn renew(
+        &self,
+        id: &TaskId,
+        token: u64,
+        now: u64,
+        lease_ms: u64,
+    ) -> Result<(), SchedulerError> {
+        let mut inner = self.lock();
+        let record = inner.leased(id, token)?;
+        let old = record.lease_until;
+        record.lease_until = now.saturating_add(lease_ms);
+        let new = record.lease_until;
+        inner.running.remove(&(old, id.clone()));
+        inner.running.insert((new, id.clone()));
+        Ok(())
+    }
+
+    async fn ack(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
+        let mut inner = self.lock();
+        let record = inner.leased(id, token)?;
+        record.last_error = None;
+        let children = record.children.clone();
+        inner.set_state(id, TaskState::Succeeded);
+        for child in children {
+            let Some(record) = inner.tasks.get_mut(&child) else { continue };
+            if record.state != TaskState::Waiting {
+                continue;
+            }
+            record.parents_left = record.parents_left.saturating_sub(1);
+            if record.parents_left == 0 {
+                inner.make_due(&child, now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        id: &TaskId,
+        token: u64,
+        now: u64,
+        error: &str,
+        retry_at: Option<u64>,
+    ) -> Result<(), SchedulerError> {
+        let mut inner = self.lock();
+        let record = inner.leased(id, token)?;
+        record.last_error = Some(error.to_string());
+        match retry_at {
+            Some(at) => {
+                record.last_delay = at.saturating_sub(now);
+                record.run_at = at;
+                inner.set_state(id, TaskState::Retrying);
+            }
+            None => {
+                inner.set_state(id, TaskState::Dead);
+                inner.propagate_failure(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, id: &TaskId, token: u64, _now: u64) -> Result<(), SchedulerError> {
+        let mut inner = self.lock();
+        let record = inner.leased(id, token)?;
+        record.attempts = record.attempts.saturating_sub(1);
+        inner.set_state(id, TaskState::Ready);
+        Ok(())
+    }
+
+    async fn reap(&self, now: u64) -> Result<u64, SchedulerError> {
+        let mut inner = self.lock();
+        let mut reaped = 0;
+        while let Some((until, id)) = inner.running.first().cloned()
+            && until <= now
+        {
+            if let Some(record) = inner.tasks.get_mut(&id) {
+                record.last_error = Some("lease expired: the worker stopped renewing".into());
+            }
+            inner.set_state(&id, TaskState::Ready);
+            reaped += 1;
+        }
+        Ok(reaped)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskInfo>, SchedulerError> {
+        let inner = self.lock();
+        Ok(inner.dead.iter().take(limit).filter_map(|(_, id)| inner.info(id)).collect())
+    }
+
+    async fn replay(&self, id: &TaskId, now: u64) -> Result<(), SchedulerError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.tasks.get_mut(id) else {
+            return Err(SchedulerError::NotFound { id: id.to_string() });
+        };
+        if record.state != TaskState::Dead {
+            return Err(SchedulerError::WrongState {
+                id: id.to_string(),
+                state: record.state.to_string(),
+            });
+        }
+        record.attempts = 0;
+        record.last_delay = 0;
+        record.run_at = now;
+        inner.set_state(id, TaskState::Ready);
+        Ok(())
+    }
+
+    async fn info(&self, id: &TaskId) -> Result<Option<TaskInfo>, SchedulerError> {
+        Ok(self.lock().info(id))
+    }
+
+    async fn counts(&self) -> Result<Counts, SchedulerError> {
+        let inner = self.lock();
+        let n = |s| inner.counts.get(&s).copied().unwrap_or(0);
+        Ok(Counts {
+            waiting: n(TaskState::Waiting),
+            scheduled: n(TaskState::Scheduled),
+            ready: n(TaskState::Ready),
+            running: n(TaskState::Running),
+            retrying: n(TaskState::Retrying),
+            succeeded: n(TaskState::Succeeded),
+            dead: n(TaskState::Dead),
+            cancelled: n(TaskState::Cancelled),
+        })
+    }
+}

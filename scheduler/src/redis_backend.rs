@@ -1,0 +1,279 @@
+//! [`RedisBackend`]: one queue in Redis, shared by any number of processes.
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionLike;
+use redis::{RedisError, Script, Value};
+
+use crate::backend::Backend;
+use crate::error::SchedulerError;
+use crate::task::{
+    Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
+};
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+static TRANSITION: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/transition.lua")));
+static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin.lua")));
+
+/// One queue in Redis. Every transition is one Lua script, so it is atomic
+/// however many processes share the queue; all of a queue's keys carry the
+/// hash tag `{queue}`, so it works on a Redis Cluster (each queue lives on
+/// one slot; spread load with several queues).
+///
+/// Keys: `{queue}:t:<id>` (a hash per task), `{queue}:delayed`, `:ready`,
+/// `:running`, `:dead` (sorted sets), `{queue}:children:<id>` (a list),
+/// `{queue}:idem:<key>` (expiring), `{queue}:counts`, `:seq`, `:token`.
+/// Succeeded tasks stay until deleted, so their state can be queried.
+///
+/// The connection (`ConnectionManager` or `ClusterConnection`) reconnects by
+/// itself; a worker whose calls fail while Redis is down logs and retries,
+/// and carries on when Redis returns. With persistence (AOF), no task is
+/// lost across a Redis restart.
+#[derive(Debug, Clone)]
+pub struct RedisBackend<C> {
+    connection: C,
+    prefix: String,
+}
+
+impl<C> RedisBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// The queue named `queue` on `connection`.
+    pub fn new(connection: C, queue: &str) -> Self {
+        RedisBackend { connection, prefix: format!("{{{queue}}}:") }
+    }
+
+    /// The prefix of the queue's keys (`{queue}:`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn run(&self, script: &Script, args: &[String]) -> Result<Value, SchedulerError> {
+        let mut invocation = script.key(format!("{}seq", self.prefix));
+        invocation.arg(&self.prefix);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        invocation.invoke_async(&mut connection).await.map_err(backend_error)
+    }
+
+    async fn transition(
+        &self,
+        op: &str,
+        id: &TaskId,
+        token: u64,
+        now: u64,
+        extra: &[String],
+    ) -> Result<(), SchedulerError> {
+        let mut args = vec![op.to_string(), id.to_string(), token.to_string(), now.to_string()];
+        args.extend_from_slice(extra);
+        let reply: String = from_value(self.run(&TRANSITION, &args).await?)?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "stale" => Err(SchedulerError::StaleLease { id: id.to_string() }),
+            _ => Err(SchedulerError::NotFound { id: id.to_string() }),
+        }
+    }
+}
+
+fn backend_error(e: RedisError) -> SchedulerError {
+    SchedulerError::Backend { message: e.to_string() }
+}
+
+fn from_value<T: redis::FromRedisValue>(value: Value) -> Result<T, SchedulerError> {
+    redis::from_redis_value(value).map_err(|e| SchedulerError::Backend { message: e.to_string() })
+}
+
+fn submission_json(tasks: &[NewTask]) -> String {
+    let list: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id.as_str(),
+                "name": t.name,
+                "payload": t.payload,
+                "priority": t.priority,
+                "run_at": t.run_at,
+                "parents": t.parents.iter().map(TaskId::as_str).collect::<Vec<_>>(),
+                "on_fail": match t.on_parent_failure {
+                    OnParentFailure::Cancel => "cancel",
+                    OnParentFailure::Fail => "fail",
+                },
+                "idem_key": t.idempotency.as_ref().map(|(k, _)| k.as_str()),
+                "idem_window": t.idempotency.as_ref().map_or(0, |&(_, w)| w),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+impl<C> Backend for RedisBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn submit(
+        &self,
+        tasks: Vec<NewTask>,
+        now: u64,
+    ) -> Result<Vec<Submitted>, SchedulerError> {
+        let args = [now.to_string(), submission_json(&tasks)];
+        let reply: Vec<String> = from_value(self.run(&SUBMIT, &args).await?)?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(reply[1..]
+                .iter()
+                .map(|r| match r.split_once(':') {
+                    Some(("dup", id)) => Submitted::Duplicate(TaskId::from(id)),
+                    _ => Submitted::New(TaskId::from(r.trim_start_matches("new:"))),
+                })
+                .collect()),
+            Some("duplicate") => Err(SchedulerError::DuplicateId { id: reply[1].clone() }),
+            Some("unknown_parent") => {
+                Err(SchedulerError::UnknownParent { parent: reply[1].clone() })
+            }
+            _ => Err(SchedulerError::Backend { message: format!("unexpected reply {reply:?}") }),
+        }
+    }
+
+    async fn claim(
+        &self,
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
+        let args = [now.to_string(), lease_ms.to_string(), max.to_string()];
+        let reply: Vec<String> = from_value(self.run(&CLAIM, &args).await?)?;
+        let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());
+        let parse = |s: &String| s.parse::<u64>().unwrap_or(0);
+        let claimed = reply
+            .get(1..)
+            .unwrap_or_default()
+            .chunks_exact(6)
+            .map(|c| Claimed {
+                id: TaskId(c[0].clone()),
+                name: c[1].clone(),
+                payload: c[2].clone(),
+                attempt: u32::try_from(parse(&c[3])).unwrap_or(u32::MAX),
+                token: parse(&c[4]),
+                last_delay_ms: parse(&c[5]),
+            })
+            .collect();
+        Ok((claimed, next_due))
+    }
+
+    async fn renew(
+        &self,
+        id: &TaskId,
+        token: u64,
+        now: u64,
+        lease_ms: u64,
+    ) -> Result<(), SchedulerError> {
+        self.transition("renew", id, token, now, &[lease_ms.to_string()]).await
+    }
+
+    async fn ack(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
+        self.transition("ack", id, token, now, &[]).await
+    }
+
+    async fn fail(
+        &self,
+        id: &TaskId,
+        token: u64,
+        now: u64,
+        error: &str,
+        retry_at: Option<u64>,
+    ) -> Result<(), SchedulerError> {
+        let retry = retry_at.map(|at| at.to_string()).unwrap_or_default();
+        self.transition("fail", id, token, now, &[error.to_string(), retry]).await
+    }
+
+    async fn release(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
+        self.transition("release", id, token, now, &[]).await
+    }
+
+    async fn reap(&self, now: u64) -> Result<u64, SchedulerError> {
+        from_value(self.run(&ADMIN, &["reap".into(), now.to_string()]).await?)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskInfo>, SchedulerError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> =
+            from_value(self.run(&ADMIN, &["dead".into(), limit.to_string()]).await?)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(info) = self.info(&TaskId(id)).await? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn replay(&self, id: &TaskId, now: u64) -> Result<(), SchedulerError> {
+        let reply: String = from_value(
+            self.run(&ADMIN, &["replay".into(), id.to_string(), now.to_string()]).await?,
+        )?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(SchedulerError::NotFound { id: id.to_string() }),
+            state => {
+                Err(SchedulerError::WrongState { id: id.to_string(), state: state.to_string() })
+            }
+        }
+    }
+
+    async fn info(&self, id: &TaskId) -> Result<Option<TaskInfo>, SchedulerError> {
+        let mut connection = self.connection.clone();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(format!("{}t:{id}", self.prefix))
+            .arg(&["name", "state", "attempts", "last_error", "run_at"])
+            .query_async(&mut connection)
+            .await
+            .map_err(backend_error)?;
+        let [name, state, attempts, last_error, run_at] = <[Option<String>; 5]>::try_from(values)
+            .map_err(|_| SchedulerError::Backend {
+            message: "HMGET returned the wrong arity".into(),
+        })?;
+        let (Some(name), Some(state)) = (name, state.as_deref().and_then(TaskState::parse)) else {
+            return Ok(None);
+        };
+        Ok(Some(TaskInfo {
+            id: id.clone(),
+            name,
+            state,
+            attempts: attempts.and_then(|a| a.parse().ok()).unwrap_or(0),
+            last_error,
+            run_at: run_at.and_then(|r| r.parse().ok()).unwrap_or(0),
+        }))
+    }
+
+    async fn counts(&self) -> Result<Counts, SchedulerError> {
+        let mut connection = self.connection.clone();
+        let all: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(format!("{}counts", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .map_err(backend_error)?;
+        let n =
+            |s: TaskState| u64::try_from(all.get(s.as_str()).copied().unwrap_or(0)).unwrap_or(0);
+        Ok(Counts {
+            waiting: n(TaskState::Waiting),
+            scheduled: n(TaskState::Scheduled),
+            ready: n(TaskState::Ready),
+            running: n(TaskState::Running),
+            retrying: n(TaskState::Retrying),
+            succeeded: n(TaskState::Succeeded),
+            dead: n(TaskState::Dead),
+            cancelled: n(TaskState::Cancelled),
+        })
+    }
+}

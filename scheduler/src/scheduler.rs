@@ -1,0 +1,294 @@
+//! [`Scheduler`]: submitting tasks, DAGs and cron jobs, and asking about
+//! them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::cron::CronSchedule;
+use crate::error::SchedulerError;
+use crate::task::{Counts, Submitted, Task, TaskId, TaskInfo};
+use crate::worker::Registry;
+
+/// The client side of a queue: submits tasks and answers questions about
+/// them. Cheap to clone; any number of processes may submit to one Redis
+/// queue.
+#[derive(Debug)]
+pub struct Scheduler<B: Backend> {
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+    registry: Option<Arc<Registry>>,
+}
+
+impl<B: Backend> Clone for Scheduler<B> {
+    fn clone(&self) -> Self {
+        Scheduler {
+            backend: self.backend.clone(),
+            clock: self.clock.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Scheduler<B> {
+    /// A scheduler on `backend`, reading time from `clock`.
+    pub fn new(backend: Arc<B>, clock: Arc<dyn Clock>) -> Self {
+        Scheduler { backend, clock, registry: None }
+    }
+
+    /// Checks every submission against `registry`: unknown task names and
+    /// payloads that do not fit the handler are refused at submit time
+    /// rather than dead-lettered later.
+    #[must_use]
+    pub fn with_registry(mut self, registry: &Registry) -> Self {
+        self.registry = Some(Arc::new(registry.clone()));
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// Submits one task.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownTask`] / [`SchedulerError::BadPayload`]
+    /// (with a registry), [`SchedulerError::DuplicateId`],
+    /// [`SchedulerError::UnknownParent`], backend failures.
+    pub async fn submit(&self, task: Task) -> Result<Submitted, SchedulerError> {
+        let mut submitted = self.submit_all(vec![task]).await?;
+        submitted.pop().ok_or_else(|| SchedulerError::Backend { message: "no result".into() })
+    }
+
+    /// Submits tasks in one transition (parents before children).
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit); on an error nothing is added.
+    pub async fn submit_all(&self, tasks: Vec<Task>) -> Result<Vec<Submitted>, SchedulerError> {
+        if let Some(registry) = &self.registry {
+            for task in &tasks {
+                registry.validate(task.name(), task.payload())?;
+            }
+        }
+        let now = self.clock.now_ms();
+        self.backend.submit(tasks.into_iter().map(|t| t.into_new(now)).collect(), now).await
+    }
+
+    /// Submits a DAG: each task runs after all its parents in the DAG have
+    /// succeeded. Returns each node's task id.
+    ///
+    /// # Errors
+    /// [`SchedulerError::Cycle`] when the edges form a cycle (nothing is
+    /// submitted), and as [`submit_all`](Self::submit_all).
+    pub async fn submit_dag(&self, dag: Dag) -> Result<HashMap<String, TaskId>, SchedulerError> {
+        let order = dag.topological_order()?;
+        let mut ids = HashMap::new();
+        let mut tasks = Vec::with_capacity(order.len());
+        for key in order {
+            let (task, parents) = &dag.nodes[&key];
+            let mut task = task.clone();
+            for parent in parents {
+                task = task.after_parent(&ids[parent]);
+            }
+            ids.insert(key.clone(), task.id().clone());
+            tasks.push(task);
+        }
+        self.submit_all(tasks).await?;
+        Ok(ids)
+    }
+
+    /// What is known about a task.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn info(&self, id: &TaskId) -> Result<Option<TaskInfo>, SchedulerError> {
+        self.backend.info(id).await
+    }
+
+    /// Tasks per state.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn counts(&self) -> Result<Counts, SchedulerError> {
+        self.backend.counts().await
+    }
+
+    /// The dead-letter queue, oldest first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskInfo>, SchedulerError> {
+        self.backend.dead_letters(limit).await
+    }
+
+    /// Runs a dead task again, with its attempts reset.
+    ///
+    /// # Errors
+    /// [`SchedulerError::NotFound`], [`SchedulerError::WrongState`].
+    pub async fn replay(&self, id: &TaskId) -> Result<(), SchedulerError> {
+        self.backend.replay(id, self.clock.now_ms()).await
+    }
+
+    /// Submits the cron job's task for its first tick after `after_ms` and
+    /// returns that tick (`None`: the schedule has no further tick). The
+    /// task's id and idempotency key are derived from the job and the tick,
+    /// so that any number of processes running the same job submit each
+    /// tick once.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    pub async fn fire_next(
+        &self,
+        job: &CronJob,
+        after_ms: u64,
+    ) -> Result<Option<u64>, SchedulerError> {
+        let Some(tick) = job.schedule.next_after(after_ms) else { return Ok(None) };
+        let id = format!("cron:{}:{tick}", job.name);
+        let task = Task::new(&job.task_name, &serde_json::Value::Null)?
+            .with_id(id.as_str())
+            .at(tick)
+            .idempotency_key(&id, Duration::from_secs(24 * 3600));
+        let task = Task { payload: job.payload.clone(), ..task };
+        match self.submit(task).await {
+            Ok(_) | Err(SchedulerError::DuplicateId { .. }) => Ok(Some(tick)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a cron job until the future is dropped: before each tick, its
+    /// task is submitted due at the tick (see [`fire_next`](Self::fire_next)
+    /// for why several processes may run the same job).
+    ///
+    /// # Errors
+    /// The first submission that fails.
+    pub async fn run_cron(&self, job: CronJob) -> Result<(), SchedulerError> {
+        let mut after = self.clock.now_ms();
+        loop {
+            let Some(tick) = self.fire_next(&job, after).await? else { return Ok(()) };
+            // Sleep until the tick, then look for the one after it.
+            let wait = tick.saturating_sub(self.clock.now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            after = tick;
+        }
+    }
+}
+
+/// A periodic job: `task_name` with `payload` at every tick of `schedule`.
+#[derive(Debug, Clone)]
+pub struct CronJob {
+    /// Unique per queue; part of each tick's task id.
+    pub name: String,
+    /// The handler to run.
+    pub task_name: String,
+    /// The JSON payload of each run.
+    pub payload: String,
+    /// When.
+    pub schedule: CronSchedule,
+}
+
+impl CronJob {
+    /// A job running `task_name` with `payload` on `schedule`.
+    ///
+    /// # Errors
+    /// [`SchedulerError::BadPayload`] when the payload does not serialise.
+    pub fn new<P: serde::Serialize>(
+        name: &str,
+        task_name: &str,
+        payload: &P,
+        schedule: CronSchedule,
+    ) -> Result<Self, SchedulerError> {
+        let payload = Task::new(task_name, payload)?.payload().to_string();
+        Ok(CronJob { name: name.to_string(), task_name: task_name.to_string(), payload, schedule })
+    }
+}
+
+/// Tasks with dependencies, named by keys local to the DAG.
+///
+/// ```
+/// use sysblocks_scheduler::{Dag, SchedulerError, Task};
+///
+/// let mut dag = Dag::new();
+/// dag.add("fetch", Task::new("fetch", &())?);
+/// dag.add("resize", Task::new("resize", &())?);
+/// dag.add("publish", Task::new("publish", &())?);
+/// dag.edge("fetch", "resize")?;
+/// dag.edge("resize", "publish")?;
+/// assert_eq!(dag.topological_order()?, ["fetch", "resize", "publish"]);
+/// dag.edge("publish", "fetch")?;
+/// assert!(matches!(dag.topological_order(), Err(SchedulerError::Cycle { .. })));
+/// # Ok::<(), SchedulerError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Dag {
+    nodes: HashMap<String, (Task, Vec<String>)>,
+    insertion: Vec<String>,
+}
+
+impl Dag {
+    /// An empty DAG.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the task under `key`.
+    pub fn add(&mut self, key: &str, task: Task) -> &mut Self {
+        if self.nodes.insert(key.to_string(), (task, Vec::new())).is_none() {
+            self.insertion.push(key.to_string());
+        }
+        self
+    }
+
+    /// `child` runs after `parent` succeeds.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownParent`] when either key was not added.
+    pub fn edge(&mut self, parent: &str, child: &str) -> Result<&mut Self, SchedulerError> {
+        if !self.nodes.contains_key(parent) {
+            return Err(SchedulerError::UnknownParent { parent: parent.to_string() });
+        }
+        let Some((_, parents)) = self.nodes.get_mut(child) else {
+            return Err(SchedulerError::NotFound { id: child.to_string() });
+        };
+        if !parents.iter().any(|p| p == parent) {
+            parents.push(parent.to_string());
+        }
+        Ok(self)
+    }
+
+    /// The keys, parents before children (Kahn's algorithm; ties in
+    /// insertion order).
+    ///
+    /// # Errors
+    /// [`SchedulerError::Cycle`] naming a task on a cycle.
+    pub fn topological_order(&self) -> Result<Vec<String>, SchedulerError> {
+        let mut indegree: HashMap<&str, usize> =
+            self.nodes.iter().map(|(k, (_, parents))| (k.as_str(), parents.len())).collect();
+        let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+        for key in &self.insertion {
+            for parent in &self.nodes[key].1 {
+                children.entry(parent.as_str()).or_default().push(key.as_str());
+            }
+        }
+        let mut ready: VecDeque<&str> =
+            self.insertion.iter().map(String::as_str).filter(|k| indegree[k] == 0).collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(key) = ready.pop_front() {
+            order.push(key.to_string());
+            for &child in children.get(key).map(Vec::as_slice).unwrap_or_default() {
+                let n = indegree.entry(child).or_default();
+                *n -= 1;
+                if *n == 0 {
+                    ready.push_back(child);
+                }
+            }
+        }
+        if order.len() < self.nodes.len() {
+            let stuck = self.insertion.iter().find(|k| indegree[k.as_str()] > 0);
+            return Err(SchedulerError::Cycle { task: stuck.cloned().unwrap_or_default() });
+        }
+        Ok(order)
+    }
+}

@@ -1,0 +1,552 @@
+//! Handlers, and the [`Worker`] that claims tasks and runs them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::error::SchedulerError;
+use crate::retry::RetryPolicy;
+use crate::task::{Claimed, TaskId};
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskError {
+    /// Worth another attempt (per the retry policy).
+    Retry(String),
+    /// Will never succeed (bad input, ...): straight to the dead letters.
+    Permanent(String),
+}
+
+impl TaskError {
+    /// A retryable failure.
+    pub fn retry(message: impl fmt::Display) -> Self {
+        TaskError::Retry(message.to_string())
+    }
+
+    /// A permanent failure.
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        TaskError::Permanent(message.to_string())
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            TaskError::Retry(m) | TaskError::Permanent(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Retry(m) => write!(f, "{m}"),
+            TaskError::Permanent(m) => write!(f, "{m} (permanent)"),
+        }
+    }
+}
+
+/// What a handler knows about the attempt it runs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The lease's fencing token: pass it along to anything that must
+    /// refuse a stale writer (a database write keyed by it, say).
+    pub token: u64,
+    cancelled: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Resolves when the attempt should stop: the lease was lost (another
+    /// worker may be running the task) or the worker is shutting down.
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancelled.clone();
+        let _ = rx.wait_for(|&c| c).await;
+    }
+
+    /// Whether [`cancelled`](Self::cancelled) has fired.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
+type ErasedHandler = Arc<dyn Fn(Context, &str) -> BoxFuture + Send + Sync>;
+
+/// A handler's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerOptions {
+    /// The longest one attempt may take; a slower attempt fails (retryably).
+    pub timeout: Duration,
+    /// How failed attempts are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for HandlerOptions {
+    /// 5 minutes per attempt, the default [`RetryPolicy`].
+    fn default() -> Self {
+        HandlerOptions { timeout: Duration::from_secs(300), retry: RetryPolicy::default() }
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    handler: ErasedHandler,
+    options: HandlerOptions,
+    check: Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+}
+
+/// Handlers by task name.
+///
+/// ```
+/// use sysblocks_scheduler::{Registry, TaskError};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Email { to: String }
+///
+/// let mut registry = Registry::new();
+/// registry.register("send-email", |_ctx, email: Email| async move {
+///     if email.to.contains('@') { Ok(()) } else { Err(TaskError::permanent("no @")) }
+/// });
+/// assert!(registry.validate("send-email", r#"{"to": "a@b"}"#).is_ok());
+/// assert!(registry.validate("send-email", r#"{"from": 1}"#).is_err());
+/// assert!(registry.validate("send-fax", "{}").is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Entry>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("names", &self.handlers.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` for `name` with the default options.
+    pub fn register<P, F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        P: DeserializeOwned + Send + 'static,
+        F: Fn(Context, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
+    {
+        self.register_with(name, HandlerOptions::default(), handler)
+    }
+
+    /// Registers `handler` for `name` with `options`.
+    pub fn register_with<P, F, Fut>(
+        &mut self,
+        name: &str,
+        options: HandlerOptions,
+        handler: F,
+    ) -> &mut Self
+    where
+        P: DeserializeOwned + Send + 'static,
+        F: Fn(Context, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |ctx: Context, payload: &str| {
+            let parsed = serde_json::from_str::<P>(payload);
+            let handler = handler.clone();
+            Box::pin(async move {
+                match parsed {
+                    Ok(payload) => handler(ctx, payload).await,
+                    Err(e) => {
+                        Err(TaskError::permanent(format!("payload does not deserialize: {e}")))
+                    }
+                }
+            }) as BoxFuture
+        });
+        let check = Arc::new(|payload: &str| {
+            serde_json::from_str::<P>(payload).map(drop).map_err(|e| e.to_string())
+        });
+        self.handlers.insert(name.to_string(), Entry { handler: erased, options, check });
+        self
+    }
+
+    /// Checks that `name` has a handler and `payload` fits its type.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownTask`], [`SchedulerError::BadPayload`].
+    pub fn validate(&self, name: &str, payload: &str) -> Result<(), SchedulerError> {
+        let entry = self
+            .handlers
+            .get(name)
+            .ok_or_else(|| SchedulerError::UnknownTask { name: name.to_string() })?;
+        (entry.check)(payload)
+            .map_err(|message| SchedulerError::BadPayload { name: name.to_string(), message })
+    }
+
+    /// The options of `name`'s handler.
+    pub fn options(&self, name: &str) -> Option<HandlerOptions> {
+        self.handlers.get(name).map(|e| e.options)
+    }
+}
+
+/// A worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Attempts running at once (at least 1).
+    pub concurrency: usize,
+    /// How long a claim lasts without renewal; renewed every half of it.
+    pub lease: Duration,
+    /// The longest an idle worker sleeps before looking for due tasks.
+    pub poll_interval: Duration,
+    /// An optional limit on how fast this worker starts tasks.
+    pub rate_limit: Option<Arc<sysblocks_ratelimit::TokenBucket>>,
+}
+
+impl Default for WorkerConfig {
+    /// 16 at once, 30 s leases, 5 ms polls, no rate limit.
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(5),
+            rate_limit: None,
+        }
+    }
+}
+
+/// What a worker did.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Attempts that succeeded.
+    pub succeeded: AtomicU64,
+    /// Attempts that failed (and were retried or dead-lettered).
+    pub failed: AtomicU64,
+    /// Attempts whose lease was lost before they finished.
+    pub lost_leases: AtomicU64,
+    /// Tasks given back at shutdown.
+    pub released: AtomicU64,
+}
+
+/// Claims tasks from a backend and runs them with their handlers, up to a
+/// concurrency limit, renewing each lease while the handler runs. A reaper
+/// in the same loop returns expired leases (of any worker) to the queue.
+///
+/// * A handler that returns an error, panics, or exceeds its timeout is a
+///   failed attempt: retried per its [`RetryPolicy`] or dead-lettered.
+/// * An unknown task name, or a payload that does not deserialize, is a
+///   permanent failure (dead-lettered with the reason).
+/// * **At least once**: a task is acknowledged after its handler returns,
+///   so a worker that dies after the work but before the ack leaves the
+///   task to run again when its lease expires. Handlers must be idempotent
+///   (the fencing token in the [`Context`] helps).
+#[derive(Debug)]
+pub struct Worker<B: Backend> {
+    backend: Arc<B>,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+    stop: watch::Sender<bool>,
+}
+
+impl<B: Backend> Worker<B> {
+    /// A worker on `backend` with `registry`'s handlers.
+    ///
+    /// # Errors
+    /// [`SchedulerError::ZeroConcurrency`], or a zero lease
+    /// ([`SchedulerError::InvalidPolicy`]).
+    pub fn new(
+        backend: Arc<B>,
+        registry: Registry,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+    ) -> Result<Self, SchedulerError> {
+        if config.concurrency == 0 {
+            return Err(SchedulerError::ZeroConcurrency);
+        }
+        if config.lease < Duration::from_millis(2) {
+            return Err(SchedulerError::InvalidPolicy {
+                message: "the lease must be at least 2 ms".into(),
+            });
+        }
+        Ok(Worker {
+            backend,
+            registry: Arc::new(registry),
+            clock,
+            config,
+            stats: Arc::new(WorkerStats::default()),
+            stop: watch::channel(false).0,
+        })
+    }
+
+    /// What this worker has done.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// Asks [`run`](Self::run) to stop claiming; in-flight attempts get
+    /// `deadline` to finish, then are cancelled and their tasks released
+    /// back to the queue.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Runs until [`shutdown`](Self::shutdown), then drains within
+    /// `drain_deadline`.
+    ///
+    /// # Errors
+    /// None today: backend failures are logged and retried.
+    pub async fn run(&self, drain_deadline: Duration) -> Result<(), SchedulerError> {
+        let mut stop = self.stop.subscribe();
+        let lease_ms = millis(self.config.lease);
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut attempts: HashMap<tokio::task::Id, (TaskId, u64, watch::Sender<bool>)> =
+            HashMap::new();
+        let mut next_reap = 0u64;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = self.clock.now_ms();
+            if now >= next_reap {
+                if let Err(e) = self.backend.reap(now).await {
+                    tracing::warn!(error = %e, "reaping expired leases failed");
+                }
+                next_reap = now + lease_ms / 2;
+            }
+            let free = self.config.concurrency.saturating_sub(in_flight.len());
+            let mut next_due = None;
+            let mut claimed_any = false;
+            if free > 0 {
+                let allowed = self.rate_allowance(free);
+                if allowed > 0 {
+                    match self.backend.claim(now, lease_ms, allowed).await {
+                        Ok((claimed, due)) => {
+                            next_due = due;
+                            claimed_any = !claimed.is_empty();
+                            if let Some(bucket) = &self.config.rate_limit
+                                && claimed.len() < allowed
+                            {
+                                bucket.refund((allowed - claimed.len()) as u64);
+                            }
+                            for task in claimed {
+                                let (cancel, cancelled) = watch::channel(false);
+                                let (id, token) = (task.id.clone(), task.token);
+                                let handle = in_flight.spawn(self.attempt(task, cancelled));
+                                attempts.insert(handle.id(), (id, token, cancel));
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "claiming tasks failed"),
+                    }
+                }
+            }
+            if claimed_any && in_flight.len() < self.config.concurrency {
+                continue; // there may be more ready at once
+            }
+            let sleep = match next_due {
+                Some(due) => {
+                    Duration::from_millis(due.saturating_sub(now)).min(self.config.poll_interval)
+                }
+                None => self.config.poll_interval,
+            };
+            tokio::select! {
+                Some(done) = in_flight.join_next_with_id() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    attempts.remove(&id);
+                }
+                () = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Drain: let attempts finish within the deadline, then cancel the
+        // rest and give their tasks back.
+        let drained = tokio::time::timeout(drain_deadline, async {
+            while let Some(done) = in_flight.join_next_with_id().await {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                attempts.remove(&id);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            for (_, (id, token, cancel)) in attempts.drain() {
+                let _ = cancel.send(true);
+                if self.backend.release(&id, token, self.clock.now_ms()).await.is_ok() {
+                    self.stats.released.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            in_flight.abort_all();
+        }
+        Ok(())
+    }
+
+    /// How many tasks the rate limit lets this worker start now (taking
+    /// them from the bucket; unused ones are refunded).
+    fn rate_allowance(&self, free: usize) -> usize {
+        let Some(bucket) = &self.config.rate_limit else { return free };
+        let mut allowed = 0;
+        while allowed < free && bucket.check().allowed {
+            allowed += 1;
+        }
+        allowed
+    }
+
+    /// One attempt: run the handler under its timeout, renewing the lease,
+    /// then ack or fail.
+    fn attempt(
+        &self,
+        task: Claimed,
+        cancelled: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let backend = self.backend.clone();
+        let registry = self.registry.clone();
+        let clock = self.clock.clone();
+        let stats = self.stats.clone();
+        let lease_ms = millis(self.config.lease);
+        async move {
+            let entry = registry.handlers.get(&task.name).cloned();
+            let options = entry.as_ref().map(|e| e.options).unwrap_or_default();
+            let (lost_tx, lost_rx) = watch::channel(false);
+            let ctx_cancel = merge(cancelled, lost_rx.clone());
+            let ctx = Context {
+                id: task.id.clone(),
+                attempt: task.attempt,
+                token: task.token,
+                cancelled: ctx_cancel,
+            };
+            let outcome: Result<(), TaskError> = match entry {
+                None => Err(TaskError::permanent(format!(
+                    "no handler is registered for {:?}",
+                    task.name
+                ))),
+                Some(entry) => {
+                    let run = tokio::spawn((entry.handler)(ctx, &task.payload));
+                    let abort = run.abort_handle();
+                    let renew = renew_loop(
+                        backend.clone(),
+                        clock.clone(),
+                        task.id.clone(),
+                        task.token,
+                        lease_ms,
+                        lost_tx,
+                    );
+                    let timed = tokio::time::timeout(options.timeout, run);
+                    let result = tokio::select! {
+                        r = timed => r,
+                        () = renew => {
+                            // The lease is gone: another worker may have the task.
+                            abort.abort();
+                            stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    };
+                    match result {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(join)) if join.is_panic() => Err(TaskError::retry(format!(
+                            "handler panicked: {}",
+                            panic_message(join)
+                        ))),
+                        Ok(Err(_)) => return, // aborted by shutdown
+                        Err(_) => {
+                            abort.abort();
+                            Err(TaskError::retry(format!("timed out after {:?}", options.timeout)))
+                        }
+                    }
+                }
+            };
+            let now = clock.now_ms();
+            let result = match &outcome {
+                Ok(()) => {
+                    stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                    backend.ack(&task.id, task.token, now).await
+                }
+                Err(error) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    let retry_at = match error {
+                        TaskError::Retry(_) if options.retry.should_retry(task.attempt) => {
+                            let delay = options
+                                .retry
+                                .delay(task.attempt, Duration::from_millis(task.last_delay_ms));
+                            Some(now.saturating_add(millis(delay)))
+                        }
+                        _ => None,
+                    };
+                    backend.fail(&task.id, task.token, now, error.message(), retry_at).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(task = %task.id, error = %e, "finishing an attempt failed");
+            }
+        }
+    }
+}
+
+/// Renews the lease every half lease; returns if the lease is lost.
+async fn renew_loop<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+    id: TaskId,
+    token: u64,
+    lease_ms: u64,
+    lost: watch::Sender<bool>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis((lease_ms / 2).max(1))).await;
+        match backend.renew(&id, token, clock.now_ms(), lease_ms).await {
+            Ok(()) => {}
+            Err(SchedulerError::StaleLease { .. } | SchedulerError::NotFound { .. }) => {
+                let _ = lost.send(true);
+                return;
+            }
+            // A backend hiccup: keep trying until the lease runs out.
+            Err(e) => tracing::warn!(task = %id, error = %e, "renewing a lease failed"),
+        }
+    }
+}
+
+/// A receiver that turns true when either input does.
+fn merge(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        let (mut a, mut b) = (a, b);
+        tokio::select! {
+            _ = a.wait_for(|&v| v) => {}
+            _ = b.wait_for(|&v| v) => {}
+            () = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into()),
+        Err(_) => "cancelled".into(),
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

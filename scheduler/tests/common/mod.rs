@@ -1,0 +1,391 @@
+//! The behaviour suite every backend must pass. Each function takes a
+//! fresh backend; the test files run it on memory, Redis and the Cluster.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sysblocks_scheduler::{
+    Backend, Clock, Dag, HandlerOptions, Jitter, OnParentFailure, Registry, RetryPolicy, Scheduler,
+    SchedulerError, Submitted, Task, TaskError, TaskState, Worker, WorkerConfig,
+};
+
+/// Runs a worker until `done` holds (checked on the clock's own ticks),
+/// then shuts it down. Panics if it takes more than `limit` on `clock`.
+pub async fn run_until<B, F, Fut>(
+    backend: Arc<B>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    limit: Duration,
+    done: F,
+) where
+    B: Backend,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let worker = Arc::new(Worker::new(backend, registry, clock.clone(), config).unwrap());
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(Duration::from_secs(5)).await }
+    });
+    let deadline = clock.now_ms() + limit.as_millis() as u64;
+    while !done().await {
+        assert!(clock.now_ms() < deadline, "not done within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown();
+    running.await.unwrap().unwrap();
+}
+
+fn fast_config() -> WorkerConfig {
+    WorkerConfig { concurrency: 4, lease: Duration::from_secs(5), ..WorkerConfig::default() }
+}
+
+/// Retries follow the policy within its jitter bounds; after the last
+/// attempt the task is dead with its last error; a replay runs it again.
+pub async fn retries_then_dead_letter_then_replay<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+    base: Duration,
+    check_timing: bool,
+) {
+    let attempts: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let healed = Arc::new(Mutex::new(false));
+    let policy = RetryPolicy::new(base, base * 8, 4).unwrap();
+    let mut registry = Registry::new();
+    {
+        let (attempts, healed, clock) = (attempts.clone(), healed.clone(), clock.clone());
+        registry.register_with(
+            "flaky",
+            HandlerOptions { timeout: Duration::from_secs(5), retry: policy },
+            move |ctx, n: u32| {
+                let (attempts, healed, clock) = (attempts.clone(), healed.clone(), clock.clone());
+                async move {
+                    attempts.lock().unwrap().push(clock.now_ms());
+                    if *healed.lock().unwrap() {
+                        Ok(())
+                    } else {
+                        Err(TaskError::retry(format!("attempt {} of task {n} failed", ctx.attempt)))
+                    }
+                }
+            },
+        );
+    }
+    let scheduler = Scheduler::new(backend.clone(), clock.clone());
+    let id = scheduler.submit(Task::new("flaky", &7u32).unwrap()).await.unwrap().id().clone();
+    {
+        let scheduler = scheduler.clone();
+        let id = id.clone();
+        run_until(
+            backend.clone(),
+            registry.clone(),
+            clock.clone(),
+            fast_config(),
+            base * 40,
+            move || {
+                let (scheduler, id) = (scheduler.clone(), id.clone());
+                async move { scheduler.info(&id).await.unwrap().unwrap().state == TaskState::Dead }
+            },
+        )
+        .await;
+    }
+    let times = attempts.lock().unwrap().clone();
+    assert_eq!(times.len(), 4, "max_attempts attempts in all");
+    if check_timing {
+        let poll = WorkerConfig::default().poll_interval.as_millis() as u64;
+        for (n, gap) in times.windows(2).map(|w| w[1] - w[0]).enumerate() {
+            let bound = policy.exponential(n as u32 + 1).as_millis() as u64;
+            assert!(gap <= bound + poll + 1, "retry {} after {gap} ms, bound {bound} ms", n + 1);
+        }
+    }
+    let info = scheduler.info(&id).await.unwrap().unwrap();
+    assert_eq!(info.attempts, 4);
+    assert_eq!(info.last_error.as_deref(), Some("attempt 4 of task 7 failed"));
+    let dead = scheduler.dead_letters(10).await.unwrap();
+    assert_eq!(dead.iter().map(|t| &t.id).collect::<Vec<_>>(), [&id]);
+    assert_eq!(scheduler.counts().await.unwrap().dead, 1);
+
+    *healed.lock().unwrap() = true;
+    scheduler.replay(&id).await.unwrap();
+    assert!(matches!(scheduler.replay(&id).await, Err(SchedulerError::WrongState { .. })));
+    {
+        let scheduler = scheduler.clone();
+        let id = id.clone();
+        run_until(backend, registry, clock, fast_config(), base * 40, move || {
+            let (scheduler, id) = (scheduler.clone(), id.clone());
+            async move { scheduler.info(&id).await.unwrap().unwrap().state == TaskState::Succeeded }
+        })
+        .await;
+    }
+    assert!(scheduler.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(attempts.lock().unwrap().len(), 5);
+}
+
+/// Random DAGs: every task starts only after all its parents finished.
+pub async fn random_dags_respect_order<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+    seed: u64,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let log: Arc<Mutex<Vec<(String, &'static str)>>> = Arc::default();
+    let mut registry = Registry::new();
+    {
+        let log = log.clone();
+        registry.register("step", move |_ctx, key: String| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((key.clone(), "start"));
+                tokio::task::yield_now().await;
+                log.lock().unwrap().push((key, "end"));
+                Ok(())
+            }
+        });
+    }
+    let scheduler = Scheduler::new(backend.clone(), clock.clone()).with_registry(&registry);
+    let n = 15;
+    let mut dag = Dag::new();
+    let mut edges = Vec::new();
+    for i in 0..n {
+        let key = format!("n{i}");
+        dag.add(&key, Task::new("step", &key).unwrap().priority(rng.random_range(0..3)));
+    }
+    for j in 0..n {
+        for i in 0..j {
+            if rng.random_bool(0.2) {
+                dag.edge(&format!("n{i}"), &format!("n{j}")).unwrap();
+                edges.push((format!("n{i}"), format!("n{j}")));
+            }
+        }
+    }
+    let ids = scheduler.submit_dag(dag).await.unwrap();
+    let all: Vec<_> = ids.values().cloned().collect();
+    {
+        let scheduler = scheduler.clone();
+        run_until(backend, registry, clock, fast_config(), Duration::from_secs(60), move || {
+            let (scheduler, all) = (scheduler.clone(), all.clone());
+            async move {
+                for id in &all {
+                    if scheduler.info(id).await.unwrap().unwrap().state != TaskState::Succeeded {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+    }
+    let log = log.lock().unwrap();
+    let position = |key: &str, what| log.iter().position(|(k, w)| k == key && *w == what).unwrap();
+    for (parent, child) in &edges {
+        assert!(position(parent, "end") < position(child, "start"), "{parent} before {child}");
+    }
+}
+
+/// A cycle is refused; a dead parent cancels or fails its descendants.
+pub async fn cycles_rejected_and_failures_propagate<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+) {
+    let mut registry = Registry::new();
+    registry.register("ok", |_ctx, (): ()| async { Ok(()) });
+    registry.register("doomed", |_ctx, (): ()| async { Err(TaskError::permanent("cannot work")) });
+    let scheduler = Scheduler::new(backend.clone(), clock.clone()).with_registry(&registry);
+
+    let mut cyclic = Dag::new();
+    for key in ["a", "b", "c"] {
+        cyclic.add(key, Task::new("ok", &()).unwrap());
+    }
+    cyclic.edge("a", "b").unwrap().edge("b", "c").unwrap().edge("c", "a").unwrap();
+    assert!(matches!(scheduler.submit_dag(cyclic).await, Err(SchedulerError::Cycle { .. })));
+    assert_eq!(scheduler.counts().await.unwrap(), Default::default(), "nothing was submitted");
+
+    let mut dag = Dag::new();
+    dag.add("root", Task::new("doomed", &()).unwrap());
+    dag.add("cancelled", Task::new("ok", &()).unwrap());
+    dag.add("failed", Task::new("ok", &()).unwrap().on_parent_failure(OnParentFailure::Fail));
+    dag.add("grandchild", Task::new("ok", &()).unwrap());
+    dag.add("independent", Task::new("ok", &()).unwrap());
+    dag.edge("root", "cancelled").unwrap();
+    dag.edge("root", "failed").unwrap();
+    dag.edge("cancelled", "grandchild").unwrap();
+    let ids = scheduler.submit_dag(dag).await.unwrap();
+    {
+        let scheduler = scheduler.clone();
+        run_until(backend, registry, clock, fast_config(), Duration::from_secs(60), move || {
+            let scheduler = scheduler.clone();
+            async move {
+                let c = scheduler.counts().await.unwrap();
+                c.succeeded == 1 && c.dead == 2 && c.cancelled == 2
+            }
+        })
+        .await;
+    }
+    let state = |key: &str| {
+        let (scheduler, id) = (scheduler.clone(), ids[key].clone());
+        async move { scheduler.info(&id).await.unwrap().unwrap() }
+    };
+    assert_eq!(state("root").await.state, TaskState::Dead);
+    assert_eq!(state("cancelled").await.state, TaskState::Cancelled);
+    assert_eq!(state("grandchild").await.state, TaskState::Cancelled);
+    let failed = state("failed").await;
+    assert_eq!(failed.state, TaskState::Dead);
+    assert!(failed.last_error.unwrap().contains(ids["root"].as_str()));
+    assert_eq!(state("independent").await.state, TaskState::Succeeded);
+    assert_eq!(state("root").await.last_error.as_deref(), Some("cannot work"));
+}
+
+/// Leases: a stale token is refused; an expired lease is reaped and the
+/// task handed out again with a new token.
+pub async fn leases_fence_stale_workers<B: Backend>(backend: Arc<B>, now: u64) {
+    let task = Task::new("job", &1).unwrap();
+    let id = task.id().clone();
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(FixedClock(now)));
+    scheduler.submit(task).await.unwrap();
+    let (first, _) = backend.claim(now, 1_000, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let old = first[0].token;
+    assert_eq!(first[0].attempt, 1);
+    backend.renew(&id, old, now + 500, 1_000).await.unwrap();
+    assert_eq!(backend.reap(now + 1_400).await.unwrap(), 0, "the renewal moved the expiry");
+    assert_eq!(backend.reap(now + 1_600).await.unwrap(), 1);
+    let info = backend.info(&id).await.unwrap().unwrap();
+    assert_eq!(info.state, TaskState::Ready);
+    let (second, _) = backend.claim(now + 1_700, 1_000, 10).await.unwrap();
+    assert_eq!(second[0].attempt, 2);
+    assert_ne!(second[0].token, old);
+    assert!(matches!(
+        backend.ack(&id, old, now + 1_800).await,
+        Err(SchedulerError::StaleLease { .. })
+    ));
+    assert!(matches!(
+        backend.renew(&id, old, now + 1_800, 1_000).await,
+        Err(SchedulerError::StaleLease { .. })
+    ));
+    assert!(matches!(
+        backend.fail(&id, old, now + 1_800, "x", None).await,
+        Err(SchedulerError::StaleLease { .. })
+    ));
+    backend.ack(&id, second[0].token, now + 1_900).await.unwrap();
+    assert_eq!(backend.info(&id).await.unwrap().unwrap().state, TaskState::Succeeded);
+    assert!(matches!(
+        backend.ack(&id, second[0].token, now + 2_000).await,
+        Err(SchedulerError::StaleLease { .. })
+    ));
+}
+
+/// Priorities, delays, idempotency keys and counts.
+pub async fn priorities_delays_and_idempotency<B: Backend>(backend: Arc<B>, now: u64) {
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(FixedClock(now)));
+    let low = scheduler.submit(Task::new("j", &0).unwrap().priority(1)).await.unwrap();
+    let high = scheduler.submit(Task::new("j", &0).unwrap().priority(9)).await.unwrap();
+    let later = scheduler
+        .submit(Task::new("j", &0).unwrap().after(Duration::from_secs(10)).priority(255))
+        .await
+        .unwrap();
+    let first = scheduler
+        .submit(Task::new("j", &0).unwrap().idempotency_key("k", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let again = scheduler
+        .submit(Task::new("j", &0).unwrap().idempotency_key("k", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(matches!(first, Submitted::New(_)));
+    assert_eq!(again, Submitted::Duplicate(first.id().clone()));
+    let counts = scheduler.counts().await.unwrap();
+    assert_eq!((counts.ready, counts.scheduled), (3, 1));
+    let (claimed, next_due) = backend.claim(now, 1_000, 2).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| &c.id).collect::<Vec<_>>(), [high.id(), low.id()]);
+    assert_eq!(next_due, Some(now + 10_000));
+    let (claimed, _) = backend.claim(now + 10_000, 1_000, 5).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| &c.id).collect::<Vec<_>>(), [later.id(), first.id()]);
+    // After the window, the same key is a new task.
+    let fresh = Scheduler::new(backend.clone(), Arc::new(FixedClock(now + 61_000)));
+    assert!(matches!(
+        fresh
+            .submit(Task::new("j", &0).unwrap().idempotency_key("k", Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        Submitted::New(_)
+    ));
+    let dup = Task::new("j", &0).unwrap().with_id(low.id().as_str());
+    assert!(matches!(scheduler.submit(dup).await, Err(SchedulerError::DuplicateId { .. })));
+    let orphan = Task::new("j", &0).unwrap().after_parent(&"missing".into());
+    assert!(matches!(scheduler.submit(orphan).await, Err(SchedulerError::UnknownParent { .. })));
+}
+
+/// A panicking handler is a failed attempt, not a dead worker; unknown
+/// names and bad payloads end in the dead letters with the reason.
+pub async fn panics_and_bad_tasks_are_failed_attempts<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+) {
+    let mut registry = Registry::new();
+    let once = RetryPolicy::new(Duration::from_millis(10), Duration::from_millis(10), 2)
+        .unwrap()
+        .with_jitter(Jitter::None);
+    let options = HandlerOptions { timeout: Duration::from_secs(5), retry: once };
+    registry.register_with("panics", options, |ctx, (): ()| async move {
+        if ctx.attempt == 1 {
+            panic!("boom");
+        }
+        Ok(())
+    });
+    registry.register("typed", |_ctx, _n: u64| async { Ok(()) });
+    let scheduler = Scheduler::new(backend.clone(), clock.clone());
+    let panics = scheduler.submit(Task::new("panics", &()).unwrap()).await.unwrap();
+    let unknown = scheduler.submit(Task::new("nobody", &()).unwrap()).await.unwrap();
+    let bad = scheduler.submit(Task::new("typed", "not a number").unwrap()).await.unwrap();
+    {
+        let scheduler = scheduler.clone();
+        run_until(
+            backend,
+            registry.clone(),
+            clock,
+            fast_config(),
+            Duration::from_secs(60),
+            move || {
+                let scheduler = scheduler.clone();
+                async move {
+                    let c = scheduler.counts().await.unwrap();
+                    c.succeeded == 1 && c.dead == 2
+                }
+            },
+        )
+        .await;
+    }
+    let info = scheduler.info(panics.id()).await.unwrap().unwrap();
+    assert_eq!((info.state, info.attempts), (TaskState::Succeeded, 2));
+    let unknown = scheduler.info(unknown.id()).await.unwrap().unwrap();
+    assert!(unknown.last_error.unwrap().contains("no handler"));
+    let bad = scheduler.info(bad.id()).await.unwrap().unwrap();
+    assert!(bad.last_error.unwrap().contains("does not deserialize"));
+    // With the registry, the same mistakes are refused at submit time.
+    let checked = scheduler.clone().with_registry(&registry);
+    assert!(matches!(
+        checked.submit(Task::new("nobody", &()).unwrap()).await,
+        Err(SchedulerError::UnknownTask { .. })
+    ));
+    assert!(matches!(
+        checked.submit(Task::new("typed", "x").unwrap()).await,
+        Err(SchedulerError::BadPayload { .. })
+    ));
+}
+
+/// A clock that stands still.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub u64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Counts how often each key ran.
+pub type RunCounts = Arc<Mutex<HashMap<String, u32>>>;
