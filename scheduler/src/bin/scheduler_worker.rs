@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::Rng;
 use sysblocks_scheduler::{RedisBackend, Registry, SystemClock, TaskError, Worker, WorkerConfig};
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(url), Some(queue)) = (args.next(), args.next()) else {
