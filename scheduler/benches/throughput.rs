@@ -1,1 +1,144 @@
-fn main() {}
+//! End-to-end throughput of no-op tasks and lateness of delayed tasks, in
+//! memory and on Redis, with 1 and 4 workers.
+//!
+//! Run: `cargo bench -p sysblocks-scheduler --features redis --bench throughput`
+//! (Redis from REDIS_URL, or a redis-server the bench starts itself).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sysblocks_scheduler::{
+    Backend, Clock, MemoryBackend, RedisBackend, Registry, Scheduler, SystemClock, Task, Worker,
+    WorkerConfig,
+};
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing:
+    // then only prove that the bench starts.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let n = if quick { 1_000 } else { 200_000 };
+        for workers in [1, 4] {
+            let rate = throughput(Arc::new(MemoryBackend::new()), n, workers).await;
+            println!("memory  {workers} worker(s): {n} no-op tasks, {rate:>9.0} tasks/s");
+        }
+        let (p50, p99) =
+            lateness(Arc::new(MemoryBackend::new()), if quick { 100 } else { 2_000 }).await;
+        println!("memory  lateness of delayed tasks: p50 {p50:.2} ms, p99 {p99:.2} ms");
+
+        let redis = sysblocks_testkit::Redis::new();
+        let connection = redis.connection_manager().await;
+        let n = if quick { 1_000 } else { 20_000 };
+        for workers in [1, 4] {
+            let queue = format!("{}bench{workers}", redis.prefix());
+            let backend = Arc::new(RedisBackend::new(connection.clone(), &queue));
+            let rate = throughput(backend, n, workers).await;
+            println!("redis   {workers} worker(s): {n} no-op tasks, {rate:>9.0} tasks/s");
+        }
+        let backend = Arc::new(RedisBackend::new(connection, &format!("{}late", redis.prefix())));
+        let (p50, p99) = lateness(backend, if quick { 100 } else { 2_000 }).await;
+        println!("redis   lateness of delayed tasks: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    });
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register("noop", |_ctx, (): ()| async { Ok(()) });
+    registry
+}
+
+/// Submits `n` no-op tasks, then times `workers` workers draining them.
+async fn throughput<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f64 {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let scheduler = Scheduler::new(backend.clone(), clock.clone());
+    let tasks: Vec<Task> = (0..n).map(|_| Task::new("noop", &()).expect("serialises")).collect();
+    for chunk in tasks.chunks(1_000) {
+        scheduler.submit_all(chunk.to_vec()).await.expect("submit");
+    }
+    let start = Instant::now();
+    let config = WorkerConfig { concurrency: 64, ..WorkerConfig::default() };
+    let pool: Vec<_> = (0..workers)
+        .map(|_| {
+            Arc::new(
+                Worker::new(backend.clone(), registry(), clock.clone(), config.clone())
+                    .expect("worker"),
+            )
+        })
+        .collect();
+    let handles: Vec<_> = pool
+        .iter()
+        .map(|w| {
+            let w = w.clone();
+            tokio::spawn(async move { w.run(Duration::from_secs(5)).await })
+        })
+        .collect();
+    while backend.counts().await.expect("counts").succeeded < n as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    for w in &pool {
+        w.shutdown();
+    }
+    for h in handles {
+        h.await.expect("joins").expect("runs");
+    }
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Submits `n` tasks due at random times over the next 2 s and measures
+/// how late each starts (p50, p99 in ms).
+async fn lateness<B: Backend>(backend: Arc<B>, n: usize) -> (f64, f64) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let late: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut registry = Registry::new();
+    {
+        let late = late.clone();
+        registry.register("due", move |_ctx, due_us: u64| {
+            let late = late.clone();
+            async move {
+                let now_us = wall_us();
+                late.lock().expect("lock").push(now_us.saturating_sub(due_us) as f64 / 1000.0);
+                Ok(())
+            }
+        });
+    }
+    let worker = Arc::new(
+        Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default())
+            .expect("worker"),
+    );
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(Duration::from_secs(5)).await }
+    });
+    let scheduler = Scheduler::new(backend.clone(), clock);
+    let base = wall_us() / 1000 + 200;
+    let mut rng = rand::rng();
+    let tasks: Vec<Task> = (0..n)
+        .map(|_| {
+            let at = base + rng.random_range(0..2_000);
+            Task::new("due", &(at * 1000)).expect("serialises").at(at)
+        })
+        .collect();
+    scheduler.submit_all(tasks).await.expect("submit");
+    while late.lock().expect("lock").len() < n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown();
+    running.await.expect("joins").expect("runs");
+    let mut late = late.lock().expect("lock").clone();
+    late.sort_by(f64::total_cmp);
+    let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}

@@ -129,6 +129,7 @@ pub enum When {
 ///     .after(Duration::from_secs(30))
 ///     .priority(5)
 ///     .idempotency_key("welcome:a@example.com", Duration::from_secs(3600));
+/// assert_eq!(task.name(), "send-email");
 /// # Ok::<(), sysblocks_scheduler::SchedulerError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

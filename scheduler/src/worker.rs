@@ -64,25 +64,53 @@ pub struct Context {
     /// The lease's fencing token: pass it along to anything that must
     /// refuse a stale writer (a database write keyed by it, say).
     pub token: u64,
-    cancelled: watch::Receiver<bool>,
+    /// Set when the worker shuts down.
+    shutdown: watch::Receiver<bool>,
+    /// Set when the lease is lost.
+    lost: watch::Receiver<bool>,
 }
 
 impl Context {
     /// Resolves when the attempt should stop: the lease was lost (another
     /// worker may be running the task) or the worker is shutting down.
     pub async fn cancelled(&self) {
-        let mut rx = self.cancelled.clone();
-        let _ = rx.wait_for(|&c| c).await;
+        let (mut shutdown, mut lost) = (self.shutdown.clone(), self.lost.clone());
+        tokio::select! {
+            _ = shutdown.wait_for(|&c| c) => {}
+            _ = lost.wait_for(|&c| c) => {}
+        }
     }
 
     /// Whether [`cancelled`](Self::cancelled) has fired.
     pub fn is_cancelled(&self) -> bool {
-        *self.cancelled.borrow()
+        *self.shutdown.borrow() || *self.lost.borrow()
+    }
+}
+
+/// Runs a handler's future, turning a panic into an error, so that a
+/// panicking handler is a failed attempt without a task spawn per attempt.
+struct CatchUnwind(BoxFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<Result<(), TaskError>, String>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let future = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(outcome)) => std::task::Poll::Ready(Ok(outcome)),
+            Err(payload) => std::task::Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
     }
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
 type ErasedHandler = Arc<dyn Fn(Context, &str) -> BoxFuture + Send + Sync>;
+/// Checks that a payload deserializes into the handler's type.
+type PayloadCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// A handler's settings.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +132,7 @@ impl Default for HandlerOptions {
 struct Entry {
     handler: ErasedHandler,
     options: HandlerOptions,
-    check: Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+    check: PayloadCheck,
 }
 
 /// Handlers by task name.
@@ -326,6 +354,15 @@ impl<B: Backend> Worker<B> {
                 }
                 next_reap = now + lease_ms / 2;
             }
+            // Collect every finished attempt first, so that claims come in
+            // batches rather than one task per round trip.
+            while let Some(done) = in_flight.try_join_next_with_id() {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                attempts.remove(&id);
+            }
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_due = None;
             let mut claimed_any = false;
@@ -424,12 +461,12 @@ impl<B: Backend> Worker<B> {
             let entry = registry.handlers.get(&task.name).cloned();
             let options = entry.as_ref().map(|e| e.options).unwrap_or_default();
             let (lost_tx, lost_rx) = watch::channel(false);
-            let ctx_cancel = merge(cancelled, lost_rx.clone());
             let ctx = Context {
                 id: task.id.clone(),
                 attempt: task.attempt,
                 token: task.token,
-                cancelled: ctx_cancel,
+                shutdown: cancelled,
+                lost: lost_rx,
             };
             let outcome: Result<(), TaskError> = match entry {
                 None => Err(TaskError::permanent(format!(
@@ -437,8 +474,7 @@ impl<B: Backend> Worker<B> {
                     task.name
                 ))),
                 Some(entry) => {
-                    let run = tokio::spawn((entry.handler)(ctx, &task.payload));
-                    let abort = run.abort_handle();
+                    let run = CatchUnwind((entry.handler)(ctx, &task.payload));
                     let renew = renew_loop(
                         backend.clone(),
                         clock.clone(),
@@ -447,25 +483,21 @@ impl<B: Backend> Worker<B> {
                         lease_ms,
                         lost_tx,
                     );
-                    let timed = tokio::time::timeout(options.timeout, run);
                     let result = tokio::select! {
-                        r = timed => r,
+                        r = tokio::time::timeout(options.timeout, run) => r,
                         () = renew => {
-                            // The lease is gone: another worker may have the task.
-                            abort.abort();
+                            // The lease is gone: another worker may have the
+                            // task. Dropping the handler's future stops it.
                             stats.lost_leases.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
                     };
                     match result {
                         Ok(Ok(outcome)) => outcome,
-                        Ok(Err(join)) if join.is_panic() => Err(TaskError::retry(format!(
-                            "handler panicked: {}",
-                            panic_message(join)
-                        ))),
-                        Ok(Err(_)) => return, // aborted by shutdown
+                        Ok(Err(panic)) => {
+                            Err(TaskError::retry(format!("handler panicked: {panic}")))
+                        }
                         Err(_) => {
-                            abort.abort();
                             Err(TaskError::retry(format!("timed out after {:?}", options.timeout)))
                         }
                     }
@@ -521,30 +553,12 @@ async fn renew_loop<B: Backend>(
     }
 }
 
-/// A receiver that turns true when either input does.
-fn merge(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
-    tokio::spawn(async move {
-        let (mut a, mut b) = (a, b);
-        tokio::select! {
-            _ = a.wait_for(|&v| v) => {}
-            _ = b.wait_for(|&v| v) => {}
-            () = tx.closed() => return,
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-fn panic_message(join: tokio::task::JoinError) -> String {
-    match join.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into()),
-        Err(_) => "cancelled".into(),
-    }
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".into())
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
