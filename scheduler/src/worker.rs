@@ -230,7 +230,7 @@ impl Registry {
 }
 
 /// A worker's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     /// Attempts running at once (at least 1).
     pub concurrency: usize,
@@ -238,8 +238,21 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// The longest an idle worker sleeps before looking for due tasks.
     pub poll_interval: Duration,
-    /// An optional limit on how fast this worker starts tasks.
-    pub rate_limit: Option<Arc<sysblocks_ratelimit::TokenBucket>>,
+    /// An optional limit on how fast this worker starts tasks (any
+    /// `sysblocks-ratelimit` limiter; share one between workers for a
+    /// per-queue limit, or use a Redis-backed one across processes).
+    pub rate_limit: Option<Arc<dyn sysblocks_ratelimit::Limiter>>,
+}
+
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .field("poll_interval", &self.poll_interval)
+            .field("rate_limit", &self.rate_limit.as_ref().map(|l| l.limit()))
+            .finish()
+    }
 }
 
 impl Default for WorkerConfig {
