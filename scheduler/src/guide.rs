@@ -1,3 +1,110 @@
-//! # Guide: at-least-once task scheduling
+//! # Guide: running tasks reliably
 //!
-//! (Written in full below the API; see the sections.)
+//! A task scheduler promises that work handed to it gets done, later, by
+//! some process, even when processes die. This guide explains how this
+//! crate keeps that promise and what it cannot promise.
+//!
+//! ## At least once, not exactly once
+//!
+//! A worker runs a handler and then tells the queue "done" (ack). If the
+//! worker dies between the two, the queue cannot know whether the work
+//! happened; the only safe choice is to run the task again. So delivery is
+//! **at least once**: every task runs to success at least one time, and
+//! some run twice. "Exactly once" is not something a queue can give on its
+//! own; it is at-least-once delivery plus an idempotent handler: one whose
+//! second run changes nothing (an upsert keyed by the task id, a payment
+//! with an idempotency key, a write guarded by the fencing token below).
+//!
+//! The opposite design, ack *before* running, loses the task when the
+//! worker dies mid-run (at most once). Some popular queues fetch with a
+//! plain `BRPOP` and so lose in-flight jobs on a crash; this crate never
+//! removes a task until its handler has returned.
+//!
+//! ## Leases and fencing tokens
+//!
+//! Claiming a task takes a **lease**: the task is the worker's until the
+//! lease expires. A running worker renews the lease every half lease; a
+//! dead one stops renewing, and a **reaper** (every worker runs one) returns
+//! tasks with expired leases to the ready queue. That is how a worker killed
+//! with `SIGKILL` loses nothing (the chaos test kills worker processes at
+//! random and counts every completion).
+//!
+//! A lease can also expire under a live worker: a long GC pause, a network
+//! partition. Then two workers may hold the same task. Each claim therefore
+//! carries a **fencing token**, a number that grows with every claim of the
+//! queue. Ack, fail and renew must present the current token; a worker whose
+//! lease was taken over gets [`StaleLease`](crate::SchedulerError::StaleLease)
+//! and its ack is refused, so the task's state cannot be overwritten by a
+//! stale worker. Handlers can pass the token on ([`Context`](crate::Context)
+//! holds it) to storage that refuses writes with an older token.
+//!
+//! Choosing a lease: long enough that renewals get through (renewal runs at
+//! half the lease), short enough that a dead worker's tasks come back soon.
+//! The attempt is counted at claim time, so a task that crashes its worker
+//! every time still runs out of attempts and ends in the dead letters
+//! instead of crashing workers forever.
+//!
+//! ## Backoff and jitter
+//!
+//! A failed attempt is retried after a delay that grows exponentially,
+//! `base × 2^(n−1)`, up to a cap, so a struggling dependency is not
+//! hammered. Without randomness, every task that failed at the same moment
+//! retries at the same moment, and the dependency sees synchronised waves.
+//! [`Jitter`](crate::Jitter) spreads them:
+//!
+//! * **full** (the default): uniform in `[0, d]`: the least total work and
+//!   the best spread in AWS's well-known simulation;
+//! * **equal**: `d/2 + uniform[0, d/2]`: never retries very early;
+//! * **decorrelated**: `uniform[base, 3 × previous]`, capped: each delay
+//!   grows from the last one actually used;
+//! * a **Sidekiq** preset: `n^4 + 15 + rand(10) × (n + 1)` seconds, 25
+//!   retries over about three weeks.
+//!
+//! Two traps this crate avoids: computing `base^n` (the base becomes the
+//! growth factor, and a base of 100 ms gives 10^-7 s waits), and counting
+//! attempts from 0 in one place and 1 in another. Here attempt `n` counts
+//! from 1 and the delay after it is `base × 2^(n−1)`.
+//!
+//! Not every error deserves a retry: a payload that does not parse will not
+//! parse tomorrow. Handlers return [`TaskError::Permanent`](crate::TaskError)
+//! for those, and the task goes straight to the dead letters.
+//!
+//! ## Dead letters
+//!
+//! A task that is out of attempts, or failed permanently, is **dead**: it
+//! stays in the dead-letter queue with its attempts and last error, where
+//! an operator can list it, fix the cause, and [`replay`](crate::Scheduler::replay)
+//! it (attempts reset). Dead letters are not deleted automatically: losing
+//! them would lose the evidence. A dead task's dependents in a DAG are
+//! cancelled or failed, per their [`OnParentFailure`](crate::OnParentFailure).
+//!
+//! ## Time: delays and cron
+//!
+//! Delayed tasks wait in a set ordered by due time; each claim first moves
+//! the due ones to the ready queue (one sorted-set range in Redis), and an
+//! idle worker sleeps until the next due time or its poll interval. Cron
+//! schedules are read in a named time zone; across a daylight-saving change
+//! a fixed-time job runs once (at the end of a spring-forward gap, at the
+//! first pass of a fall-back fold) and an interval job follows the wall
+//! clock (see [`CronSchedule`](crate::CronSchedule)). Several processes may
+//! run the same cron job: each tick's task has an id derived from the job
+//! and the tick, so the tick is submitted once.
+//!
+//! ## Redis: one queue, many processes
+//!
+//! Every transition (submit, claim, renew, ack, fail, reap, replay) is one
+//! Lua script, atomic in Redis. All of a queue's keys share the hash tag
+//! `{queue}`, so each queue lives on one Cluster slot: a Cluster spreads
+//! *queues*, not one queue. Times come from the callers' clocks in
+//! milliseconds; leases of seconds tolerate ordinary clock skew between
+//! processes. Run Redis with AOF persistence if tasks must survive a Redis
+//! restart; the workers' connections reconnect by themselves.
+//!
+//! ## Costs
+//!
+//! | operation | in memory | Redis |
+//! |---|---|---|
+//! | submit | O(log n) | one script, O(log n) |
+//! | claim k tasks | O(k log n) | one script |
+//! | ack / fail / renew | O(log n) (+ children) | one script each |
+//! | reap | O(expired × log n) | one script |

@@ -4,6 +4,7 @@ pub mod consistent_hash;
 pub mod lru_cache;
 pub mod merkle;
 pub mod ratelimit;
+pub mod scheduler;
 pub mod sharded_counter;
 
 /// A tour section: prints its findings, fails only on a bug (or when the
@@ -17,6 +18,7 @@ pub const ALL: &[(&str, SectionFn)] = &[
     ("merkle", merkle::run),
     ("lru-cache", lru_cache::run),
     ("sharded-counter", sharded_counter::run),
+    ("scheduler", scheduler::run),
 ];
 
 /// Options shared by every section.
