@@ -75,7 +75,7 @@
 //!
 //! ## Which one
 //!
-//! 
+//!
 //! | need | use |
 //! |---|---|
 //! | smooth rate with bursts up to a size, cheapest per check | token bucket (GCRA) |

@@ -111,7 +111,8 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
         async move { scheduler.run_cron(job).await }
     });
 
-    let config = WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
+    let config =
+        WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
     let worker = Arc::new(Worker::new(backend, registry, clock.clone(), config)?);
     let running = tokio::spawn({
         let worker = worker.clone();
