@@ -95,3 +95,27 @@ async fn cluster_runs_the_same_suite() {
     .await;
     common::panics_and_bad_tasks_are_failed_attempts(cluster(&c, "bad").await, clock()).await;
 }
+
+/// Two processes running the same cron job submit each tick once.
+#[tokio::test]
+async fn cron_ticks_are_submitted_once_across_schedulers() {
+    use sysblocks_scheduler::{CronJob, CronSchedule, Scheduler};
+    let redis = Redis::new();
+    let backend = standalone(&redis, "cron").await;
+    let job = CronJob::new(
+        "nightly",
+        "report",
+        &(),
+        CronSchedule::parse("0 3 * * *", "Europe/Paris").unwrap(),
+    )
+    .unwrap();
+    let first = Scheduler::new(backend.clone(), clock());
+    let second = Scheduler::new(standalone(&redis, "cron").await, clock());
+    let after = 1_780_315_200_000; // 2026-06-01 12:00 UTC
+    let a = first.fire_next(&job, after).await.unwrap();
+    let b = second.fire_next(&job, after).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, Some(1_780_362_000_000), "03:00 Paris (CEST) = 01:00 UTC on 2 June");
+    let counts = first.counts().await.unwrap();
+    assert_eq!(counts.scheduled + counts.ready, 1, "one task for the tick");
+}
