@@ -59,7 +59,7 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
                         .unwrap_or_else(|e| e.into_inner())
                         .push((ctx.attempt, clock.now_ms()));
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     Err(TaskError::retry(format!("task {n}: the service is down")))
                 } else if n % 4 == 1 && ctx.attempt <= 2 {
                     Err(TaskError::retry(format!("task {n}: timed out")))
