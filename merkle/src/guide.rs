@@ -64,19 +64,24 @@
 //! | differences | bytes (both ways) | messages |
 //! |---|---|---|
 //! | 0 | 294 | 1 |
-//! | 1 | 1,187 | 7 |
-//! | 10 | 8,816 | 7 |
-//! | 1,000 | 383,406 | 7 |
+//! | 1 | 1,947 | 5 |
+//! | 10 | 14,246 | 6 |
+//! | 1,000 | 441,608 | 9 |
 //!
 //! A full transfer of the same 100,000 keys would be about 3 MB. The
 //! opening message carries the root's 16 children (a differing root would
 //! be split anyway, so this saves a round), and a range is listed once both
-//! sides hold at most `list_threshold` (12) entries in it. The test asserts
-//! a bound derived from the protocol: the opening message, then per
-//! difference one `Children` item (16 fingerprints) per level down to the
-//! range where the key sits, one listing of at most `list_threshold` items
-//! per side, one want and the entry each way:
-//! `512 + d × (L × 448 + 66 × list_threshold + 2 × entry + 48)` bytes with
+//! sides hold at most `list_threshold` (12) entries in it. Where the
+//! differences are sparse (at most two of a node's 16 children differ),
+//! ranges of up to three times that are listed instead of split: a listing
+//! of ~30 entries costs about a kilobyte and saves a round trip, the right
+//! trade when few keys differ; when many ranges differ, splitting further
+//! moves fewer bytes. The test asserts a bound derived from the protocol:
+//! the opening message, then per difference one `Children` item (16
+//! fingerprints) per level down to the range where the key sits, one
+//! listing of at most `3 × list_threshold` items per side, one want and the
+//! entry each way:
+//! `512 + d × (L × 448 + 198 × list_threshold + 2 × entry + 48)` bytes with
 //! `L = ceil(log16 n) + 1`; and at most `2L + 4` messages. Against the
 //! `negentropy` crate on the same sets, see BENCHMARKS.md: fewer bytes for
 //! every `d`, and fewer or as many messages once its ids are turned into

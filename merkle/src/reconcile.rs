@@ -24,6 +24,12 @@ use crate::error::MerkleError;
 use crate::store::{MerkleStore, Versioned};
 use crate::wire::{Item, ListedItem, WireFp, decode_message, encode_message};
 
+/// At most this many differing children make a node's differences sparse.
+const SPARSE_CHILDREN: usize = 2;
+/// Under a sparse node, ranges up to this many times `list_threshold` are
+/// listed rather than split.
+const SPARSE_LIST_FACTOR: u64 = 3;
+
 /// Tuning for a sync session. Both sides should use the same values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncConfig {
@@ -129,16 +135,33 @@ impl Reconciler {
         for item in items {
             match item {
                 Item::Fingerprint { level, node, fp } => {
-                    self.on_fingerprint(store, level, node, fp);
+                    self.on_fingerprint(store, level, node, fp, self.config.list_threshold);
                 }
                 Item::Children { level, node, children } => {
+                    let child_level = level.saturating_add(1);
+                    let child = |c: usize| (node << 4) | c as u64;
+                    // Where only one or two children differ (few
+                    // differences overall), list bigger ranges: it saves a
+                    // round trip for a few hundred bytes. Where many
+                    // differ, keep splitting, which moves fewer bytes.
+                    let differing = (0..16)
+                        .filter(|&c| {
+                            store.wire_fp(usize::from(child_level), child(c))
+                                != children[c].unwrap_or_default()
+                        })
+                        .count();
+                    let threshold = if differing <= SPARSE_CHILDREN {
+                        self.config.list_threshold * SPARSE_LIST_FACTOR
+                    } else {
+                        self.config.list_threshold
+                    };
                     for (c, theirs) in children.iter().enumerate() {
-                        let child = (node << 4) | c as u64;
                         self.on_fingerprint(
                             store,
-                            level.saturating_add(1),
-                            child,
+                            child_level,
+                            child(c),
                             theirs.unwrap_or_default(),
+                            threshold,
                         );
                     }
                 }
@@ -207,6 +230,7 @@ impl Reconciler {
         level: u8,
         node: u64,
         theirs: WireFp,
+        threshold: u64,
     ) where
         K: Ord + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
@@ -222,8 +246,7 @@ impl Reconciler {
                 self.send_entry(&key, entry);
             }
         } else if ours.count == 0
-            || (ours.count <= self.config.list_threshold
-                && theirs.count <= self.config.list_threshold)
+            || (ours.count <= threshold && theirs.count <= threshold)
             || lvl >= self.config.max_level
         {
             // Small (or we are empty): list ours, and they settle it.

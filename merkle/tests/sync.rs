@@ -160,11 +160,13 @@ fn truncated_and_oversized_messages_are_errors() {
 /// The bound this crate documents: the opening message (the root's 16
 /// children: at most 16 × 27 + 16 bytes), then per differing key at most one
 /// `Children` item per level on the way down (the same size), one listing of
-/// at most `list_threshold` items (33 bytes each) per side, one want (16
+/// at most `3 × list_threshold` items (33 bytes each; sparse ranges are
+/// listed up to three times the threshold) per side, one want (16
 /// bytes) and the entry (key, value and a few bytes) each way.
 fn byte_bound(d: u64, n: u64, threshold: u64, entry_bytes: u64) -> u64 {
     let levels = (64 - u64::from(n.leading_zeros())).div_ceil(4) + 1; // ceil(log16 n) + 1
-    let per_difference = levels * (16 * 27 + 16) + 2 * threshold * 33 + 16 + 2 * (entry_bytes + 16);
+    let per_difference =
+        levels * (16 * 27 + 16) + 2 * 3 * threshold * 33 + 16 + 2 * (entry_bytes + 16);
     64 + (16 * 27 + 16) + d * per_difference
 }
 
