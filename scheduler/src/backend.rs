@@ -59,7 +59,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SchedulerError>> + Send;
 
     /// Marks a running task succeeded and releases children whose parents
-    /// have all succeeded.
+    /// have all succeeded. Succeeded tasks are kept for a retention period
+    /// (a setting of each backend), then forgotten.
     ///
     /// # Errors
     /// [`SchedulerError::StaleLease`].

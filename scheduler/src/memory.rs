@@ -44,6 +44,9 @@ struct Inner {
     counts: HashMap<TaskState, u64>,
     next_seq: u64,
     next_token: u64,
+    /// Succeeded tasks by completion time, forgotten after the retention.
+    finished: std::collections::VecDeque<(u64, TaskId)>,
+    retention_ms: u64,
 }
 
 impl Inner {
@@ -136,6 +139,19 @@ impl Inner {
         }
     }
 
+    /// Forgets succeeded tasks older than the retention (their count stays:
+    /// `succeeded` counts every success).
+    fn purge(&mut self, now: u64) {
+        while let Some(&(done, _)) = self.finished.front()
+            && done.saturating_add(self.retention_ms) <= now
+        {
+            let Some((_, id)) = self.finished.pop_front() else { break };
+            if self.tasks.get(&id).is_some_and(|r| r.state == TaskState::Succeeded) {
+                self.tasks.remove(&id);
+            }
+        }
+    }
+
     fn info(&self, id: &TaskId) -> Option<TaskInfo> {
         self.tasks.get(id).map(|r| TaskInfo {
             id: id.clone(),
@@ -150,16 +166,30 @@ impl Inner {
 
 /// A queue in this process's memory: the same semantics as the Redis
 /// backend, for tests, single-process services and teaching. Each
-/// transition takes one lock; claims are O(log n) per task.
-#[derive(Debug, Default)]
+/// transition takes one lock; claims are O(log n) per task. Succeeded
+/// tasks are forgotten after a retention period (a day by default); dead
+/// ones are kept until replayed.
+#[derive(Debug)]
 pub struct MemoryBackend {
     inner: Mutex<Inner>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::with_retention(std::time::Duration::from_secs(24 * 3600))
+    }
 }
 
 impl MemoryBackend {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue that forgets succeeded tasks after `retention`.
+    pub fn with_retention(retention: std::time::Duration) -> Self {
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        MemoryBackend { inner: Mutex::new(Inner { retention_ms, ..Inner::default() }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -264,6 +294,7 @@ impl Backend for MemoryBackend {
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
         let mut inner = self.lock();
+        inner.purge(now);
         while let Some((due, _, id)) = inner.delayed.first().cloned()
             && due <= now
         {
@@ -318,6 +349,7 @@ impl Backend for MemoryBackend {
         record.last_error = None;
         let children = record.children.clone();
         inner.set_state(id, TaskState::Succeeded);
+        inner.finished.push_back((now, id.clone()));
         for child in children {
             let Some(record) = inner.tasks.get_mut(&child) else { continue };
             if record.state != TaskState::Waiting {

@@ -29,8 +29,9 @@ static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin
 ///
 /// Keys: `{queue}:t:<id>` (a hash per task), `{queue}:delayed`, `:ready`,
 /// `:running`, `:dead` (sorted sets), `{queue}:children:<id>` (a list),
-/// `{queue}:idem:<key>` (expiring), `{queue}:counts`, `:seq`, `:token`.
-/// Succeeded tasks stay until deleted, so their state can be queried.
+/// `{queue}:idem:<key>` (expiring), `{queue}:counts`, `:seq`, `:token`,
+/// `:reaped` (leases reaped per task). Succeeded tasks expire after a
+/// retention period (a day by default); dead ones stay until replayed.
 ///
 /// The connection (`ConnectionManager` or `ClusterConnection`) reconnects by
 /// itself; a worker whose calls fail while Redis is down logs and retries,
@@ -40,6 +41,7 @@ static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin
 pub struct RedisBackend<C> {
     connection: C,
     prefix: String,
+    retention_ms: u64,
 }
 
 impl<C> RedisBackend<C>
@@ -48,7 +50,15 @@ where
 {
     /// The queue named `queue` on `connection`.
     pub fn new(connection: C, queue: &str) -> Self {
-        RedisBackend { connection, prefix: format!("{{{queue}}}:") }
+        RedisBackend { connection, prefix: format!("{{{queue}}}:"), retention_ms: 24 * 3600 * 1000 }
+    }
+
+    /// Succeeded tasks expire after `retention` (default a day); the
+    /// `succeeded` count keeps counting them.
+    #[must_use]
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX).max(1);
+        self
     }
 
     /// The prefix of the queue's keys (`{queue}:`).
@@ -180,7 +190,7 @@ where
     }
 
     async fn ack(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
-        self.transition("ack", id, token, now, &[]).await
+        self.transition("ack", id, token, now, &[self.retention_ms.to_string()]).await
     }
 
     async fn fail(

@@ -49,3 +49,19 @@ async fn panics_unknown_names_and_bad_payloads_are_failed_attempts() {
     let (backend, clock) = setup();
     common::panics_and_bad_tasks_are_failed_attempts(backend, clock).await;
 }
+
+#[tokio::test]
+async fn succeeded_tasks_are_forgotten_after_the_retention() {
+    use sysblocks_scheduler::{Backend, Scheduler, Task, TaskState};
+    let backend = Arc::new(MemoryBackend::with_retention(Duration::from_secs(60)));
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(common::FixedClock(START)));
+    let task = scheduler.submit(Task::new("j", &()).unwrap()).await.unwrap();
+    let (claimed, _) = backend.claim(START, 1_000, 1).await.unwrap();
+    backend.ack(task.id(), claimed[0].token, START + 10).await.unwrap();
+    assert_eq!(backend.info(task.id()).await.unwrap().unwrap().state, TaskState::Succeeded);
+    backend.claim(START + 60_009, 1_000, 1).await.unwrap();
+    assert!(backend.info(task.id()).await.unwrap().is_some(), "kept for the retention");
+    backend.claim(START + 60_010, 1_000, 1).await.unwrap();
+    assert!(backend.info(task.id()).await.unwrap().is_none(), "then forgotten");
+    assert_eq!(backend.counts().await.unwrap().succeeded, 1, "still counted");
+}

@@ -119,3 +119,25 @@ async fn cron_ticks_are_submitted_once_across_schedulers() {
     let counts = first.counts().await.unwrap();
     assert_eq!(counts.scheduled + counts.ready, 1, "one task for the tick");
 }
+
+#[tokio::test]
+async fn succeeded_tasks_expire_after_the_retention() {
+    use sysblocks_scheduler::{Backend, Scheduler, Task};
+    let redis = Redis::new();
+    let queue = format!("{}retention", redis.prefix());
+    let mut connection = redis.connection_manager().await;
+    let backend = Arc::new(
+        RedisBackend::new(connection.clone(), &queue).with_retention(Duration::from_secs(60)),
+    );
+    let now = 1_700_000_000_000;
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(common::FixedClock(now)));
+    let task = scheduler.submit(Task::new("j", &()).unwrap()).await.unwrap();
+    let (claimed, _) = backend.claim(now, 1_000, 1).await.unwrap();
+    backend.ack(task.id(), claimed[0].token, now).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}t:{}", backend.prefix(), task.id()))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((50_000..=60_000).contains(&ttl), "ttl {ttl} ms");
+}

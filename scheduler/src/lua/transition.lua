@@ -1,6 +1,7 @@
 -- One transition of a leased task. ARGV[2]: op (renew, ack, fail,
 -- release), ARGV[3]: id, ARGV[4]: token, ARGV[5]: now, then per op:
--- renew: ARGV[6] lease ms; fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
+-- renew: ARGV[6] lease ms; ack: ARGV[6] retention ms of a succeeded task;
+-- fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
 local op, id, token, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local status = leased(id, token)
 if status ~= 'ok' then return status end
@@ -11,12 +12,14 @@ if op == 'renew' then
 elseif op == 'ack' then
   call('HDEL', k, 'last_error')
   move(id, 'succeeded')
+  call('PEXPIRE', k, ARGV[6])
   for _, child in ipairs(call('LRANGE', p .. 'children:' .. id, 0, -1)) do
     local ck = tkey(child)
     if call('HGET', ck, 'state') == 'waiting' and call('HINCRBY', ck, 'parents_left', -1) <= 0 then
       make_due(child, now)
     end
   end
+  call('PEXPIRE', p .. 'children:' .. id, ARGV[6])
 elseif op == 'fail' then
   call('HSET', k, 'last_error', ARGV[6])
   local retry_at = tonumber(ARGV[7])
