@@ -7,6 +7,7 @@
 //!  per differing child: split again, or, once
 //!  both sides hold few entries there, list them:
 //!  Listing(node: position, version, hash) ──▶ compare item by item:
+//!  (or Range(node: the entries themselves), when no bigger: no Want then)
 //!                  ◀─────────────────────── Entry(what A lacks or has older)
 //!                  ◀─────────────────────── Want(what B lacks or has older)
 //!  Entry(wanted) ───────────────────────────▶
@@ -94,7 +95,7 @@ impl Reconciler {
     /// The first message: this side's root fingerprint.
     pub fn initiate<K, V>(&mut self, store: &MerkleStore<K, V>) -> Vec<u8>
     where
-        K: Ord + Clone + AsRef<[u8]>,
+        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
     {
         // Open one level down, as the peer would answer a differing root
@@ -104,7 +105,7 @@ impl Reconciler {
         if root.count == 0 {
             self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: root });
         } else if root.count <= self.config.list_threshold {
-            self.outbox.push_back(Item::Listing { level: 0, node: 0, items: store.listing(0, 0) });
+            self.describe(store, 0, 0);
         } else {
             self.outbox.push_back(Item::Children {
                 level: 0,
@@ -127,7 +128,7 @@ impl Reconciler {
         message: &[u8],
     ) -> Result<Option<Vec<u8>>, MerkleError>
     where
-        K: Ord + Clone + AsRef<[u8]> + From<Vec<u8>>,
+        K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
         V: Clone + AsRef<[u8]> + From<Vec<u8>>,
     {
         let items = decode_message(message, self.config.max_message)?;
@@ -179,6 +180,37 @@ impl Reconciler {
                         self.stats.keys_repaired += 1;
                     }
                 }
+                Item::Range { level, node, entries } => {
+                    // Take what is newer from them, then send back every
+                    // entry of ours there that they do not hold as it is.
+                    let mut theirs = HashMap::with_capacity(entries.len());
+                    for (key, version, value) in entries {
+                        let k = K::from(key.clone());
+                        // Most entries of a range are equal on both sides:
+                        // skip those (and older ones) without hashing.
+                        let skip = store.get_versioned(&k).is_some_and(|ours| {
+                            ours.version > version
+                                || (ours.version == version
+                                    && ours.value.as_ref().map(AsRef::as_ref) == value.as_deref())
+                        });
+                        if !skip {
+                            let entry = Versioned { version, value: value.clone().map(V::from) };
+                            if store.apply(k, entry)? {
+                                self.stats.keys_repaired += 1;
+                            }
+                        }
+                        theirs.insert(key, (version, value));
+                    }
+                    for (key, entry) in store.entries_in(usize::from(level), node) {
+                        let held = theirs.get(key.as_ref()).is_some_and(|(version, value)| {
+                            *version == entry.version
+                                && value.as_deref() == entry.value.as_ref().map(AsRef::as_ref)
+                        });
+                        if !held {
+                            self.send_entry(&key, entry);
+                        }
+                    }
+                }
             }
         }
         self.next_message()
@@ -215,6 +247,31 @@ impl Reconciler {
         Ok(Some(message))
     }
 
+    /// Describes this side's entries under a node: in full (a `Range`) when
+    /// that is no bigger than a `Listing` of positions and hashes, which
+    /// spares the peer a `Want` round trip; else the listing.
+    fn describe<K, V>(&mut self, store: &MerkleStore<K, V>, level: u8, node: u64)
+    where
+        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
+        V: Clone + AsRef<[u8]>,
+    {
+        let lvl = usize::from(level);
+        let (listing_len, range_len) = store.description_sizes(lvl, node);
+        let item = if range_len <= listing_len {
+            let entries = store
+                .entries_in(lvl, node)
+                .into_iter()
+                .map(|(k, e)| {
+                    (k.as_ref().to_vec(), e.version, e.value.map(|v| v.as_ref().to_vec()))
+                })
+                .collect();
+            Item::Range { level, node, entries }
+        } else {
+            Item::Listing { level, node, items: store.listing(lvl, node) }
+        };
+        self.outbox.push_back(item);
+    }
+
     fn send_entry<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: &K, entry: Versioned<V>) {
         self.stats.entries_sent += 1;
         self.outbox.push_back(Item::Entry {
@@ -232,7 +289,7 @@ impl Reconciler {
         theirs: WireFp,
         threshold: u64,
     ) where
-        K: Ord + Clone + AsRef<[u8]>,
+        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
     {
         let lvl = usize::from(level);
@@ -249,8 +306,8 @@ impl Reconciler {
             || (ours.count <= threshold && theirs.count <= threshold)
             || lvl >= self.config.max_level
         {
-            // Small (or we are empty): list ours, and they settle it.
-            self.outbox.push_back(Item::Listing { level, node, items: store.listing(lvl, node) });
+            // Small (or we are empty): describe ours, and they settle it.
+            self.describe(store, level, node);
         } else {
             self.outbox.push_back(Item::Children {
                 level,
@@ -267,7 +324,7 @@ impl Reconciler {
         node: u64,
         theirs: &[ListedItem],
     ) where
-        K: Ord + Clone + AsRef<[u8]>,
+        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
     {
         let ours: HashMap<[u8; 16], ListedItem> = store
@@ -316,7 +373,7 @@ pub fn sync_in_memory<K, V>(
     config: SyncConfig,
 ) -> Result<(SyncStats, SyncStats, u64), MerkleError>
 where
-    K: Ord + Clone + AsRef<[u8]> + From<Vec<u8>>,
+    K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + AsRef<[u8]> + From<Vec<u8>>,
 {
     let mut side_a = Reconciler::new(config);

@@ -1,9 +1,9 @@
 //! [`MerkleStore`]: versioned entries and their incrementally maintained
 //! summary tree.
 
-use std::collections::btree_map::Entry as MapEntry;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::error::MerkleError;
 use crate::hash::{Fingerprint, entry_hash, key_position};
@@ -94,7 +94,9 @@ pub fn node_of(position: &[u8; 32], level: usize) -> u64 {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MerkleStore<K, V> {
-    entries: BTreeMap<K, Stored<V>>,
+    /// Entries by key: a hash map, so that a write at a million keys costs
+    /// one probe rather than a B-tree descent of key comparisons.
+    entries: HashMap<K, Stored<V>, foldhash::fast::RandomState>,
     /// Keys by position, to list the entries under any summary node.
     by_position: BTreeMap<[u8; 32], K>,
     /// `levels[l]` maps a node at level `l` to its fingerprint; empty nodes
@@ -105,7 +107,7 @@ pub struct MerkleStore<K, V> {
 
 impl<K, V> Default for MerkleStore<K, V>
 where
-    K: Ord + Clone + AsRef<[u8]>,
+    K: Hash + Eq + Clone + AsRef<[u8]>,
     V: Clone + AsRef<[u8]>,
 {
     fn default() -> Self {
@@ -115,13 +117,13 @@ where
 
 impl<K, V> MerkleStore<K, V>
 where
-    K: Ord + Clone + AsRef<[u8]>,
+    K: Hash + Eq + Clone + AsRef<[u8]>,
     V: Clone + AsRef<[u8]>,
 {
     /// An empty store.
     pub fn new() -> Self {
         MerkleStore {
-            entries: BTreeMap::new(),
+            entries: HashMap::default(),
             by_position: BTreeMap::new(),
             levels: vec![Level::default(); SUMMARY_DEPTH + 1],
             live: 0,
@@ -153,9 +155,12 @@ where
         self.entries.get(key).map(|s| &s.entry)
     }
 
-    /// Entries in key order, tombstones included.
+    /// Entries in position order (the order of the summary: the same for
+    /// any two stores holding the same keys), tombstones included.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &Versioned<V>)> + '_ {
-        self.entries.iter().map(|(k, s)| (k, &s.entry))
+        self.by_position
+            .values()
+            .filter_map(move |k| self.entries.get_key_value(k).map(|(k, s)| (k, &s.entry)))
     }
 
     /// Writes `value` at `version`. Returns whether it won (a newer entry
@@ -201,10 +206,15 @@ where
                 let was_live = old.entry.value.is_some();
                 old.entry = entry;
                 old.hash = hash;
-                update_path(&mut self.levels, &position, |fp| {
-                    fp.sub(&removed);
-                    fp.add(&added);
-                });
+                // One difference added on every level: the count is
+                // unchanged, so no node becomes empty.
+                let mut delta = added;
+                delta.sub(&removed);
+                for (level, nodes) in self.levels.iter_mut().enumerate() {
+                    if let Some(fp) = nodes.get_mut(&node_of(&position, level)) {
+                        fp.add(&delta);
+                    }
+                }
                 self.live = self.live + usize::from(live_now) - usize::from(was_live);
             }
             MapEntry::Vacant(slot) => {
@@ -331,7 +341,7 @@ where
 
 impl<K, V> MerkleStore<K, V>
 where
-    K: Ord + Clone + AsRef<[u8]>,
+    K: Hash + Eq + Clone + AsRef<[u8]>,
     V: Clone + AsRef<[u8]>,
 {
     /// The fingerprint of a node as it goes on the wire.
@@ -367,6 +377,27 @@ where
                 hash: truncate(&s.hash),
             })
             .collect()
+    }
+
+    /// The encoded sizes of the items describing a node: a listing
+    /// (positions and hashes) and a range (the entries in full), without
+    /// building either.
+    pub(crate) fn description_sizes(&self, level: usize, node: u64) -> (usize, usize) {
+        let varint = |v: u64| (64 - v.leading_zeros() as usize).max(1).div_ceil(7);
+        let (mut listing, mut range) = (0, 0);
+        for (key, stored) in self.entries_under(level, node) {
+            let version = varint(stored.entry.version);
+            listing += 2 * crate::wire::TRUNC + version;
+            let key_len = key.as_ref().len();
+            let value_len = stored.entry.value.as_ref().map_or(0, |v| v.as_ref().len());
+            range += varint(key_len as u64)
+                + key_len
+                + version
+                + 1
+                + varint(value_len as u64)
+                + value_len;
+        }
+        (listing, range)
     }
 
     /// Every entry under a node, key and all.

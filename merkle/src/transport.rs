@@ -65,7 +65,7 @@ pub async fn sync_stream<S, K, V>(
 ) -> Result<SyncStats, MerkleError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    K: Ord + Clone + AsRef<[u8]> + From<Vec<u8>>,
+    K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + AsRef<[u8]> + From<Vec<u8>>,
 {
     let mut side = Reconciler::new(config);

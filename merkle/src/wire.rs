@@ -76,6 +76,18 @@ pub enum Item {
     },
     /// "Send me your entries at these positions."
     Want(Vec<[u8; TRUNC]>),
+    /// "These are all my entries under this node, in full." Sent instead
+    /// of a [`Listing`](Item::Listing) when the entries are no bigger than
+    /// their listing: the receiver needs no `Want` round trip.
+    Range {
+        /// The node's level.
+        level: u8,
+        /// The node.
+        node: u64,
+        /// Every entry of the sender under the node: key, version, value
+        /// (`None`: a tombstone).
+        entries: Vec<(Vec<u8>, u64, Option<Vec<u8>>)>,
+    },
     /// "Here is an entry." (`value: None` is a tombstone.)
     Entry {
         /// The key's bytes.
@@ -96,6 +108,24 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
             return;
         }
         out.push(byte | 0x80);
+    }
+}
+
+/// An entry's body: key, version, kind (0 value, 1 tombstone), value.
+fn put_entry(out: &mut Vec<u8>, key: &[u8], version: u64, value: Option<&[u8]>) {
+    put_varint(out, key.len() as u64);
+    out.extend_from_slice(key);
+    put_varint(out, version);
+    match value {
+        Some(v) => {
+            out.push(0);
+            put_varint(out, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+        None => {
+            out.push(1);
+            put_varint(out, 0);
+        }
     }
 }
 
@@ -148,19 +178,15 @@ impl Item {
             }
             Item::Entry { key, version, value } => {
                 out.push(5);
-                put_varint(out, key.len() as u64);
-                out.extend_from_slice(key);
-                put_varint(out, *version);
-                match value {
-                    Some(v) => {
-                        out.push(0);
-                        put_varint(out, v.len() as u64);
-                        out.extend_from_slice(v);
-                    }
-                    None => {
-                        out.push(1);
-                        put_varint(out, 0);
-                    }
+                put_entry(out, key, *version, value.as_deref());
+            }
+            Item::Range { level, node, entries } => {
+                out.push(6);
+                out.push(*level);
+                put_varint(out, *node);
+                put_varint(out, entries.len() as u64);
+                for (key, version, value) in entries {
+                    put_entry(out, key, *version, value.as_deref());
                 }
             }
         }
@@ -243,6 +269,18 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
 
+    fn entry(&mut self) -> Result<(Vec<u8>, u64, Option<Vec<u8>>), MerkleError> {
+        let key = self.bytes_field()?;
+        let version = self.varint()?;
+        let kind = self.u8()?;
+        let value = self.bytes_field()?;
+        match kind {
+            0 => Ok((key, version, Some(value))),
+            1 if value.is_empty() => Ok((key, version, None)),
+            _ => Err(MerkleError::Malformed { offset: self.at, reason: "bad entry kind" }),
+        }
+    }
+
     fn item(&mut self) -> Result<Item, MerkleError> {
         let tag = self.u8()?;
         match tag {
@@ -282,15 +320,19 @@ impl<'a> Reader<'a> {
                 Ok(Item::Want(positions))
             }
             5 => {
-                let key = self.bytes_field()?;
-                let version = self.varint()?;
-                let kind = self.u8()?;
-                let value = self.bytes_field()?;
-                match kind {
-                    0 => Ok(Item::Entry { key, version, value: Some(value) }),
-                    1 if value.is_empty() => Ok(Item::Entry { key, version, value: None }),
-                    _ => Err(MerkleError::Malformed { offset: self.at, reason: "bad entry kind" }),
+                let (key, version, value) = self.entry()?;
+                Ok(Item::Entry { key, version, value })
+            }
+            6 => {
+                let level = self.u8()?;
+                let node = self.varint()?;
+                // An entry takes at least 4 bytes (two lengths, version, kind).
+                let n = self.count(4)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push(self.entry()?);
                 }
+                Ok(Item::Range { level, node, entries })
             }
             _ => Err(MerkleError::Malformed { offset: self.at - 1, reason: "unknown item tag" }),
         }
