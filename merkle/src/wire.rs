@@ -44,6 +44,9 @@ pub struct ListedItem {
     pub hash: [u8; TRUNC],
 }
 
+/// An entry on the wire: key, version, value (`None`: a tombstone).
+pub type WireEntry = (Vec<u8>, u64, Option<Vec<u8>>);
+
 /// One item of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
@@ -86,7 +89,7 @@ pub enum Item {
         node: u64,
         /// Every entry of the sender under the node: key, version, value
         /// (`None`: a tombstone).
-        entries: Vec<(Vec<u8>, u64, Option<Vec<u8>>)>,
+        entries: Vec<WireEntry>,
     },
     /// "Here is an entry." (`value: None` is a tombstone.)
     Entry {
@@ -269,7 +272,7 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
 
-    fn entry(&mut self) -> Result<(Vec<u8>, u64, Option<Vec<u8>>), MerkleError> {
+    fn entry(&mut self) -> Result<WireEntry, MerkleError> {
         let key = self.bytes_field()?;
         let version = self.varint()?;
         let kind = self.u8()?;
