@@ -62,6 +62,17 @@ pub struct Limit {
     pub burst: Option<u64>,
 }
 
+impl Algorithm {
+    /// Every algorithm, in the order of this enum.
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket,
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+    ];
+}
+
 impl Limit {
     /// A limit with the default burst.
     pub fn new(algorithm: Algorithm, rate: Rate) -> Self {

@@ -480,8 +480,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
         now_micros: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        check_cost(cost, self.shared.limit)?;
-        self.run(key, Some(now_micros), "check", cost).await
+        self.checked_run(key, Some(now_micros), "check", cost).await
     }
 
     /// What [`check_n`](Self::check_n) would decide, changing nothing.
@@ -489,8 +488,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub async fn peek_n(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
-        check_cost(cost, self.shared.limit)?;
-        self.run(key, None, "peek", cost).await
+        self.checked_run(key, None, "peek", cost).await
     }
 
     /// As [`peek_n`](Self::peek_n), at a caller-supplied time (see
@@ -504,8 +502,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
         now_micros: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        check_cost(cost, self.shared.limit)?;
-        self.run(key, Some(now_micros), "peek", cost).await
+        self.checked_run(key, Some(now_micros), "peek", cost).await
     }
 
     /// Gives back `cost` units admitted earlier to `key`.
@@ -526,6 +523,18 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// As [`check`](Self::check).
     pub async fn refund_at(&self, key: &str, now_micros: u64, cost: u64) -> Result<(), LimitError> {
         self.run(key, Some(now_micros), "refund", cost).await.map(drop)
+    }
+
+    /// [`run`](Self::run) after the cost checks every public entry makes.
+    async fn checked_run(
+        &self,
+        key: &str,
+        now: Option<u64>,
+        mode: &'static str,
+        cost: u64,
+    ) -> Result<Decision, LimitError> {
+        check_cost(cost, self.shared.limit)?;
+        self.run(key, now, mode, cost).await
     }
 
     async fn run(

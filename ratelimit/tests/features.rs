@@ -9,13 +9,7 @@ use sysblocks_ratelimit::{
     TokenBucket, check_all, gcra_step,
 };
 
-const ALGORITHMS: [Algorithm; 5] = [
-    Algorithm::TokenBucket,
-    Algorithm::LeakyBucket,
-    Algorithm::FixedWindow,
-    Algorithm::SlidingWindowLog,
-    Algorithm::SlidingWindowCounter,
-];
+const ALGORITHMS: [Algorithm; 5] = Algorithm::ALL;
 
 fn algorithm() -> impl Strategy<Value = Algorithm> {
     proptest::sample::select(ALGORITHMS.to_vec())

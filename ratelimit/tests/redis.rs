@@ -14,13 +14,7 @@ use sysblocks_ratelimit::{
 };
 use sysblocks_testkit::{Cluster, Redis};
 
-const ALGORITHMS: [Algorithm; 5] = [
-    Algorithm::TokenBucket,
-    Algorithm::LeakyBucket,
-    Algorithm::FixedWindow,
-    Algorithm::SlidingWindowLog,
-    Algorithm::SlidingWindowCounter,
-];
+const ALGORITHMS: [Algorithm; 5] = Algorithm::ALL;
 
 /// A random limit whose period is a whole number of microseconds per unit,
 /// so that the in-process limiter (nanoseconds) and Redis (microseconds)

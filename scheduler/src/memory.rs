@@ -440,16 +440,6 @@ impl Backend for MemoryBackend {
 
     async fn counts(&self) -> Result<Counts, SchedulerError> {
         let inner = self.lock();
-        let n = |s| inner.counts.get(&s).copied().unwrap_or(0);
-        Ok(Counts {
-            waiting: n(TaskState::Waiting),
-            scheduled: n(TaskState::Scheduled),
-            ready: n(TaskState::Ready),
-            running: n(TaskState::Running),
-            retrying: n(TaskState::Retrying),
-            succeeded: n(TaskState::Succeeded),
-            dead: n(TaskState::Dead),
-            cancelled: n(TaskState::Cancelled),
-        })
+        Ok(Counts::from_fn(|s| inner.counts.get(&s).copied().unwrap_or(0)))
     }
 }

@@ -273,17 +273,8 @@ where
             .query_async(&mut connection)
             .await
             .map_err(backend_error)?;
-        let n =
-            |s: TaskState| u64::try_from(all.get(s.as_str()).copied().unwrap_or(0)).unwrap_or(0);
-        Ok(Counts {
-            waiting: n(TaskState::Waiting),
-            scheduled: n(TaskState::Scheduled),
-            ready: n(TaskState::Ready),
-            running: n(TaskState::Running),
-            retrying: n(TaskState::Retrying),
-            succeeded: n(TaskState::Succeeded),
-            dead: n(TaskState::Dead),
-            cancelled: n(TaskState::Cancelled),
-        })
+        Ok(Counts::from_fn(|state| {
+            u64::try_from(all.get(state.as_str()).copied().unwrap_or(0)).unwrap_or(0)
+        }))
     }
 }

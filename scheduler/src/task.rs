@@ -332,6 +332,22 @@ pub struct TaskInfo {
     pub run_at: u64,
 }
 
+impl Counts {
+    /// Counts read state by state from `count`.
+    pub fn from_fn(mut count: impl FnMut(TaskState) -> u64) -> Self {
+        Counts {
+            waiting: count(TaskState::Waiting),
+            scheduled: count(TaskState::Scheduled),
+            ready: count(TaskState::Ready),
+            running: count(TaskState::Running),
+            retrying: count(TaskState::Retrying),
+            succeeded: count(TaskState::Succeeded),
+            dead: count(TaskState::Dead),
+            cancelled: count(TaskState::Cancelled),
+        }
+    }
+}
+
 /// How many tasks of a queue are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
