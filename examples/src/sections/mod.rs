@@ -27,3 +27,27 @@ pub struct TourOptions {
     /// `--redis URL`: run the Redis-backed parts against this server.
     pub redis: Option<String>,
 }
+
+/// Runs a section's Redis part against the server given with `--redis`,
+/// on a runtime of its own, or notes how to run it.
+///
+/// # Errors
+/// What `part` returns, or a runtime that cannot start.
+pub fn with_redis<F>(
+    options: &TourOptions,
+    section: &crate::report::Section,
+    what: &str,
+    part: F,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    F: AsyncFnOnce(&crate::report::Section, &str) -> Result<(), Box<dyn std::error::Error>>,
+{
+    match &options.redis {
+        None => section.note(format!("(run with --redis redis://HOST:PORT/ for {what})")),
+        Some(url) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(part(section, url))?;
+        }
+    }
+    Ok(())
+}

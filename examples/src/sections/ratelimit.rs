@@ -110,13 +110,7 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
     clock.advance(Duration::from_secs(5));
     section.row("  5 s later (buckets full again)", format!("{} idle keys swept", keyed.sweep()));
 
-    match &options.redis {
-        None => section.note("(run with --redis redis://HOST:PORT/ for a limit shared in Redis)"),
-        Some(url) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(redis_part(&section, url))?;
-        }
-    }
+    super::with_redis(options, &section, "a limit shared in Redis", redis_part)?;
     section.finish();
     Ok(())
 }

@@ -27,13 +27,7 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
     runtime.block_on(in_memory(&section))?;
-    match &options.redis {
-        None => section.note("(run with --redis redis://HOST:PORT/ for a queue shared in Redis)"),
-        Some(url) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(on_redis(&section, url))?;
-        }
-    }
+    super::with_redis(options, &section, "a queue shared in Redis", on_redis)?;
     section.finish();
     Ok(())
 }

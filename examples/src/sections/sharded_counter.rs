@@ -68,13 +68,7 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
         ),
     );
 
-    match &options.redis {
-        None => section.note("(run with --redis redis://HOST:PORT/ for the Redis-backed counters)"),
-        Some(url) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(redis_part(&section, url))?;
-        }
-    }
+    super::with_redis(options, &section, "the Redis-backed counters", redis_part)?;
     section.finish();
     Ok(())
 }
