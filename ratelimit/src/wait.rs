@@ -8,7 +8,8 @@ use crate::limiter::Limiter;
 use crate::token_bucket::Decision;
 
 /// Wraps a [`Limiter`] so that async callers can wait for room instead of
-/// being denied.
+/// being denied (and, for a shaper such as the leaky bucket, for their
+/// departure slot).
 ///
 /// * **Fair**: waiters queue in arrival order (a FIFO async lock); only
 ///   the one at the head polls the limiter, so a big request is not
@@ -87,6 +88,14 @@ impl<L: Limiter> AsyncLimiter<L> {
         loop {
             let decision = self.limiter.check_n(cost)?;
             if decision.allowed {
+                if !decision.wait.is_zero() {
+                    // A shaper (the leaky bucket) admitted the request for a
+                    // later slot: wait for it, and give the slot back if
+                    // this future is dropped first.
+                    let refund = RefundOnDrop { limiter: &self.limiter, cost, armed: true };
+                    tokio::time::sleep(decision.wait).await;
+                    refund.disarm();
+                }
                 return Ok(decision);
             }
             let wait = decision.retry_after.unwrap_or(Duration::from_millis(1));
@@ -106,6 +115,27 @@ impl<L: Limiter> AsyncLimiter<L> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         Duration::from_nanos(z % (max + 1))
+    }
+}
+
+/// Refunds `cost` to the limiter unless disarmed (the wait completed).
+struct RefundOnDrop<'a, L: Limiter> {
+    limiter: &'a L,
+    cost: u64,
+    armed: bool,
+}
+
+impl<L: Limiter> RefundOnDrop<'_, L> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<L: Limiter> Drop for RefundOnDrop<'_, L> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.limiter.refund(self.cost);
+        }
     }
 }
 

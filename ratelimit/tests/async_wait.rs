@@ -103,3 +103,14 @@ async fn leaky_bucket_departs_one_interval_apart_and_cancelled_slots_are_reused(
     assert_eq!(times, vec![ms(0), ms(100), ms(300), ms(400)]);
     assert!(bucket.is_idle_at(bucket.now() + 1_000_000_000));
 }
+
+#[tokio::test(start_paused = true)]
+async fn until_ready_waits_for_a_shapers_slot() {
+    let bucket = LeakyBucket::with_clock(5, Rate::per_second(10).unwrap(), TokioClock::new());
+    let limiter = AsyncLimiter::new(bucket.unwrap());
+    let start = Instant::now();
+    for _ in 0..3 {
+        limiter.until_ready().await;
+    }
+    assert_eq!(start.elapsed(), Duration::from_millis(200), "departures 100 ms apart");
+}
