@@ -57,7 +57,11 @@
 //! is 70 and 30 more may pass. Constant memory and much smaller boundary
 //! error than a fixed window; it assumes the previous window's requests
 //! were spread evenly, so it can admit up to twice the limit in the worst
-//! case (never more than the limit within one fixed window).
+//! case (never more than the limit within one fixed window). The time to
+//! wait after a refusal is exact too: the estimate falls as the previous
+//! window's weight shrinks, and solving `previous × (W − e) / W + current +
+//! cost <= limit` for the elapsed time `e` gives the first moment it fits
+//! (or, when `current` alone leaves no room, a moment in the next window).
 //!
 //! ## Leaky bucket
 //!

@@ -91,9 +91,9 @@ impl RedisConnection for redis::cluster_async::ClusterConnection {
 ///   connection (a `ConnectionManager` or a cluster connection) reconnects
 ///   by itself, so the limiter works again when Redis returns.
 /// * **Local shortcut**: a key denied until time `T` for cost `c` is denied
-///   locally, without a round trip, for any cost `>= c` until `T` (exact: no
-///   other request can make room earlier). It is off for the sliding window
-///   counter, whose estimate shrinks continuously.
+///   locally, without a round trip, for any cost `>= c` until `T` (exact:
+///   every algorithm's retry time is the first moment the request fits, and
+///   other requests can only push it later).
 ///
 /// A check whose future is dropped after it was sent may still be counted.
 ///
@@ -460,7 +460,6 @@ impl<C: RedisConnection> RedisLimiter<C> {
         let decision = self.run(key, None, "check", cost).await?;
         if let (Some(shortcut), Some(wait)) = (&self.shortcut, decision.retry_after)
             && !decision.allowed
-            && self.shared.algorithm != Algorithm::SlidingWindowCounter
         {
             shortcut.remember(key, cost, wait);
         }

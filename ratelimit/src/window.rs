@@ -140,7 +140,9 @@ pub struct SlidingCounterState {
 /// The pure sliding-counter step: the estimate of the last `window` is
 /// `previous × (1 − elapsed / window) + current`, computed in integers as
 /// `(previous × (window − elapsed)) / window + current` (rounded down); a
-/// request is admitted iff `estimate + cost <= limit`.
+/// request is admitted iff `estimate + cost <= limit`. A denial's
+/// `retry_after` is exact: the estimate falls as the previous window's
+/// weight shrinks, and the wait ends at the first nanosecond it leaves room.
 pub fn sliding_counter_step(
     state: SlidingCounterState,
     now: u64,
@@ -165,7 +167,9 @@ pub fn sliding_counter_step(
             limit,
             remaining: limit.saturating_sub(estimate),
             reset_after: until_next,
-            retry_after: Some(until_next),
+            retry_after: Some(Duration::from_nanos(counter_retry(
+                previous, current, elapsed, window, limit, cost,
+            ))),
             wait: Duration::ZERO,
         };
         return (decision, next);
@@ -179,6 +183,41 @@ pub fn sliding_counter_step(
         wait: Duration::ZERO,
     };
     (decision, SlidingCounterState { current: current.saturating_add(cost), ..next })
+}
+
+/// The exact wait before a denied request of `cost` fits, with nothing
+/// else admitted meanwhile. The previous window's weight shrinks as time
+/// passes, so the estimate falls within the window: the request fits at the
+/// first elapsed time `e` with `floor(previous × (window − e) / window) +
+/// current + cost <= limit`, that is `e >= window − floor(((room + 1) ×
+/// window − 1) / previous)` where `room = limit − current − cost`. If
+/// `current + cost` alone exceeds the limit, it must wait for the next
+/// window, where `current` becomes the previous count and the same rule
+/// applies with a current count of 0.
+fn counter_retry(
+    previous: u64,
+    current: u64,
+    elapsed: u64,
+    window: u64,
+    limit: u64,
+    cost: u64,
+) -> u64 {
+    // The first elapsed time in a window at which `weight` previous counts
+    // leave room for `room` more, or None if even the window's end does not.
+    let first_fit = |weight: u64, room: u64| -> u64 {
+        if weight == 0 {
+            return 0;
+        }
+        let allowed = (u128::from(room) + 1) * u128::from(window) - 1;
+        let span = u64::try_from(allowed / u128::from(weight)).unwrap_or(u64::MAX);
+        window.saturating_sub(span)
+    };
+    match limit.checked_sub(current.saturating_add(cost)) {
+        // Fits later in this window (at elapsed = window, weight 0, it fits).
+        Some(room) => first_fit(previous, room).max(elapsed) - elapsed,
+        // Only in the next window, with `current` as its previous count.
+        None => (window - elapsed) + first_fit(current, limit - cost),
+    }
 }
 
 // ----- the limiter that applies a step -------------------------------------

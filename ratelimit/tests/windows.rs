@@ -88,6 +88,34 @@ proptest! {
     }
 }
 
+proptest! {
+    /// A denial's retry time is exact: with nothing else admitted, the same
+    /// request fits after retry_after and not a nanosecond before.
+    #[test]
+    fn sliding_counter_retry_is_exact(
+        limit in 1u64..60,
+        window in 1u64..5_000,
+        previous in 0u64..60,
+        current in 0u64..60,
+        elapsed_frac in 0u64..1_000,
+        cost in 1u64..10,
+    ) {
+        let (previous, current, cost) = (previous.min(limit), current.min(limit), cost.min(limit));
+        let elapsed = elapsed_frac * window / 1_000;
+        let state = SlidingCounterState { window: 3, current, previous };
+        let now = 3 * window + elapsed;
+        let (d, _) = sliding_counter_step(state, now, window, limit, cost);
+        if !d.allowed {
+            let wait = d.retry_after.unwrap().as_nanos() as u64;
+            let (later, _) = sliding_counter_step(state, now + wait, window, limit, cost);
+            prop_assert!(later.allowed, "fits after {} ns", wait);
+            prop_assert!(wait > 0);
+            let (before, _) = sliding_counter_step(state, now + wait - 1, window, limit, cost);
+            prop_assert!(!before.allowed, "and not at {} ns", wait - 1);
+        }
+    }
+}
+
 #[test]
 fn sliding_counter_worked_example() {
     // Limit 100 per minute; 80 in the previous minute, 30 in this one, half
