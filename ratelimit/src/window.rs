@@ -203,7 +203,7 @@ fn counter_retry(
     cost: u64,
 ) -> u64 {
     // The first elapsed time in a window at which `weight` previous counts
-    // leave room for `room` more, or None if even the window's end does not.
+    // leave room for `room` more (at the window's end, none are left).
     let first_fit = |weight: u64, room: u64| -> u64 {
         if weight == 0 {
             return 0;
@@ -216,7 +216,7 @@ fn counter_retry(
         // Fits later in this window (at elapsed = window, weight 0, it fits).
         Some(room) => first_fit(previous, room).max(elapsed) - elapsed,
         // Only in the next window, with `current` as its previous count.
-        None => (window - elapsed) + first_fit(current, limit - cost),
+        None => (window - elapsed).saturating_add(first_fit(current, limit - cost)),
     }
 }
 

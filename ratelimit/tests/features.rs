@@ -317,3 +317,21 @@ fn keyed_works_with_every_algorithm_and_peeks_unknown_keys_freshly() {
         Keyed::<u8, TokenBucket>::new(5, || TokenBucket::new(0, Rate::per_second(1)?)).is_err()
     );
 }
+
+/// A case the property test once found: a sliding counter whose window is
+/// near `u64::MAX` nanoseconds, denied with a retry in the next window.
+#[test]
+fn huge_windows_do_not_overflow() {
+    let rate =
+        Rate::new(8_301_602_227_872_120_057, Duration::from_nanos(11_249_993_777_981_910_811))
+            .unwrap();
+    for algorithm in ALGORITHMS {
+        let limiter = Limit::new(algorithm, rate).build_with_clock(ManualClock::new()).unwrap();
+        let cost = limiter.limit() - 1;
+        for now in [0, 1, u64::MAX / 2, u64::MAX - 1] {
+            let _ = limiter.check_n_at(now, cost).unwrap();
+            let _ = limiter.check_n_at(now, cost).unwrap();
+            let _ = limiter.peek_n_at(now, limiter.limit()).unwrap();
+        }
+    }
+}
