@@ -188,7 +188,7 @@ impl MemoryBackend {
 
     /// An empty queue that forgets succeeded tasks after `retention`.
     pub fn with_retention(retention: std::time::Duration) -> Self {
-        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        let retention_ms = crate::clock::millis(retention);
         MemoryBackend { inner: Mutex::new(Inner { retention_ms, ..Inner::default() }) }
     }
 

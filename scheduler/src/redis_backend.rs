@@ -57,7 +57,7 @@ where
     /// `succeeded` count keeps counting them.
     #[must_use]
     pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
-        self.retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.retention_ms = crate::clock::millis(retention).max(1);
         self
     }
 
@@ -93,6 +93,25 @@ where
             _ => Err(SchedulerError::NotFound { id: id.to_string() }),
         }
     }
+}
+
+/// The task hash fields a [`TaskInfo`] is read from, in this order (the
+/// `dead` admin script returns the same fields).
+const INFO_FIELDS: [&str; 5] = ["name", "state", "attempts", "last_error", "run_at"];
+
+/// A [`TaskInfo`] from the values of [`INFO_FIELDS`]; `None` for a task
+/// that does not exist.
+fn task_info(id: TaskId, values: &[Option<String>]) -> Option<TaskInfo> {
+    let [name, state, attempts, last_error, run_at] = values else { return None };
+    let state = state.as_deref().and_then(TaskState::parse)?;
+    Some(TaskInfo {
+        id,
+        name: name.clone()?,
+        state,
+        attempts: attempts.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
+        last_error: last_error.clone(),
+        run_at: run_at.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0),
+    })
 }
 
 fn backend_error(e: RedisError) -> SchedulerError {
@@ -217,15 +236,13 @@ where
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> =
+        // One script: the ids and their fields, five values per task.
+        let fields: Vec<Option<String>> =
             from_value(self.run(&ADMIN, &["dead".into(), limit.to_string()]).await?)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(info) = self.info(&TaskId(id)).await? {
-                out.push(info);
-            }
-        }
-        Ok(out)
+        Ok(fields
+            .chunks_exact(6)
+            .filter_map(|c| task_info(TaskId(c[0].clone()?), &c[1..]))
+            .collect())
     }
 
     async fn replay(&self, id: &TaskId, now: u64) -> Result<(), SchedulerError> {
@@ -245,25 +262,11 @@ where
         let mut connection = self.connection.clone();
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(format!("{}t:{id}", self.prefix))
-            .arg(&["name", "state", "attempts", "last_error", "run_at"])
+            .arg(&INFO_FIELDS)
             .query_async(&mut connection)
             .await
             .map_err(backend_error)?;
-        let [name, state, attempts, last_error, run_at] = <[Option<String>; 5]>::try_from(values)
-            .map_err(|_| SchedulerError::Backend {
-            message: "HMGET returned the wrong arity".into(),
-        })?;
-        let (Some(name), Some(state)) = (name, state.as_deref().and_then(TaskState::parse)) else {
-            return Ok(None);
-        };
-        Ok(Some(TaskInfo {
-            id: id.clone(),
-            name,
-            state,
-            attempts: attempts.and_then(|a| a.parse().ok()).unwrap_or(0),
-            last_error,
-            run_at: run_at.and_then(|r| r.parse().ok()).unwrap_or(0),
-        }))
+        Ok(task_info(id.clone(), &values))
     }
 
     async fn counts(&self) -> Result<Counts, SchedulerError> {

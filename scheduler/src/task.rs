@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clock::millis;
 use crate::error::SchedulerError;
 
 const TEN_YEARS_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
@@ -236,9 +237,7 @@ impl Task {
     pub(crate) fn into_new(self, now_ms: u64) -> NewTask {
         let run_at = match self.when {
             When::Now => now_ms,
-            When::After(delay) => {
-                now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
-            }
+            When::After(delay) => now_ms.saturating_add(millis(delay)),
             When::At(at) => at,
         };
         NewTask {
@@ -250,9 +249,9 @@ impl Task {
             parents: self.parents,
             on_parent_failure: self.on_parent_failure,
             // Windows are capped at ten years, which keeps them exact in Lua.
-            idempotency: self.idempotency.map(|(key, window)| {
-                (key, u64::try_from(window.as_millis()).unwrap_or(u64::MAX).min(TEN_YEARS_MS))
-            }),
+            idempotency: self
+                .idempotency
+                .map(|(key, window)| (key, millis(window).min(TEN_YEARS_MS))),
         }
     }
 }

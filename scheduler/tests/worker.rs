@@ -194,21 +194,33 @@ async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
     let (claimed, _) = backend.claim(clock.now_ms(), 1_000, 1).await.unwrap();
     let stale = claimed[0].token;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The handler records the attempt it ran as; the test checks it after
+    // (a failing assertion inside a handler would only fail the attempt).
+    let attempts: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
     let mut registry = Registry::new();
     let options = HandlerOptions { timeout: Duration::from_secs(5), retry: RetryPolicy::default() };
-    registry.register_with("job", options, |ctx, (): ()| async move {
-        assert_eq!(ctx.attempt, 2, "the second attempt, after the reaper");
-        Ok(())
-    });
+    {
+        let attempts = attempts.clone();
+        registry.register_with("job", options, move |ctx, (): ()| {
+            let attempts = attempts.clone();
+            async move {
+                attempts.lock().unwrap().push(ctx.attempt);
+                Ok(())
+            }
+        });
+    }
     let worker = Arc::new(
         Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default()).unwrap(),
     );
     let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
+    let deadline = clock.now_ms() + 60_000;
     while scheduler.info(task.id()).await.unwrap().unwrap().state != TaskState::Succeeded {
+        assert!(clock.now_ms() < deadline, "the reaped task runs again within a minute");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     worker.shutdown();
     handle.await.unwrap();
+    assert_eq!(*attempts.lock().unwrap(), [2], "one run, the second attempt, after the reaper");
     // The vanished worker's late ack is refused.
     assert!(matches!(
         backend.ack(task.id(), stale, clock.now_ms()).await,

@@ -20,6 +20,13 @@ elseif op == 'replay' then
   move(id, 'ready')
   return 'ok'
 elseif op == 'dead' then
-  return call('ZRANGE', p .. 'dead', 0, tonumber(ARGV[3]) - 1)
+  -- Per dead task: its id, then the fields INFO_FIELDS names.
+  local out = {}
+  for _, id in ipairs(call('ZRANGE', p .. 'dead', 0, tonumber(ARGV[3]) - 1)) do
+    local v = call('HMGET', tkey(id), 'name', 'state', 'attempts', 'last_error', 'run_at')
+    table.insert(out, id)
+    for i = 1, 5 do table.insert(out, v[i] or false) end
+  end
+  return out
 end
 return 'unknown op'

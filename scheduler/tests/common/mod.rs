@@ -2,7 +2,6 @@
 //! fresh backend; the test files run it on memory, Redis and the Cluster.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -386,6 +385,3 @@ impl Clock for FixedClock {
         self.0
     }
 }
-
-/// Counts how often each key ran.
-pub type RunCounts = Arc<Mutex<HashMap<String, u32>>>;
