@@ -150,17 +150,12 @@ pub fn sliding_counter_step(
     limit: u64,
     cost: u64,
 ) -> (Decision, SlidingCounterState) {
-    let index = now / window;
-    let (previous, current) = match index.checked_sub(state.window) {
-        Some(0) => (state.previous, state.current),
-        Some(1) => (state.current, 0),
-        _ => (0, 0),
-    };
+    let next = Counter::roll(state, now, window);
+    let SlidingCounterState { window: index, current, previous } = next;
     let elapsed = now - index * window;
     let weighted = u128::from(previous) * u128::from(window - elapsed) / u128::from(window);
     let estimate = u64::try_from(weighted).unwrap_or(u64::MAX).saturating_add(current);
     let until_next = Duration::from_nanos(window - elapsed);
-    let next = SlidingCounterState { window: index, current, previous };
     if estimate.saturating_add(cost) > limit {
         let decision = Decision {
             allowed: false,
