@@ -46,6 +46,9 @@ struct FlightState<V> {
 struct Flight<V> {
     state: Mutex<FlightState<V>>,
     done: Condvar,
+    /// The thread that started the load, so that a loader asking for its
+    /// own key does not wait for itself (a certain deadlock).
+    leader: std::thread::ThreadId,
 }
 
 impl<V: Clone> Flight<V> {
@@ -53,7 +56,15 @@ impl<V: Clone> Flight<V> {
         Flight {
             state: Mutex::new(FlightState { outcome: None, wakers: Vec::new() }),
             done: Condvar::new(),
+            leader: std::thread::current().id(),
         }
+    }
+
+    /// Whether waiting on this flight from the current thread would wait
+    /// for a loader that is further up this very thread's stack. (Under
+    /// loom every model thread shares one OS thread, so it cannot tell.)
+    fn led_by_this_thread(&self) -> bool {
+        !cfg!(sysblocks_loom) && self.leader == std::thread::current().id()
     }
 
     fn finish(&self, outcome: Outcome<V>) {
@@ -218,20 +229,35 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> LeadGuard<'_, K, V, S> {
     fn complete(mut self, outcome: Outcome<V>) {
         {
             let mut shard = self.cache.lock_shard(self.key);
-            if let Outcome::Ready(v) = &outcome {
+            // Only a load that is still the key's current one may store its
+            // value: an insert, remove or clear during the load detached it,
+            // and what they wrote is newer than what the loader read.
+            if self.detach_from(&mut shard)
+                && let Outcome::Ready(v) = &outcome
+            {
                 shard.cache.put(self.key.clone(), v.clone());
             }
-            shard.loading.remove(self.key);
         }
         self.flight.finish(outcome);
         self.done = true;
+    }
+
+    /// Removes this flight from the shard's loads if it is still there
+    /// (not replaced by a later load after a write detached it); returns
+    /// whether it was.
+    fn detach_from(&self, shard: &mut Shard<K, V>) -> bool {
+        let current = shard.loading.get(self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight));
+        if current {
+            shard.loading.remove(self.key);
+        }
+        current
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> Drop for LeadGuard<'_, K, V, S> {
     fn drop(&mut self) {
         if !self.done {
-            self.cache.lock_shard(self.key).loading.remove(self.key);
+            self.detach_from(&mut self.cache.lock_shard(self.key));
             self.flight.finish(Outcome::Abandoned);
         }
     }
@@ -261,14 +287,20 @@ where
     }
 
     /// Inserts or replaces `key`; returns what was pushed out of its shard
-    /// (see [`LruCache::put`]).
+    /// (see [`LruCache::put`]). A load of `key` in flight no longer stores
+    /// its result (this write is newer); its callers still get it.
     pub fn insert(&self, key: K, value: V) -> Option<(K, V)> {
-        self.lock_shard(&key).cache.put(key, value)
+        let mut shard = self.lock_shard(&key);
+        shard.loading.remove(&key);
+        shard.cache.put(key, value)
     }
 
-    /// Removes `key` and returns its value.
+    /// Removes `key` and returns its value. A load of `key` in flight no
+    /// longer stores its result (as with [`insert`](Self::insert)).
     pub fn remove(&self, key: &K) -> Option<V> {
-        self.lock_shard(key).cache.pop(key)
+        let mut shard = self.lock_shard(key);
+        shard.loading.remove(key);
+        shard.cache.pop(key)
     }
 
     /// The number of cached entries (summed over shards; a moment's view).
@@ -286,10 +318,13 @@ where
         self.shards.len()
     }
 
-    /// Removes every entry (loads in flight complete normally).
+    /// Removes every entry. Loads in flight still give their callers a
+    /// value, but do not store it.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            lock(s).cache.clear();
+            let mut shard = lock(s);
+            shard.loading.clear();
+            shard.cache.clear();
         }
     }
 
@@ -324,6 +359,12 @@ where
     /// Concurrent callers for the same key run `init` once: one caller loads,
     /// the rest block until it is done. If `init` panics, the panic goes to
     /// its caller and one of the waiters loads instead.
+    ///
+    /// A loader that asks for its own key (on the same thread) is not made
+    /// to wait for itself, which would deadlock: that inner call runs its
+    /// own `init` and its value is returned without being cached. (The
+    /// async variants cannot see this: a loader future that awaits a load
+    /// of its own key waits forever.)
     pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
         let mut init = Some(init);
         loop {
@@ -337,6 +378,12 @@ where
                     return v;
                 }
                 Err(Role::Wait(flight)) => {
+                    if flight.led_by_this_thread() {
+                        // Called from inside this key's own loader: load
+                        // without single flight rather than deadlock.
+                        let Some(init) = init.take() else { unreachable!("a caller loads once") };
+                        return init();
+                    }
                     if let Outcome::Ready(v) = flight.wait() {
                         return v;
                     }
@@ -371,6 +418,10 @@ where
                     return settle(guard, init());
                 }
                 Err(Role::Wait(flight)) => {
+                    if flight.led_by_this_thread() {
+                        let Some(init) = init.take() else { unreachable!("a caller loads once") };
+                        return init().map_err(std::sync::Arc::new);
+                    }
                     if let Some(result) = waiter_result(flight.wait()) {
                         return result;
                     }

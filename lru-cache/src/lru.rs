@@ -153,7 +153,9 @@ pub struct LruCache<K, V, S = DefaultHashBuilder> {
     free: Vec<u32>,
     len: usize,
     bound: Bound,
-    total_weight: u64,
+    /// Kept in 128 bits so that no sum of `u64` weights can overflow on
+    /// the way to an eviction (a bound of `u64::MAX` is allowed).
+    total_weight: u128,
     weigher: Option<Weigher<K, V>>,
     ttl: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -238,7 +240,8 @@ impl<K, V, S> LruBuilder<K, V, S> {
     }
 
     /// Every entry expires this long after it was put (unless put with its
-    /// own time to live).
+    /// own time to live). A time to live past what the clock can represent
+    /// (`Duration::MAX`, say) means "never expires".
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -459,7 +462,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         self.meta[i as usize].live = false;
         self.free.push(i);
         self.len -= 1;
-        self.total_weight -= weight;
+        self.total_weight -= u128::from(weight);
         Entry { key, value, expires }
     }
 
@@ -488,7 +491,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     fn over_bound(&self, extra_entries: usize, extra_weight: u64) -> bool {
         match self.bound {
             Bound::Count(cap) => self.len + extra_entries > cap,
-            Bound::Weight(max) => self.total_weight.saturating_add(extra_weight) > max,
+            Bound::Weight(max) => self.total_weight + u128::from(extra_weight) > u128::from(max),
         }
     }
 
@@ -682,7 +685,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// The total weight of the stored entries (their count when unweighted).
     pub fn weight(&self) -> u64 {
-        self.total_weight
+        // Never above the bound (a `u64`) once an insert has finished.
+        u64::try_from(self.total_weight).unwrap_or(u64::MAX)
     }
 
     /// Hit, miss, eviction and expiration counts.
@@ -704,7 +708,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// otherwise the least recently used entry evicted to make room, if any.
     /// (When a weighted insert evicts several entries, the first is returned
     /// and every one is reported to the listener.) An entry heavier than the
-    /// whole bound is not stored and is handed straight back; see
+    /// whole bound is not stored and is handed straight back, and any entry
+    /// the key had is removed (it is stale now); see
     /// [`try_put`](Self::try_put) to get an error instead.
     #[inline]
     pub fn put(&mut self, key: K, value: V) -> Option<(K, V)> {
@@ -715,7 +720,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
     }
 
-    /// As [`put`](Self::put), with a time to live for this entry only.
+    /// As [`put`](Self::put), with a time to live for this entry only (one
+    /// past what the clock can represent means "never expires").
     pub fn put_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
         match self.insert(key, value, Some(ttl)) {
             Ok(out) => out,
@@ -724,7 +730,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     }
 
     /// As [`put`](Self::put), but an entry heavier than the whole bound is an
-    /// error (and is dropped).
+    /// error (and is dropped); as with `put`, any entry the key had is
+    /// removed.
     ///
     /// # Errors
     /// [`CacheError::EntryTooHeavy`].
@@ -745,9 +752,17 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         if let Bound::Weight(max) = self.bound
             && weight > max
         {
+            // The new value supersedes the old one even though it cannot be
+            // stored: keeping the old one would serve a stale read (Caffeine
+            // likewise drops an entry that outweighs the whole cache).
+            if let Some(i) = self.find(self.hasher.hash_one(&key), &key) {
+                let old = self.detach(i);
+                self.notify(&old, RemovalCause::Replaced);
+            }
             return Err((key, value, CacheError::EntryTooHeavy { weight, max_weight: max }));
         }
-        let expires = ttl.map(|d| self.clock.now() + d);
+        // A time to live too long for the clock's `Instant` never expires.
+        let expires = ttl.and_then(|d| self.clock.now().checked_add(d));
         if expires.is_some() {
             self.opt_in |= CHECK_EXPIRY;
         }
@@ -760,7 +775,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             let meta = &mut self.meta[i as usize];
             let old_weight = std::mem::replace(&mut meta.weight, weight);
             meta.expires = expires;
-            self.total_weight = self.total_weight - old_weight + weight;
+            self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
             if let Some(at) = expires {
                 self.expiry.push(Reverse((at, i)));
             }
@@ -803,7 +818,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         self.table
             .insert_unique(hash, Bucket { key, value, slot: i }, |b| metas[b.slot as usize].hash);
         self.len += 1;
-        self.total_weight += weight;
+        self.total_weight += u128::from(weight);
         if let Some(at) = expires {
             self.expiry.push(Reverse((at, i)));
         }

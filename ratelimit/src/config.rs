@@ -101,11 +101,15 @@ impl Limit {
     ///
     /// # Errors
     /// [`LimitError::ZeroCapacity`] for a zero burst, [`LimitError::BadBurst`]
-    /// for a burst on a window algorithm.
+    /// for a burst on a window algorithm, [`LimitError::BurstTooLong`] for a
+    /// bucket that takes more than about 292 years to refill.
     pub fn validate(&self) -> Result<(), LimitError> {
         match (self.algorithm, self.burst) {
             (_, Some(0)) => Err(LimitError::ZeroCapacity),
-            (Algorithm::TokenBucket | Algorithm::LeakyBucket, _) | (_, None) => Ok(()),
+            (Algorithm::TokenBucket | Algorithm::LeakyBucket, _) => {
+                crate::gcra_tau(self.rate.interval_nanos(), self.capacity()).map(|_| ())
+            }
+            (_, None) => Ok(()),
             (_, Some(_)) => Err(LimitError::BadBurst),
         }
     }

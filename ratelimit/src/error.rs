@@ -27,6 +27,16 @@ pub enum LimitError {
     },
     /// A cost of 0.
     ZeroCost,
+    /// A bucket whose full capacity takes longer than
+    /// [`MAX_REFILL_NANOS`](crate::MAX_REFILL_NANOS) (about 292 years) to
+    /// refill: its arithmetic could overflow, so it is refused rather than
+    /// computed wrongly.
+    BurstTooLong {
+        /// The capacity (burst) asked for.
+        capacity: u64,
+        /// Nanoseconds per token.
+        interval_nanos: u64,
+    },
     /// A [`Keyed`](crate::Keyed) limiter is full of busy keys and cannot
     /// take a new one.
     TooManyKeys {
@@ -73,6 +83,11 @@ impl fmt::Display for LimitError {
                 "cost {cost} is above the capacity {capacity}; it could never be admitted"
             ),
             LimitError::ZeroCost => write!(f, "cost must be at least 1 (got 0)"),
+            LimitError::BurstTooLong { capacity, interval_nanos } => write!(
+                f,
+                "a capacity of {capacity} at one token per {interval_nanos} ns takes more than \
+                 2^63 ns (about 292 years) to refill; lower the capacity or raise the rate"
+            ),
             LimitError::TooManyKeys { max } => {
                 write!(f, "too many keys: all {max} slots hold busy limiters")
             }

@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::LimitError;
 use crate::limiter::Limiter;
 use crate::rate::Rate;
-use crate::token_bucket::{Decision, check_cost, gcra_step};
+use crate::token_bucket::{Decision, check_cost, gcra_step, gcra_tau};
 
 /// The pure leaky-bucket step. The queue drains one unit every `t`;
 /// `next_free` is the time the queue is empty again (`None`: empty). A
@@ -29,7 +29,10 @@ pub fn leaky_step(
     capacity: u64,
     cost: u64,
 ) -> (Decision, Option<u64>) {
-    let tau = t.saturating_mul(capacity - 1);
+    // A configuration whose tolerance overflows (the constructors reject
+    // it) queues one unit at a time rather than admitting on a saturated
+    // tolerance.
+    let tau = gcra_tau(t, capacity).unwrap_or(0);
     let (mut decision, next) = gcra_step(next_free, now, t, tau, capacity, cost);
     if decision.allowed {
         decision.wait = Duration::from_nanos(next_free.unwrap_or(now).saturating_sub(now));
@@ -135,7 +138,8 @@ impl LeakyBucket<SystemClock> {
     /// system clock.
     ///
     /// # Errors
-    /// [`LimitError::ZeroCapacity`].
+    /// [`LimitError::ZeroCapacity`], or [`LimitError::BurstTooLong`] when
+    /// the full queue would take more than about 292 years to drain.
     pub fn new(capacity: u64, rate: Rate) -> Result<Self, LimitError> {
         Self::with_clock(capacity, rate, SystemClock::default())
     }
@@ -147,9 +151,7 @@ impl<C: Clock> LeakyBucket<C> {
     /// # Errors
     /// [`LimitError::ZeroCapacity`].
     pub fn with_clock(capacity: u64, rate: Rate, clock: C) -> Result<Self, LimitError> {
-        if capacity == 0 {
-            return Err(LimitError::ZeroCapacity);
-        }
+        gcra_tau(rate.interval_nanos(), capacity)?;
         let state = State { t: rate.interval_nanos(), capacity, ..State::default() };
         Ok(LeakyBucket { state: Mutex::new(state), clock })
     }
@@ -181,11 +183,9 @@ impl<C: Clock> LeakyBucket<C> {
     /// already queued keep their slots.
     ///
     /// # Errors
-    /// [`LimitError::ZeroCapacity`]; the bucket is then unchanged.
+    /// As [`new`](LeakyBucket::new); the bucket is then unchanged.
     pub fn set_limit(&self, capacity: u64, rate: Rate) -> Result<(), LimitError> {
-        if capacity == 0 {
-            return Err(LimitError::ZeroCapacity);
-        }
+        gcra_tau(rate.interval_nanos(), capacity)?;
         let mut state = self.lock();
         state.capacity = capacity;
         state.t = rate.interval_nanos();

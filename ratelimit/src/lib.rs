@@ -84,11 +84,11 @@ pub use limiter::{Limiter, check_all};
 pub use rate::Rate;
 #[cfg(feature = "redis")]
 pub use redis::{FailurePolicy, RedisConnection, RedisLimiter};
-pub use token_bucket::{Decision, TokenBucket, gcra_refund, gcra_step};
+pub use token_bucket::{Decision, MAX_REFILL_NANOS, TokenBucket, gcra_refund, gcra_step, gcra_tau};
 #[cfg(feature = "async")]
 pub use wait::AsyncLimiter;
 pub use window::{
-    Counter, Fixed, FixedWindow, FixedWindowState, Log, SlidingCounterState, SlidingWindowCounter,
-    SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step, sliding_counter_step,
-    sliding_log_step,
+    Counter, Fixed, FixedWindow, FixedWindowState, Log, SlidingCounterState, SlidingLogState,
+    SlidingWindowCounter, SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step,
+    sliding_counter_step, sliding_log_step,
 };

@@ -54,15 +54,50 @@ pub fn gcra_step(
 /// The admission half of [`gcra_step`]: the new TAT (`Ok`), or the earliest
 /// time the request would fit (`Err`). Kept apart so that the
 /// compare-and-swap loop recomputes only this on a retry.
+///
+/// The arithmetic is checked, never saturating: a sum past `u64::MAX`
+/// nanoseconds is a request that cannot fit before the end of the clock, so
+/// it is denied (`Err(u64::MAX)`). Saturating instead would cap the TAT and
+/// let every later request through.
 #[inline(always)]
 fn gcra_admit(tat: u64, now: u64, t: u64, tau: u64, cost: u64) -> Result<u64, u64> {
-    let earliest = tat.saturating_add(t.saturating_mul(cost - 1)).saturating_sub(tau);
+    const NEVER: Result<u64, u64> = Err(u64::MAX);
+    let Some(earliest) = t.checked_mul(cost.saturating_sub(1)).and_then(|d| tat.checked_add(d))
+    else {
+        return NEVER;
+    };
+    let earliest = earliest.saturating_sub(tau);
     if now < earliest {
-        Err(earliest)
-    } else {
-        Ok(tat.max(now).saturating_add(t.saturating_mul(cost)))
+        return Err(earliest);
+    }
+    match t.checked_mul(cost).and_then(|d| tat.max(now).checked_add(d)) {
+        Some(next) => Ok(next),
+        None => NEVER,
     }
 }
+
+/// The GCRA tolerance `tau = t × (capacity − 1)`: how far ahead of now the
+/// TAT may run.
+///
+/// # Errors
+/// [`LimitError::ZeroCapacity`], or [`LimitError::BurstTooLong`] when the
+/// bucket would take more than [`MAX_REFILL_NANOS`] (about 292 years) to
+/// refill: then a TAT, a clock reading plus a full refill, could leave the
+/// `u64` nanoseconds the arithmetic is exact in.
+pub fn gcra_tau(t: u64, capacity: u64) -> Result<u64, LimitError> {
+    if capacity == 0 {
+        return Err(LimitError::ZeroCapacity);
+    }
+    match t.checked_mul(capacity) {
+        Some(full) if full <= MAX_REFILL_NANOS => Ok(full - t),
+        _ => Err(LimitError::BurstTooLong { capacity, interval_nanos: t }),
+    }
+}
+
+/// The longest time a token or leaky bucket may take to refill from empty:
+/// `2^63 − 1` nanoseconds, about 292 years, which leaves a clock as long
+/// again before any sum of times overflows.
+pub const MAX_REFILL_NANOS: u64 = u64::MAX / 2;
 
 /// The reporting half of [`gcra_step`]: the decision for an outcome of
 /// [`gcra_admit`] at `tat`.
@@ -96,7 +131,7 @@ fn gcra_report(
             limit: capacity,
             // A bucket that was full has exactly `capacity − cost` left,
             // no division needed (the common case for a limiter with room).
-            remaining: if tat <= now { capacity - cost } else { remaining_at(next) },
+            remaining: if tat <= now { capacity.saturating_sub(cost) } else { remaining_at(next) },
             reset_after: Duration::from_nanos(next.saturating_sub(now)),
             retry_after: None,
             wait: Duration::ZERO,
@@ -154,7 +189,9 @@ impl TokenBucket<SystemClock> {
     /// clock.
     ///
     /// # Errors
-    /// [`LimitError::ZeroCapacity`].
+    /// [`LimitError::ZeroCapacity`], or [`LimitError::BurstTooLong`] when
+    /// `capacity` tokens take more than [`MAX_REFILL_NANOS`] (about 292
+    /// years) to refill.
     pub fn new(capacity: u64, rate: Rate) -> Result<Self, LimitError> {
         Self::with_clock(capacity, rate, SystemClock::default())
     }
@@ -164,11 +201,9 @@ impl<C: Clock> TokenBucket<C> {
     /// As [`new`](TokenBucket::new), on the given clock.
     ///
     /// # Errors
-    /// [`LimitError::ZeroCapacity`].
+    /// As [`new`](TokenBucket::new).
     pub fn with_clock(capacity: u64, rate: Rate, clock: C) -> Result<Self, LimitError> {
-        if capacity == 0 {
-            return Err(LimitError::ZeroCapacity);
-        }
+        gcra_tau(rate.interval_nanos(), capacity)?;
         Ok(TokenBucket {
             tat: AtomicU64::new(0),
             t: AtomicU64::new(rate.interval_nanos()),
@@ -263,13 +298,11 @@ impl<C: Clock> TokenBucket<C> {
     /// ```
     ///
     /// # Errors
-    /// [`LimitError::ZeroCapacity`]; the bucket is then unchanged.
+    /// As [`new`](TokenBucket::new); the bucket is then unchanged.
     pub fn set_limit(&self, capacity: u64, rate: Rate) -> Result<(), LimitError> {
-        if capacity == 0 {
-            return Err(LimitError::ZeroCapacity);
-        }
-        let now = self.clock.now_nanos();
         let new_t = rate.interval_nanos();
+        gcra_tau(new_t, capacity)?;
+        let now = self.clock.now_nanos();
         let old_t = self.t.swap(new_t, Ordering::AcqRel);
         self.capacity.store(capacity, Ordering::Release);
         let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
@@ -293,7 +326,15 @@ impl<C: Clock> TokenBucket<C> {
     fn decide(&self, now: u64, cost: u64, take: bool) -> Decision {
         let t = self.t.load(Ordering::Relaxed);
         let capacity = self.capacity.load(Ordering::Relaxed);
-        let tau = t.saturating_mul(capacity - 1);
+        // Both were checked by `gcra_tau` when set, but a check racing
+        // `set_limit` may read a new `t` with an old capacity. Should that
+        // pair overflow, the request is denied: never admitted on a
+        // saturated tolerance.
+        let tau = t.checked_mul(capacity.saturating_sub(1)).unwrap_or(u64::MAX);
+        if tau == u64::MAX {
+            let tat = self.tat.load(Ordering::Acquire).max(now);
+            return gcra_report(tat, now, t, 0, capacity, cost, Err(u64::MAX));
+        }
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
             // 0 is "untouched": as good as full, like a TAT of now.

@@ -44,6 +44,10 @@ pub fn fixed_window_step(
     limit: u64,
     cost: u64,
 ) -> (Decision, FixedWindowState) {
+    // Time never goes back inside the state: a `now` from an older window
+    // (a thread that read the clock, then waited for the lock) counts in
+    // the state's window instead of opening a fresh one.
+    let now = now.max(state.window.saturating_mul(window));
     let current = now / window;
     let count = if state.window == current { state.count } else { 0 };
     let until_next = Duration::from_nanos(window - now % window);
@@ -51,7 +55,8 @@ pub fn fixed_window_step(
         let decision = Decision {
             allowed: false,
             limit,
-            remaining: limit - count,
+            // A limit lowered below what was admitted leaves no room.
+            remaining: limit.saturating_sub(count),
             reset_after: until_next,
             retry_after: Some(until_next),
             wait: Duration::ZERO,
@@ -72,31 +77,58 @@ pub fn fixed_window_step(
 
 // ----- sliding window log ---------------------------------------------------
 
-/// The pure sliding-log step: `log` holds `(time, cost)` of admitted
+/// The state of a sliding log: the admitted requests in the window, oldest
+/// first, and the sum of their costs (kept, so that a check does not add up
+/// the whole log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlidingLogState {
+    /// `(time, cost)` of each admitted request, oldest first.
+    pub entries: VecDeque<(u64, u64)>,
+    /// The sum of the entries' costs.
+    pub used: u64,
+}
+
+impl SlidingLogState {
+    /// Drops the entries that have left the window ending at `now`.
+    fn expire(&mut self, now: u64, window: u64) {
+        let horizon = now.saturating_sub(window);
+        while let Some(&(t, c)) = self.entries.front() {
+            if t > horizon || now < window {
+                break;
+            }
+            self.entries.pop_front();
+            self.used -= c;
+        }
+    }
+}
+
+/// The pure sliding-log step: the log holds `(time, cost)` of admitted
 /// requests, oldest first. Entries older than `now − window` are dropped; a
 /// request is admitted iff the costs in the last `window` plus its own stay
 /// within `limit`. The log never holds more than `limit` entries, since
-/// every entry has a cost of at least 1.
+/// every entry has a cost of at least 1. A `now` older than the newest
+/// entry is taken as that entry's time (time never goes back in the log).
+/// O(1) amortised for an admission; a denial walks the log to find its
+/// exact retry time, O(entries).
 pub fn sliding_log_step(
-    log: &mut VecDeque<(u64, u64)>,
+    log: &mut SlidingLogState,
     now: u64,
     window: u64,
     limit: u64,
     cost: u64,
 ) -> Decision {
-    let horizon = now.saturating_sub(window);
-    while log.front().is_some_and(|&(t, _)| t <= horizon && now >= window) {
-        log.pop_front();
-    }
-    let used: u64 = log.iter().map(|&(_, c)| c).sum();
+    let now = log.entries.back().map_or(now, |&(t, _)| now.max(t));
+    log.expire(now, window);
+    let used = log.used;
     let reset_after = log
+        .entries
         .back()
         .map_or(Duration::ZERO, |&(t, _)| Duration::from_nanos(t.saturating_add(window) - now));
     if used.saturating_add(cost) > limit {
         // Wait until enough of the oldest entries have left the window.
         let mut freed = 0;
         let mut wait = 0;
-        for &(t, c) in log.iter() {
+        for &(t, c) in log.entries.iter() {
             freed += c;
             wait = t.saturating_add(window) - now;
             if (used - freed).saturating_add(cost) <= limit {
@@ -106,13 +138,14 @@ pub fn sliding_log_step(
         return Decision {
             allowed: false,
             limit,
-            remaining: limit - used,
+            remaining: limit.saturating_sub(used),
             reset_after,
             retry_after: Some(Duration::from_nanos(wait)),
             wait: Duration::ZERO,
         };
     }
-    log.push_back((now, cost));
+    log.entries.push_back((now, cost));
+    log.used += cost;
     Decision {
         allowed: true,
         limit,
@@ -150,6 +183,8 @@ pub fn sliding_counter_step(
     limit: u64,
     cost: u64,
 ) -> (Decision, SlidingCounterState) {
+    // As in the fixed window, an older `now` counts in the state's window.
+    let now = now.max(state.window.saturating_mul(window));
     let next = Counter::roll(state, now, window);
     let SlidingCounterState { window: index, current, previous } = next;
     let elapsed = now - index * window;
@@ -232,6 +267,10 @@ pub trait WindowAlgorithm {
 
     /// Whether `state` counts nothing at `now`, like a fresh state.
     fn is_idle(state: &Self::State, now: u64, window: u64) -> bool;
+
+    /// Re-expresses `state` for a new window length, keeping what it
+    /// counts as of `now` (what was admitted stays counted).
+    fn rewindow(state: &mut Self::State, now: u64, old_window: u64, new_window: u64);
 }
 
 /// Epoch-aligned fixed windows ([`fixed_window_step`]).
@@ -254,13 +293,18 @@ impl WindowAlgorithm for Fixed {
     }
 
     fn refund(state: &mut FixedWindowState, now: u64, window: u64, cost: u64) {
-        if state.window == now / window {
+        if state.window >= now / window {
             state.count = state.count.saturating_sub(cost);
         }
     }
 
     fn is_idle(state: &FixedWindowState, now: u64, window: u64) -> bool {
-        state.count == 0 || state.window != now / window
+        state.count == 0 || state.window < now / window
+    }
+
+    fn rewindow(state: &mut FixedWindowState, now: u64, old_window: u64, new_window: u64) {
+        let count = if state.window >= now / old_window { state.count } else { 0 };
+        *state = FixedWindowState { window: now / new_window, count };
     }
 }
 
@@ -269,7 +313,7 @@ impl WindowAlgorithm for Fixed {
 pub struct Log;
 
 impl WindowAlgorithm for Log {
-    type State = VecDeque<(u64, u64)>;
+    type State = SlidingLogState;
 
     fn step(state: &mut Self::State, now: u64, window: u64, limit: u64, cost: u64) -> Decision {
         sliding_log_step(state, now, window, limit, cost)
@@ -277,18 +321,24 @@ impl WindowAlgorithm for Log {
 
     fn refund(state: &mut Self::State, _now: u64, _window: u64, mut cost: u64) {
         while cost > 0 {
-            let Some(last) = state.back_mut() else { return };
+            let Some(last) = state.entries.back_mut() else { return };
             if last.1 > cost {
                 last.1 -= cost;
+                state.used -= cost;
                 return;
             }
             cost -= last.1;
-            state.pop_back();
+            state.used -= last.1;
+            state.entries.pop_back();
         }
     }
 
     fn is_idle(state: &Self::State, now: u64, window: u64) -> bool {
-        state.back().is_none_or(|&(t, _)| t.saturating_add(window) <= now)
+        state.entries.back().is_none_or(|&(t, _)| t.saturating_add(window) <= now)
+    }
+
+    fn rewindow(_state: &mut Self::State, _now: u64, _old_window: u64, _new_window: u64) {
+        // The log holds times, not window indices: nothing to convert.
     }
 }
 
@@ -297,9 +347,10 @@ impl WindowAlgorithm for Log {
 pub struct Counter;
 
 impl Counter {
-    /// The counts as of the window that holds `now`.
+    /// The counts as of the window that holds `now` (or the state's own
+    /// window, if `now` is older: time never goes back in the state).
     fn roll(state: SlidingCounterState, now: u64, window: u64) -> SlidingCounterState {
-        let index = now / window;
+        let index = (now / window).max(state.window);
         let (previous, current) = match index.checked_sub(state.window) {
             Some(0) => (state.previous, state.current),
             Some(1) => (state.current, 0),
@@ -334,6 +385,11 @@ impl WindowAlgorithm for Counter {
         let rolled = Counter::roll(*state, now, window);
         rolled.current == 0 && rolled.previous == 0
     }
+
+    fn rewindow(state: &mut SlidingCounterState, now: u64, old_window: u64, new_window: u64) {
+        let rolled = Counter::roll(*state, now, old_window);
+        *state = SlidingCounterState { window: now / new_window, ..rolled };
+    }
 }
 
 /// A window limiter's settings and state, under one lock.
@@ -342,6 +398,17 @@ struct Inner<S> {
     state: S,
     window: u64,
     limit: u64,
+    /// The latest time a decision was made at: an earlier `now` (a caller
+    /// that read the clock and then waited for the lock) is taken as this.
+    latest: u64,
+}
+
+impl<S> Inner<S> {
+    /// `now`, never earlier than a time already decided at.
+    fn advance(&mut self, now: u64) -> u64 {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
 }
 
 /// At most `limit` per `window` by algorithm `A`, its state behind a lock.
@@ -371,7 +438,7 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, LimitError> {
         check_limit(limit)?;
         let window = window_nanos(window)?;
-        let inner = Inner { state: A::State::default(), window, limit };
+        let inner = Inner { state: A::State::default(), window, limit, latest: 0 };
         Ok(WindowLimiter { inner: Mutex::new(inner), clock })
     }
 
@@ -382,16 +449,17 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
 
     /// Admits one request if there is room.
     pub fn check(&self) -> Decision {
-        let now = self.clock.now_nanos();
         let mut inner = self.lock();
-        let Inner { state, window, limit } = &mut *inner;
+        // The clock is read under the lock, so decisions happen in time order.
+        let now = inner.advance(self.clock.now_nanos());
+        let Inner { state, window, limit, .. } = &mut *inner;
         A::step(state, now, *window, *limit, 1)
     }
 
     /// What [`check`](Self::check) would decide, changing nothing.
     pub fn peek(&self) -> Decision {
-        let now = self.clock.now_nanos();
         let inner = self.lock();
+        let now = inner.latest.max(self.clock.now_nanos());
         let mut scratch = inner.state.clone();
         A::step(&mut scratch, now, inner.window, inner.limit, 1)
     }
@@ -401,18 +469,29 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     /// # Errors
     /// [`LimitError::ZeroCost`], [`LimitError::CostAboveCapacity`].
     pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        self.check_n_at(self.clock.now_nanos(), cost)
+        let mut inner = self.lock();
+        let now = self.clock.now_nanos();
+        Self::check_locked(&mut inner, now, cost)
     }
 
     /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
-    /// clock (times must not go backwards).
+    /// clock. A time earlier than one already decided at is taken as that
+    /// later time: what was admitted is never forgotten by going back.
     ///
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        let mut inner = self.lock();
-        let Inner { state, window, limit } = &mut *inner;
-        check_cost(cost, *limit)?;
+        Self::check_locked(&mut self.lock(), now, cost)
+    }
+
+    fn check_locked(
+        inner: &mut Inner<A::State>,
+        now: u64,
+        cost: u64,
+    ) -> Result<Decision, LimitError> {
+        check_cost(cost, inner.limit)?;
+        let now = inner.advance(now);
+        let Inner { state, window, limit, .. } = inner;
         Ok(A::step(state, now, *window, *limit, cost))
     }
 
@@ -423,6 +502,7 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     pub fn peek_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
         let inner = self.lock();
         check_cost(cost, inner.limit)?;
+        let now = inner.latest.max(now);
         let mut scratch = inner.state.clone();
         Ok(A::step(&mut scratch, now, inner.window, inner.limit, cost))
     }
@@ -433,7 +513,9 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
     }
 
     /// Changes the limit and window of a limiter in use. What was admitted
-    /// stays counted; a smaller limit may deny until it has aged out.
+    /// stays counted, also across a change of window length (the counts
+    /// move to the window that holds now); a smaller limit may deny until
+    /// it has aged out.
     ///
     /// # Errors
     /// As [`new`](WindowLimiter::new); the limiter is then unchanged.
@@ -441,6 +523,11 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
         check_limit(limit)?;
         let window = window_nanos(window)?;
         let mut inner = self.lock();
+        let now = inner.advance(self.clock.now_nanos());
+        if window != inner.window {
+            let old = inner.window;
+            A::rewindow(&mut inner.state, now, old, window);
+        }
         inner.limit = limit;
         inner.window = window;
         Ok(())
@@ -475,13 +562,14 @@ where
 
     fn refund_at(&self, now: u64, cost: u64) {
         let mut inner = self.lock();
+        let now = inner.latest.max(now);
         let window = inner.window;
         A::refund(&mut inner.state, now, window, cost);
     }
 
     fn is_idle_at(&self, now: u64) -> bool {
         let inner = self.lock();
-        A::is_idle(&inner.state, now, inner.window)
+        A::is_idle(&inner.state, inner.latest.max(now), inner.window)
     }
 }
 

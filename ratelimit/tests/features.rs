@@ -130,32 +130,82 @@ proptest! {
         }
     }
 
-    /// No input makes any constructor or check panic: errors are typed.
+    /// No input makes any constructor, check or reconfiguration panic:
+    /// errors are typed. Reconfiguration draws a new limit and window, and
+    /// every decision's `remaining` stays within its limit.
     #[test]
     fn no_input_panics(
         algorithm in algorithm(),
-        count in any::<u64>(),
-        per_nanos in any::<u64>(),
-        burst in proptest::option::of(any::<u64>()),
-        cost in any::<u64>(),
-        now in any::<u64>(),
+        count in extreme_u64(),
+        per_nanos in extreme_u64(),
+        burst in proptest::option::of(extreme_u64()),
+        new_count in extreme_u64(),
+        new_per_nanos in extreme_u64(),
+        new_burst in proptest::option::of(extreme_u64()),
+        costs in proptest::collection::vec(extreme_u64(), 1..6),
+        nows in proptest::collection::vec(extreme_u64(), 1..6),
         text in ".{0,12}",
     ) {
         let _ = text.parse::<Rate>();
         let _ = format!("{count}/{text}").parse::<Rate>();
-        if let Ok(rate) = Rate::new(count, Duration::from_nanos(per_nanos)) {
+        let rate = Rate::new(count, Duration::from_nanos(per_nanos));
+        let new_rate = Rate::new(new_count, Duration::from_nanos(new_per_nanos));
+        if let (Ok(rate), Ok(new_rate)) = (rate, new_rate) {
             prop_assert_eq!(rate.to_string().parse::<Rate>().map(|r| r.interval_nanos()), Ok(rate.interval_nanos()));
             let limit = Limit { algorithm, rate, burst };
+            let new_limit = Limit { algorithm, rate: new_rate, burst: new_burst };
             if let Ok(l) = limit.build_with_clock(ManualClock::new()) {
-                let _ = l.check_n_at(now, cost);
-                let _ = l.peek_n_at(now, cost);
-                l.refund_at(now, cost);
-                let _ = l.check_n_at(now.saturating_add(1), cost);
-                let _ = l.is_idle_at(now);
+                for (i, (&now, &cost)) in nows.iter().cycle().zip(costs.iter()).enumerate() {
+                    if i == 2 {
+                        let _ = l.set_limit(&new_limit);
+                    }
+                    for d in [l.check_n_at(now, cost), l.peek_n_at(now, cost)].into_iter().flatten() {
+                        prop_assert!(d.remaining <= d.limit, "{:?}", d);
+                    }
+                    l.refund_at(now, cost);
+                    let _ = l.check_n_at(now.saturating_add(1), cost);
+                    let _ = l.is_idle_at(now);
+                }
                 let _ = l.set_limit(&limit);
             }
         }
     }
+
+    /// Whatever the rate and burst, a limiter that builds never admits more
+    /// than its limit at one instant (slow rates once saturated their
+    /// arithmetic and admitted everything).
+    #[test]
+    fn no_configuration_admits_more_than_its_limit_at_once(
+        algorithm in algorithm(),
+        count in extreme_u64(),
+        per_nanos in extreme_u64(),
+        burst in proptest::option::of(1u64..50),
+        now in extreme_u64(),
+    ) {
+        let Ok(rate) = Rate::new(count, Duration::from_nanos(per_nanos)) else { return Ok(()) };
+        let burst = burst.filter(|_| matches!(algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket));
+        let Ok(l) = (Limit { algorithm, rate, burst }).build_with_clock(ManualClock::new()) else {
+            return Ok(());
+        };
+        let limit = l.limit();
+        let tries = limit.min(50) + 5;
+        let admitted = (0..tries).filter(|_| l.check_n_at(now, 1).is_ok_and(|d| d.allowed)).count();
+        prop_assert!(admitted as u64 <= limit, "{} admitted of limit {}", admitted, limit);
+    }
+}
+
+/// Values that reach the edges of `u64` arithmetic often, and any value.
+fn extreme_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(1 << 63),
+        Just(86_400_000_000_000),
+        1u64..1000,
+        any::<u64>(),
+    ]
 }
 
 #[test]
