@@ -32,6 +32,20 @@ pub enum MerkleError {
         /// Its message.
         message: String,
     },
+    /// A summary node that does not exist: a level beyond
+    /// [`MAX_LEVEL`](crate::wire::MAX_LEVEL), or a node id with more nibbles
+    /// than its level.
+    InvalidNode {
+        /// The level asked for.
+        level: usize,
+        /// The node asked for.
+        node: u64,
+    },
+    /// A [`SyncConfig`](crate::SyncConfig) that cannot work.
+    BadConfig {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A sync message (or one entry) larger than the configured cap.
     MessageTooLarge {
         /// Its length in bytes.
@@ -58,6 +72,13 @@ impl fmt::Display for MerkleError {
             MerkleError::Io { kind, message } => {
                 write!(f, "sync transport failed ({kind:?}): {message}")
             }
+            MerkleError::InvalidNode { level, node } => write!(
+                f,
+                "no summary node {node} at level {level}: levels go to {}, and a node at level \
+                 l has at most l nibbles",
+                crate::wire::MAX_LEVEL
+            ),
+            MerkleError::BadConfig { reason } => write!(f, "bad sync configuration: {reason}"),
             MerkleError::MessageTooLarge { len, max } => {
                 write!(f, "sync message of {len} bytes exceeds the cap of {max} bytes")
             }

@@ -19,11 +19,11 @@
 //! no leaf range is streamed whole. A range that one side has empty is
 //! settled at once (the other side sends its entries, or asks for them).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::error::MerkleError;
 use crate::store::{MerkleStore, Versioned};
-use crate::wire::{Item, ListedItem, WireFp, decode_message, encode_message};
+use crate::wire::{Item, ListedItem, MAX_LEVEL, TRUNC, WireFp, encode_message, items};
 
 /// At most this many differing children make a node's differences sparse.
 const SPARSE_CHILDREN: usize = 2;
@@ -47,7 +47,63 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { max_message: 256 * 1024, list_threshold: 12, max_level: 16 }
+        SyncConfig { max_message: 256 * 1024, list_threshold: 12, max_level: MAX_LEVEL }
+    }
+}
+
+/// The largest `Children` item: tag, level, a 10-byte node, the mask and
+/// 16 fingerprints of a 10-byte count and 16 bytes of sum.
+const MAX_CHILDREN_ITEM: usize = 1 + 1 + 10 + 2 + 16 * (10 + TRUNC);
+/// The largest listed entry: position, a 10-byte version, hash.
+const MAX_LISTED: usize = 2 * TRUNC + 10;
+
+impl SyncConfig {
+    /// The most bytes of fingerprints, children, listings and wants that a
+    /// side queues per byte received, whatever the peer sends (entries
+    /// aside: each of this side's entries is sent at most once). The worst
+    /// items are a 39-byte `Children` item with two children set, each
+    /// answered by a listing of `3 × list_threshold` entries of 42 bytes
+    /// (about `6.5 × list_threshold` per byte), and a 17-byte child answered
+    /// by a 430-byte `Children` item (26 per byte). Ranges deeper than
+    /// `max_level` are listed whatever their size; those listings are
+    /// bounded by the entries (each listed at most once per level), not by
+    /// this figure.
+    pub fn queued_bytes_per_byte(&self) -> usize {
+        usize::try_from(self.list_threshold).unwrap_or(usize::MAX).saturating_mul(7).max(26)
+    }
+
+    /// Checks that a session with this tuning can always say what it must:
+    /// `max_level` at most [`MAX_LEVEL`], a `list_threshold` of at least 1,
+    /// and a `max_message` that holds a full `Children` item and a listing
+    /// of the largest range that is ever listed rather than split
+    /// (`3 × list_threshold` entries).
+    ///
+    /// # Errors
+    /// [`MerkleError::BadConfig`] saying which value is wrong.
+    pub fn validate(&self) -> Result<(), MerkleError> {
+        let bad = |reason: String| Err(MerkleError::BadConfig { reason });
+        if self.max_level > MAX_LEVEL {
+            return bad(format!("max_level must be at most {MAX_LEVEL} (got {})", self.max_level));
+        }
+        if self.list_threshold == 0 {
+            return bad("list_threshold must be at least 1 (got 0)".into());
+        }
+        let listing = self
+            .list_threshold
+            .checked_mul(SPARSE_LIST_FACTOR)
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| n.checked_mul(MAX_LISTED))
+            .and_then(|n| n.checked_add(1 + 1 + 1 + 10 + 10));
+        let needed = listing.map(|l| l.max(MAX_CHILDREN_ITEM) + 1);
+        match needed {
+            Some(needed) if self.max_message >= needed => Ok(()),
+            Some(needed) => bad(format!(
+                "max_message of {} bytes cannot hold a listing of {} entries ({needed} bytes)",
+                self.max_message,
+                self.list_threshold * SPARSE_LIST_FACTOR
+            )),
+            None => bad(format!("list_threshold of {} is too large", self.list_threshold)),
+        }
     }
 }
 
@@ -69,17 +125,58 @@ pub struct SyncStats {
 /// One side of a sync session. Start with [`initiate`](Self::initiate) on
 /// one side; feed each message received to [`receive`](Self::receive), which
 /// returns the reply, until neither side has anything to send.
+///
+/// **Bounded work against any peer.** A side answers each summary node at
+/// most once per session, ignores items about ranges it has already
+/// settled, and sends each of its entries at most once. So whatever a peer
+/// sends, a side queues at most
+/// [`SyncConfig::queued_bytes_per_byte`] bytes of fingerprints, listings and
+/// wants per byte received, plus its own entries (each at most once: the
+/// differing ones, by the peer's account), and its bookkeeping grows with
+/// the items received.
 #[derive(Debug, Clone)]
 pub struct Reconciler {
     config: SyncConfig,
     outbox: VecDeque<Item>,
     stats: SyncStats,
+    /// Nodes this side has answered (split, described, or had children
+    /// fingerprints for): an item about one of them again is ignored.
+    answered: HashSet<(u8, u64)>,
+    /// Nodes whose every entry this side has already described or sent:
+    /// items about them or anything below them are ignored.
+    settled: HashSet<(u8, u64)>,
+    /// Positions of the entries sent, so that none is sent twice.
+    sent: HashSet<[u8; TRUNC]>,
 }
 
 impl Reconciler {
     /// A side with the given tuning.
-    pub fn new(config: SyncConfig) -> Self {
-        Reconciler { config, outbox: VecDeque::new(), stats: SyncStats::default() }
+    ///
+    /// # Errors
+    /// [`MerkleError::BadConfig`] from [`SyncConfig::validate`].
+    pub fn new(config: SyncConfig) -> Result<Self, MerkleError> {
+        config.validate()?;
+        Ok(Reconciler {
+            config,
+            outbox: VecDeque::new(),
+            stats: SyncStats::default(),
+            answered: HashSet::new(),
+            settled: HashSet::new(),
+            sent: HashSet::new(),
+        })
+    }
+
+    /// Whether this side has settled `node` or a range above it.
+    fn covered(&self, level: u8, node: u64) -> bool {
+        (0..=level).any(|l| {
+            let above = node.checked_shr(4 * u32::from(level - l)).unwrap_or(0);
+            self.settled.contains(&(l, above))
+        })
+    }
+
+    /// Marks a node answered; `false` if it was already (or is covered).
+    fn first_answer(&mut self, level: u8, node: u64) -> bool {
+        !self.covered(level, node) && self.answered.insert((level, node))
     }
 
     /// What this side has done so far.
@@ -93,7 +190,11 @@ impl Reconciler {
     }
 
     /// The first message: this side's root fingerprint.
-    pub fn initiate<K, V>(&mut self, store: &MerkleStore<K, V>) -> Vec<u8>
+    ///
+    /// # Errors
+    /// [`MerkleError::MessageTooLarge`] when the first item does not fit in
+    /// a message (a listed entry larger than `max_message`).
+    pub fn initiate<K, V>(&mut self, store: &MerkleStore<K, V>) -> Result<Vec<u8>, MerkleError>
     where
         K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
@@ -102,9 +203,11 @@ impl Reconciler {
         // anyway: a large store starts with its 16 children, a small one
         // with its listing, an empty one with its (empty) root.
         let root = store.wire_fp(0, 0);
+        self.answered.insert((0, 0));
         if root.count == 0 {
             self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: root });
         } else if root.count <= self.config.list_threshold {
+            self.settled.insert((0, 0));
             self.describe(store, 0, 0);
         } else {
             self.outbox.push_back(Item::Children {
@@ -113,7 +216,7 @@ impl Reconciler {
                 children: store.wire_children(0, 0),
             });
         }
-        self.next_message().ok().flatten().unwrap_or_default()
+        self.next_message().map(Option::unwrap_or_default)
     }
 
     /// Handles a message from the other side, applying any entries it
@@ -131,15 +234,23 @@ impl Reconciler {
         K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
         V: Clone + AsRef<[u8]> + From<Vec<u8>>,
     {
-        let items = decode_message(message, self.config.max_message)?;
+        // Check the whole message first, so that a malformed one changes
+        // nothing; then decode it again one item at a time, so that the
+        // decoded form of the whole message is never held at once.
+        for item in items(message, self.config.max_message)? {
+            item?;
+        }
         self.stats.bytes_received += message.len() as u64;
-        for item in items {
-            match item {
+        for item in items(message, self.config.max_message)? {
+            match item? {
                 Item::Fingerprint { level, node, fp } => {
                     self.on_fingerprint(store, level, node, fp, self.config.list_threshold);
                 }
                 Item::Children { level, node, children } => {
-                    let child_level = level.saturating_add(1);
+                    if !self.first_answer(level, node) {
+                        continue;
+                    }
+                    let child_level = level + 1;
                     let child = |c: usize| (node << 4) | c as u64;
                     // Where only one or two children differ (few
                     // differences overall), list bigger ranges: it saves a
@@ -148,7 +259,7 @@ impl Reconciler {
                     let differing = (0..16)
                         .filter(|&c| {
                             store.wire_fp(usize::from(child_level), child(c))
-                                != children[c].unwrap_or_default()
+                                != children.get(c).unwrap_or_default()
                         })
                         .count();
                     let threshold = if differing <= SPARSE_CHILDREN {
@@ -156,17 +267,16 @@ impl Reconciler {
                     } else {
                         self.config.list_threshold
                     };
-                    for (c, theirs) in children.iter().enumerate() {
-                        self.on_fingerprint(
-                            store,
-                            child_level,
-                            child(c),
-                            theirs.unwrap_or_default(),
-                            threshold,
-                        );
+                    for c in 0..16 {
+                        let theirs = children.get(c).unwrap_or_default();
+                        self.on_fingerprint(store, child_level, child(c), theirs, threshold);
                     }
                 }
-                Item::Listing { level, node, items } => self.on_listing(store, level, node, &items),
+                Item::Listing { level, node, items } => {
+                    if self.settle(level, node) {
+                        self.on_listing(store, level, node, &items);
+                    }
+                }
                 Item::Want(positions) => {
                     for p in positions {
                         if let Some((key, entry)) = store.entry_at(&p) {
@@ -181,6 +291,16 @@ impl Reconciler {
                     }
                 }
                 Item::Range { level, node, entries } => {
+                    if !self.settle(level, node) {
+                        // Already settled: only their newer entries matter.
+                        for (key, version, value) in entries {
+                            let entry = Versioned { version, value: value.map(V::from) };
+                            if store.apply(K::from(key), entry)? {
+                                self.stats.keys_repaired += 1;
+                            }
+                        }
+                        continue;
+                    }
                     // Take what is newer from them, then send back every
                     // entry of ours there that they do not hold as it is.
                     let mut theirs = HashMap::with_capacity(entries.len());
@@ -272,7 +392,23 @@ impl Reconciler {
         self.outbox.push_back(item);
     }
 
+    /// Marks a node settled (every entry of ours there described or
+    /// sent); `false` if it, or a range above it, already was.
+    fn settle(&mut self, level: u8, node: u64) -> bool {
+        if self.covered(level, node) {
+            return false;
+        }
+        self.settled.insert((level, node));
+        true
+    }
+
     fn send_entry<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: &K, entry: Versioned<V>) {
+        let position = crate::hash::key_position(key.as_ref());
+        let mut short = [0u8; TRUNC];
+        short.copy_from_slice(&position[..TRUNC]);
+        if !self.sent.insert(short) {
+            return;
+        }
         self.stats.entries_sent += 1;
         self.outbox.push_back(Item::Entry {
             key: key.as_ref().to_vec(),
@@ -293,12 +429,16 @@ impl Reconciler {
         V: Clone + AsRef<[u8]>,
     {
         let lvl = usize::from(level);
+        if !self.first_answer(level, node) {
+            return;
+        }
         let ours = store.wire_fp(lvl, node);
         if ours == theirs {
             return;
         }
         if theirs.count == 0 {
             // They have nothing here: everything of ours is a difference.
+            self.settled.insert((level, node));
             for (key, entry) in store.entries_in(lvl, node) {
                 self.send_entry(&key, entry);
             }
@@ -307,6 +447,7 @@ impl Reconciler {
             || lvl >= self.config.max_level
         {
             // Small (or we are empty): describe ours, and they settle it.
+            self.settled.insert((level, node));
             self.describe(store, level, node);
         } else {
             self.outbox.push_back(Item::Children {
@@ -366,7 +507,8 @@ impl Reconciler {
 /// the number of messages exchanged (rounds).
 ///
 /// # Errors
-/// Any error of [`Reconciler::receive`].
+/// Any error of [`Reconciler::new`], [`Reconciler::initiate`] or
+/// [`Reconciler::receive`].
 pub fn sync_in_memory<K, V>(
     a: &mut MerkleStore<K, V>,
     b: &mut MerkleStore<K, V>,
@@ -376,9 +518,9 @@ where
     K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + AsRef<[u8]> + From<Vec<u8>>,
 {
-    let mut side_a = Reconciler::new(config);
-    let mut side_b = Reconciler::new(config);
-    let mut message = side_a.initiate(a);
+    let mut side_a = Reconciler::new(config)?;
+    let mut side_b = Reconciler::new(config)?;
+    let mut message = side_a.initiate(a)?;
     let mut from_a = true;
     let mut rounds = 1;
     loop {

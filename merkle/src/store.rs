@@ -57,7 +57,19 @@ struct Stored<V> {
 
 /// The node (at `level`) that a key position falls in: its first `level`
 /// nibbles, as an integer.
-pub fn node_of(position: &[u8; 32], level: usize) -> u64 {
+///
+/// # Errors
+/// [`MerkleError::InvalidNode`] for a level beyond
+/// [`MAX_LEVEL`](crate::wire::MAX_LEVEL).
+pub fn node_of(position: &[u8; 32], level: usize) -> Result<u64, MerkleError> {
+    if level > crate::wire::MAX_LEVEL {
+        return Err(MerkleError::InvalidNode { level, node: 0 });
+    }
+    Ok(node_at(position, level))
+}
+
+/// [`node_of`] for a level known to be valid.
+fn node_at(position: &[u8; 32], level: usize) -> u64 {
     let mut prefix = 0u64;
     for i in 0..level {
         let byte = position[i / 2];
@@ -211,7 +223,7 @@ where
                 let mut delta = added;
                 delta.sub(&removed);
                 for (level, nodes) in self.levels.iter_mut().enumerate() {
-                    if let Some(fp) = nodes.get_mut(&node_of(&position, level)) {
+                    if let Some(fp) = nodes.get_mut(&node_at(&position, level)) {
                         fp.add(&delta);
                     }
                 }
@@ -254,7 +266,7 @@ where
 
     /// The fingerprint of every entry.
     pub fn root(&self) -> Fingerprint {
-        self.fingerprint(0, 0)
+        self.fp_at(0, 0)
     }
 
     /// The root hash: the 32 bytes of the root fingerprint's sum. Equal root
@@ -263,10 +275,23 @@ where
         self.root().to_bytes()
     }
 
-    /// The fingerprint of node `node` at `level` (its first `level` nibbles),
-    /// for `level <= SUMMARY_DEPTH`; deeper levels are summed on demand from
-    /// the entries.
-    pub fn fingerprint(&self, level: usize, node: u64) -> Fingerprint {
+    /// The fingerprint of node `node` at `level` (its first `level`
+    /// nibbles). Levels up to [`SUMMARY_DEPTH`] are kept; deeper ones, up to
+    /// [`MAX_LEVEL`](crate::wire::MAX_LEVEL), are summed on demand from the
+    /// entries.
+    ///
+    /// # Errors
+    /// [`MerkleError::InvalidNode`] for a level beyond `MAX_LEVEL` or a node
+    /// with more than `level` nibbles.
+    pub fn fingerprint(&self, level: usize, node: u64) -> Result<Fingerprint, MerkleError> {
+        if !crate::wire::valid_node(level, node) {
+            return Err(MerkleError::InvalidNode { level, node });
+        }
+        Ok(self.fp_at(level, node))
+    }
+
+    /// [`fingerprint`](Self::fingerprint) for a node known to be valid.
+    pub(crate) fn fp_at(&self, level: usize, node: u64) -> Fingerprint {
         match self.levels.get(level) {
             Some(nodes) => nodes.get(&node).copied().unwrap_or_default(),
             None => {
@@ -296,7 +321,7 @@ where
         for stored in self.entries.values() {
             for (level, nodes) in levels.iter_mut().enumerate() {
                 nodes
-                    .entry(node_of(&stored.position, level))
+                    .entry(node_at(&stored.position, level))
                     .or_default()
                     .add(&Fingerprint::of(&stored.hash));
             }
@@ -316,7 +341,7 @@ where
     /// each level up the fingerprints of its 15 siblings.
     pub fn prove(&self, key: &K) -> Option<InclusionProof> {
         let stored = self.entries.get(key)?;
-        let bottom = node_of(&stored.position, SUMMARY_DEPTH);
+        let bottom = node_at(&stored.position, SUMMARY_DEPTH);
         let neighbours = self
             .entries_under(SUMMARY_DEPTH, bottom)
             .filter(|(k, _)| *k != key)
@@ -324,12 +349,12 @@ where
             .collect();
         let mut siblings = Vec::with_capacity(SUMMARY_DEPTH);
         for level in (1..=SUMMARY_DEPTH).rev() {
-            let node = node_of(&stored.position, level);
+            let node = node_at(&stored.position, level);
             let parent = node >> 4;
             let others: Vec<Fingerprint> = (0..16u64)
                 .map(|child| (parent << 4) | child)
                 .filter(|&n| n != node)
-                .map(|n| self.fingerprint(level, n))
+                .map(|n| self.fp_at(level, n))
                 .collect();
             siblings.push(others);
         }
@@ -346,26 +371,22 @@ where
 {
     /// The fingerprint of a node as it goes on the wire.
     pub(crate) fn wire_fp(&self, level: usize, node: u64) -> crate::wire::WireFp {
-        let fp = self.fingerprint(level, node);
+        let fp = self.fp_at(level, node);
         let mut sum = [0u8; crate::wire::TRUNC];
         sum.copy_from_slice(&fp.to_bytes()[..crate::wire::TRUNC]);
         crate::wire::WireFp { count: fp.count, sum }
     }
 
     /// The wire fingerprints of a node's 16 children (`None` for empty ones).
-    pub(crate) fn wire_children(
-        &self,
-        level: usize,
-        node: u64,
-    ) -> Box<[Option<crate::wire::WireFp>; 16]> {
-        let mut children: Box<[Option<crate::wire::WireFp>; 16]> = Box::new([None; 16]);
+    pub(crate) fn wire_children(&self, level: usize, node: u64) -> crate::wire::Children {
+        let mut children = [None; 16];
         for (c, slot) in children.iter_mut().enumerate() {
             let fp = self.wire_fp(level + 1, (node << 4) | c as u64);
             if fp.count > 0 {
                 *slot = Some(fp);
             }
         }
-        children
+        crate::wire::Children::from_array(children)
     }
 
     /// Every entry under a node, as listed on the wire.
@@ -430,7 +451,7 @@ fn update_path(
     mut change: impl FnMut(&mut Fingerprint),
 ) {
     for (level, nodes) in levels.iter_mut().enumerate() {
-        let node = node_of(position, level);
+        let node = node_at(position, level);
         let fp = nodes.entry(node).or_default();
         change(fp);
         if fp.is_empty() {

@@ -56,7 +56,8 @@ async fn read_frame<S: AsyncRead + Unpin>(
 /// ```
 ///
 /// # Errors
-/// A transport error, or any error of [`Reconciler::receive`].
+/// A transport error, or any error of [`Reconciler::new`],
+/// [`Reconciler::initiate`] or [`Reconciler::receive`].
 pub async fn sync_stream<S, K, V>(
     stream: &mut S,
     store: &mut MerkleStore<K, V>,
@@ -68,10 +69,10 @@ where
     K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + AsRef<[u8]> + From<Vec<u8>>,
 {
-    let mut side = Reconciler::new(config);
+    let mut side = Reconciler::new(config)?;
     let mut said_nothing = false;
     if initiate {
-        write_frame(stream, &side.initiate(store)).await?;
+        write_frame(stream, &side.initiate(store)?).await?;
     }
     loop {
         let message = read_frame(stream, config.max_message).await?;

@@ -12,10 +12,36 @@
 //! | 4 | `Want` | n varint, then n × position16 |
 //! | 5 | `Entry` | key len varint, key, version varint, kind u8 (0 live, 1 tombstone), value len varint, value |
 //!
+//! A level is at most [`MAX_LEVEL`] (16 nibbles fill the `u64` node id),
+//! a `Children` item's level is below it (its children are one deeper), and
+//! a node at level `l` is below `16^l`. Anything else is malformed.
+//!
 //! Decoding never panics and never allocates more than the message's own
-//! length justifies: every count is checked against the bytes that remain.
+//! length justifies: every count is checked against the bytes that remain,
+//! and decoded items take at most [`DECODED_BYTES_PER_BYTE`] bytes of
+//! memory per byte of message. [`items`] decodes one item at a time, for a
+//! receiver that does not hold the whole decoded message at once.
 
 use crate::error::MerkleError;
+
+/// The deepest level of the summary that the protocol addresses: a node id
+/// is a `u64` of up to 16 nibbles of key position.
+pub const MAX_LEVEL: usize = 16;
+
+/// An upper bound on the memory that [`decode_message`] takes for the
+/// items it returns, per byte of message (the smallest items, 5-byte
+/// `Children` with no child set, each take one `Item`).
+pub const DECODED_BYTES_PER_BYTE: usize = 16;
+
+/// Whether `node` is a node of `level`: the level is at most [`MAX_LEVEL`]
+/// and the node has at most `level` nibbles.
+pub fn valid_node(level: usize, node: u64) -> bool {
+    match level {
+        0..MAX_LEVEL => node >> (4 * level) == 0,
+        MAX_LEVEL => true,
+        _ => false,
+    }
+}
 
 /// The wire format version (the first byte of every message).
 pub const WIRE_VERSION: u8 = 1;
@@ -61,12 +87,12 @@ pub enum Item {
     },
     /// "My fingerprints of this node's 16 children are ..." (absent: empty).
     Children {
-        /// The parent's level.
+        /// The parent's level (below [`MAX_LEVEL`]).
         level: u8,
         /// The parent.
         node: u64,
-        /// The children's fingerprints, `None` for empty ones.
-        children: Box<[Option<WireFp>; 16]>,
+        /// The children's fingerprints.
+        children: Children,
     },
     /// "These are all my entries under this node."
     Listing {
@@ -100,6 +126,42 @@ pub enum Item {
         /// The value's bytes, or `None` for a tombstone.
         value: Option<Vec<u8>>,
     },
+}
+
+/// The fingerprints of a node's 16 children, stored compactly: a bit per
+/// child that is not empty, and the fingerprints of those in child order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Children {
+    mask: u16,
+    fps: Vec<WireFp>,
+}
+
+impl Children {
+    /// Children from 16 optional fingerprints (`None`: empty).
+    pub fn from_array(children: [Option<WireFp>; 16]) -> Self {
+        let mut out = Children::default();
+        for (c, fp) in children.iter().enumerate() {
+            if let Some(fp) = fp {
+                out.mask |= 1 << c;
+                out.fps.push(*fp);
+            }
+        }
+        out
+    }
+
+    /// The fingerprint of child `c` (0 to 15); `None` when it is empty.
+    pub fn get(&self, c: usize) -> Option<WireFp> {
+        if c >= 16 || self.mask & (1 << c) == 0 {
+            return None;
+        }
+        let before = (self.mask & ((1u16 << c) - 1)).count_ones() as usize;
+        self.fps.get(before).copied()
+    }
+
+    /// A bit per non-empty child.
+    pub fn mask(&self) -> u16 {
+        self.mask
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -151,13 +213,8 @@ impl Item {
                 out.push(2);
                 out.push(*level);
                 put_varint(out, *node);
-                let mask = children
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.is_some())
-                    .fold(0u16, |m, (i, _)| m | (1 << i));
-                out.extend_from_slice(&mask.to_le_bytes());
-                for fp in children.iter().flatten() {
+                out.extend_from_slice(&children.mask.to_le_bytes());
+                for fp in &children.fps {
                     put_fp(out, fp);
                 }
             }
@@ -204,6 +261,7 @@ impl Item {
 }
 
 /// Reads items from a message, checking every length against what remains.
+#[derive(Debug)]
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -284,25 +342,42 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A level and a node of it, checked against the protocol's limits
+    /// (`deepest`: [`MAX_LEVEL`], or one less for a parent of children).
+    fn node(&mut self, deepest: usize) -> Result<(u8, u64), MerkleError> {
+        let at = self.at;
+        let level = self.u8()?;
+        let node = self.varint()?;
+        if usize::from(level) > deepest {
+            return Err(MerkleError::Malformed { offset: at, reason: "level beyond the deepest" });
+        }
+        if !valid_node(usize::from(level), node) {
+            return Err(MerkleError::Malformed {
+                offset: at,
+                reason: "node id too large for its level",
+            });
+        }
+        Ok((level, node))
+    }
+
     fn item(&mut self) -> Result<Item, MerkleError> {
         let tag = self.u8()?;
         match tag {
-            1 => Ok(Item::Fingerprint { level: self.u8()?, node: self.varint()?, fp: self.fp()? }),
+            1 => {
+                let (level, node) = self.node(MAX_LEVEL)?;
+                Ok(Item::Fingerprint { level, node, fp: self.fp()? })
+            }
             2 => {
-                let level = self.u8()?;
-                let node = self.varint()?;
+                let (level, node) = self.node(MAX_LEVEL - 1)?;
                 let mask = u16::from_le_bytes([self.u8()?, self.u8()?]);
-                let mut children: Box<[Option<WireFp>; 16]> = Box::new([None; 16]);
-                for (i, child) in children.iter_mut().enumerate() {
-                    if mask & (1 << i) != 0 {
-                        *child = Some(self.fp()?);
-                    }
+                let mut fps = Vec::with_capacity(mask.count_ones() as usize);
+                for _ in 0..mask.count_ones() {
+                    fps.push(self.fp()?);
                 }
-                Ok(Item::Children { level, node, children })
+                Ok(Item::Children { level, node, children: Children { mask, fps } })
             }
             3 => {
-                let level = self.u8()?;
-                let node = self.varint()?;
+                let (level, node) = self.node(MAX_LEVEL)?;
                 let n = self.count(2 * TRUNC + 1)?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -327,8 +402,7 @@ impl<'a> Reader<'a> {
                 Ok(Item::Entry { key, version, value })
             }
             6 => {
-                let level = self.u8()?;
-                let node = self.varint()?;
+                let (level, node) = self.node(MAX_LEVEL)?;
                 // An entry takes at least 4 bytes (two lengths, version, kind).
                 let n = self.count(4)?;
                 let mut entries = Vec::with_capacity(n);
@@ -357,6 +431,28 @@ pub fn encode_message(items: &[Item]) -> Vec<u8> {
 /// [`MerkleError::MessageTooLarge`], [`MerkleError::WireVersion`] or
 /// [`MerkleError::Malformed`]; never a panic.
 pub fn decode_message(bytes: &[u8], max_len: usize) -> Result<Vec<Item>, MerkleError> {
+    // Two passes, so that the vector is allocated once at its exact size
+    // (no doubling past what the items need).
+    let mut count = 0;
+    for item in items(bytes, max_len)? {
+        item?;
+        count += 1;
+    }
+    let mut out = Vec::with_capacity(count);
+    for item in items(bytes, max_len)? {
+        out.push(item?);
+    }
+    Ok(out)
+}
+
+/// The items of a message of at most `max_len` bytes, decoded one at a
+/// time: the memory in use is one item's, whatever the message holds.
+/// After an `Err` the iterator ends.
+///
+/// # Errors
+/// [`MerkleError::MessageTooLarge`] or [`MerkleError::WireVersion`] at
+/// once, [`MerkleError::Malformed`] from the item where it is found.
+pub fn items(bytes: &[u8], max_len: usize) -> Result<Items<'_>, MerkleError> {
     if bytes.len() > max_len {
         return Err(MerkleError::MessageTooLarge { len: bytes.len(), max: max_len });
     }
@@ -366,10 +462,25 @@ pub fn decode_message(bytes: &[u8], max_len: usize) -> Result<Vec<Item>, MerkleE
     if version != WIRE_VERSION {
         return Err(MerkleError::WireVersion { found: version });
     }
-    let mut reader = Reader { bytes, at: 1 };
-    let mut items = Vec::new();
-    while reader.at < bytes.len() {
-        items.push(reader.item()?);
+    Ok(Items { reader: Reader { bytes, at: 1 }, failed: false })
+}
+
+/// An iterator over a message's items; see [`items`].
+#[derive(Debug)]
+pub struct Items<'a> {
+    reader: Reader<'a>,
+    failed: bool,
+}
+
+impl Iterator for Items<'_> {
+    type Item = Result<Item, MerkleError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.reader.at >= self.reader.bytes.len() {
+            return None;
+        }
+        let item = self.reader.item();
+        self.failed = item.is_err();
+        Some(item)
     }
-    Ok(items)
 }

@@ -100,7 +100,7 @@ proptest! {
     fn random_bytes_are_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut store: Store = MerkleStore::new();
         store.put(b"k".to_vec(), b"v".to_vec(), 1).unwrap();
-        let mut side = Reconciler::new(SyncConfig::default());
+        let mut side = Reconciler::new(SyncConfig::default()).unwrap();
         let mut with_version = vec![1u8];
         with_version.extend(&bytes);
         // Either outcome is fine; what matters is that neither panics or
@@ -112,14 +112,14 @@ proptest! {
 
 #[test]
 fn truncated_and_oversized_messages_are_errors() {
-    use sysblocks_merkle::wire::{Item, ListedItem, WireFp, encode_message};
+    use sysblocks_merkle::wire::{Children, Item, ListedItem, WireFp, encode_message};
     let mut store: Store = MerkleStore::new();
     store.put(b"k".to_vec(), b"v".to_vec(), 1).unwrap();
     // One item per message: every cut inside the item must be refused.
     let items = [
         Item::Entry { key: b"key".to_vec(), version: 300, value: Some(vec![7; 40]) },
         Item::Listing {
-            level: 2,
+            level: 3,
             node: 300,
             items: vec![ListedItem { position: [1; 16], version: 9, hash: [2; 16] }; 3],
         },
@@ -128,33 +128,42 @@ fn truncated_and_oversized_messages_are_errors() {
         Item::Children {
             level: 0,
             node: 0,
-            children: Box::new([Some(WireFp { count: 3, sum: [5; 16] }); 16]),
+            children: Children::from_array([Some(WireFp { count: 3, sum: [5; 16] }); 16]),
         },
     ];
     for item in items {
         let message = encode_message(std::slice::from_ref(&item));
         for cut in 2..message.len() {
-            let mut side = Reconciler::new(SyncConfig::default());
+            let mut side = Reconciler::new(SyncConfig::default()).unwrap();
             assert!(
                 side.receive(&mut store, &message[..cut]).is_err(),
                 "{item:?} cut at {cut} accepted"
             );
         }
-        let mut side = Reconciler::new(SyncConfig::default());
+        let mut side = Reconciler::new(SyncConfig::default()).unwrap();
         assert!(side.receive(&mut store.clone(), &message).is_ok(), "{item:?} whole is valid");
     }
     let big =
         encode_message(&[Item::Entry { key: b"k".to_vec(), version: 2, value: Some(vec![0; 64]) }]);
-    let small = SyncConfig { max_message: 8, ..SyncConfig::default() };
-    assert!(Reconciler::new(small).receive(&mut store, &big).is_err(), "over the cap");
+    let small = SyncConfig { max_message: 2048, ..SyncConfig::default() };
+    let bigger = encode_message(&[Item::Entry {
+        key: b"k".to_vec(),
+        version: 2,
+        value: Some(vec![0; 4096]),
+    }]);
+    assert!(Reconciler::new(small).unwrap().receive(&mut store, &bigger).is_err(), "over the cap");
+    assert!(sysblocks_merkle::wire::decode_message(&big, 8).is_err(), "over the cap");
     assert!(
-        Reconciler::new(SyncConfig::default()).receive(&mut store, &[2, 1]).is_err(),
+        Reconciler::new(SyncConfig::default()).unwrap().receive(&mut store, &[2, 1]).is_err(),
         "wrong version"
     );
-    assert!(Reconciler::new(SyncConfig::default()).receive(&mut store, &[]).is_err(), "empty");
+    assert!(
+        Reconciler::new(SyncConfig::default()).unwrap().receive(&mut store, &[]).is_err(),
+        "empty"
+    );
     // A huge claimed count with no bytes behind it is refused before allocating.
     let huge = [1u8, 4, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert!(Reconciler::new(SyncConfig::default()).receive(&mut store, &huge).is_err());
+    assert!(Reconciler::new(SyncConfig::default()).unwrap().receive(&mut store, &huge).is_err());
 }
 
 /// The bound this crate documents: the opening message (the root's 16

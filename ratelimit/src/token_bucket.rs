@@ -330,11 +330,10 @@ impl<C: Clock> TokenBucket<C> {
         // `set_limit` may read a new `t` with an old capacity. Should that
         // pair overflow, the request is denied: never admitted on a
         // saturated tolerance.
-        let tau = t.checked_mul(capacity.saturating_sub(1)).unwrap_or(u64::MAX);
-        if tau == u64::MAX {
+        let Some(tau) = t.checked_mul(capacity.saturating_sub(1)) else {
             let tat = self.tat.load(Ordering::Acquire).max(now);
             return gcra_report(tat, now, t, 0, capacity, cost, Err(u64::MAX));
-        }
+        };
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
             // 0 is "untouched": as good as full, like a TAT of now.
