@@ -565,12 +565,31 @@ pub(crate) struct DistinctWalk<'a, N> {
     walked: usize,
     seen: [u32; INLINE_SEEN],
     found: usize,
+    /// Past `INLINE_SEEN` distinct nodes: a bit per node index, so that a
+    /// long walk stays O(walked) instead of rescanning what it walked.
+    spill: Vec<u64>,
 }
 
 impl<'a, N: RingNode> DistinctWalk<'a, N> {
     fn new(ring: &'a HashRing<N>, hash: u64) -> Self {
         let start = if ring.points.is_empty() { 0 } else { ring.position(hash) };
-        DistinctWalk { ring, start, walked: 0, seen: [0; INLINE_SEEN], found: 0 }
+        DistinctWalk { ring, start, walked: 0, seen: [0; INLINE_SEEN], found: 0, spill: Vec::new() }
+    }
+
+    fn remember(&mut self, owner: u32) {
+        if self.found < INLINE_SEEN {
+            self.seen[self.found] = owner;
+        } else {
+            if self.spill.is_empty() {
+                // The first node past the inline list: move the list over.
+                self.spill = vec![0; self.ring.nodes.len().div_ceil(64)];
+                for s in self.seen {
+                    self.spill[s as usize / 64] |= 1 << (s % 64);
+                }
+            }
+            self.spill[owner as usize / 64] |= 1 << (owner % 64);
+        }
+        self.found += 1;
     }
 
     fn at(&self, step: usize) -> u32 {
@@ -580,12 +599,11 @@ impl<'a, N: RingNode> DistinctWalk<'a, N> {
     }
 
     fn seen_before(&self, owner: u32) -> bool {
-        if self.seen[..self.found.min(INLINE_SEEN)].contains(&owner) {
-            return true;
+        if self.spill.is_empty() {
+            self.seen[..self.found].contains(&owner)
+        } else {
+            self.spill[owner as usize / 64] & (1 << (owner % 64)) != 0
         }
-        // Past the inline list: every node met earlier in this walk was
-        // yielded, so "seen" means "appears earlier in the walk".
-        self.found > INLINE_SEEN && (0..self.walked - 1).any(|s| self.at(s) == owner)
     }
 }
 
@@ -601,10 +619,7 @@ impl<N: RingNode> Iterator for DistinctWalk<'_, N> {
             let owner = self.at(self.walked);
             self.walked += 1;
             if !self.seen_before(owner) {
-                if self.found < INLINE_SEEN {
-                    self.seen[self.found] = owner;
-                }
-                self.found += 1;
+                self.remember(owner);
                 return Some(owner as usize);
             }
         }

@@ -16,8 +16,11 @@ static NEXT_PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 
 thread_local! {
     /// This thread's probe: which cell it adds to, rehashed on contention.
+    /// Successive threads get successive multiples of an odd constant, so
+    /// their low bits (which pick the cell) differ; never 0, which xorshift
+    /// would keep at 0.
     static PROBE: Cell<u32> = Cell::new(
-        NEXT_PROBE.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed) | 1
+        NEXT_PROBE.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed).max(1)
     );
 }
 
@@ -141,5 +144,19 @@ impl StripedCounter {
     /// How many cells are in use now.
     pub fn cells_in_use(&self) -> usize {
         self.active.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(all(test, not(sysblocks_loom)))]
+mod tests {
+    use super::PROBE;
+    use std::cell::Cell;
+
+    #[test]
+    fn threads_start_on_both_cells_of_a_two_cell_stripe() {
+        let low_bits: Vec<u32> = (0..8)
+            .map(|_| std::thread::spawn(|| PROBE.with(Cell::get) & 1).join().unwrap())
+            .collect();
+        assert!(low_bits.contains(&0) && low_bits.contains(&1), "{low_bits:?}");
     }
 }
