@@ -74,3 +74,40 @@ fn shard_operations_keep_the_cache_consistent() {
         }
     });
 }
+
+/// A write racing a load of the same key: whatever the interleaving, the
+/// write is what stays cached (it is newer than whatever the loader read),
+/// and the loader's caller gets a value.
+#[test]
+fn a_write_during_a_load_wins() {
+    loom::model(|| {
+        let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
+        let c = cache.clone();
+        let loader = thread::spawn(move || c.get_or_insert_with(1, || 10));
+        cache.insert(1, 20);
+        let got = loader.join().unwrap();
+        assert!(got == 10 || got == 20);
+        assert_eq!(cache.get(&1), Some(20), "the load overwrote a newer write");
+    });
+}
+
+/// A loader that panics hands the load to the waiter: it loads instead, and
+/// nobody hangs.
+#[test]
+fn a_panicking_loader_hands_over_to_a_waiter() {
+    loom::model(|| {
+        let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
+        let c = cache.clone();
+        let panicker = thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.get_or_insert_with(1, || panic!("loader failed"))
+            }))
+            .ok()
+        });
+        let got = cache.get_or_insert_with(1, || 5);
+        assert_eq!(got, 5);
+        // The panicking caller either panicked or found the waiter's value.
+        assert!(matches!(panicker.join().unwrap(), None | Some(5)));
+        assert_eq!(cache.get(&1), Some(5));
+    });
+}

@@ -51,3 +51,22 @@ fn a_refund_racing_a_check_loses_no_token() {
         assert_eq!(bucket.peek().allowed, !b_taken);
     });
 }
+
+/// `set_limit` racing a check: the check sees old settings, new ones or a
+/// mix of the two, and whichever it sees it neither panics (a capacity
+/// lowered under a cost already checked once underflowed) nor admits more
+/// than the larger capacity.
+#[test]
+fn set_limit_racing_a_check_never_overflows_or_overdraws() {
+    loom::model(|| {
+        let bucket = Arc::new(
+            TokenBucket::with_clock(3, Rate::per_hour(1).unwrap(), ManualClock::new()).unwrap(),
+        );
+        let b = bucket.clone();
+        let setter = thread::spawn(move || b.set_limit(1, Rate::per_second(1).unwrap()).unwrap());
+        let first = bucket.check_n(2).map(|d| u64::from(d.allowed) * 2).unwrap_or(0);
+        let second = u64::from(bucket.check().allowed);
+        setter.join().unwrap();
+        assert!(first + second <= 3, "admitted {} of at most 3", first + second);
+    });
+}

@@ -8,20 +8,8 @@ use rand::Rng;
 use redis::Cmd;
 
 use crate::error::CounterError;
-use crate::sharded::{RedisShardedCounter, shard_key};
+use crate::sharded::{RedisShardedCounter, incr_once, shard_key};
 use crate::striped::StripedCounter;
-
-/// Applies one flush at most once: the dedupe key (in the shard's slot) is
-/// set only by the first attempt, and only that attempt increments.
-/// KEYS[1] = shard key, KEYS[2] = dedupe key; ARGV[1] = delta,
-/// ARGV[2] = dedupe TTL in seconds. Returns 1 when applied, 0 for a repeat.
-const FLUSH_ONCE: &str = r"
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('INCRBY', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-";
 
 /// How long Redis remembers a flush id, bounding how late a retry may come.
 const DEDUPE_TTL_SECS: u64 = 24 * 3600;
@@ -53,8 +41,16 @@ struct Pending {
 /// exactly one flush) and sends it with a fresh flush id through a Lua script
 /// that increments only if the id is new. A failed flush keeps the delta and
 /// its id and retries them, so a flush whose reply was lost (Redis applied
-/// it, the connection dropped) is not counted twice. Ids are remembered for
-/// 24 hours.
+/// it, the connection dropped) is not counted twice. A flush that Redis
+/// refuses (an overflow: [`CounterError::Overflow`]) leaves no id behind and
+/// its delta stays pending. Ids are remembered for 24 hours: a delta whose
+/// reply was lost and whose retries go on for longer than that (a day-long
+/// outage of that shard) could be counted twice.
+///
+/// **Bounded retries.** While a counter has a delta pending, later adds
+/// stay in the local striped counter instead of becoming new pending
+/// deltas: each retry resends at most one delta per counter, however long
+/// Redis is away, and memory does not grow with the outage.
 ///
 /// **Loss window.** An add is in Redis once a flush after it succeeds. If the
 /// process dies first, those adds are lost: at most the adds of one
@@ -255,6 +251,11 @@ impl Inner {
         let mut pending = self.pending.lock().await;
         self.since_flush.store(0, Ordering::Relaxed);
         for (index, target) in self.targets.iter().enumerate() {
+            // A counter with a delta still pending retries that one first;
+            // what was added since waits locally (one pending delta each).
+            if pending.iter().any(|p| p.target == index) {
+                continue;
+            }
             let delta = target.local.take();
             if delta != 0 {
                 pending.push(Pending {
@@ -273,11 +274,7 @@ impl Inner {
             .map(|p| {
                 let key = shard_key(self.targets[p.target].counter.name(), p.shard);
                 let dedupe = format!("{key}:f:{:016x}-{}", self.id_prefix, p.id);
-                // EVAL with the body (150 bytes, a few times a second): a
-                // server that restarted needs no script reload.
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(FLUSH_ONCE).arg(2).arg(key).arg(dedupe).arg(p.delta).arg(DEDUPE_TTL_SECS);
-                cmd
+                incr_once(&key, &dedupe, p.delta, DEDUPE_TTL_SECS)
             })
             .collect();
         let results = self.targets[0].counter.connection().run_each::<i64>(&cmds).await;
@@ -287,7 +284,8 @@ impl Inner {
             match r {
                 Ok(_) => {}
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    let key = shard_key(self.targets[p.target].counter.name(), p.shard);
+                    first_error.get_or_insert(CounterError::from_increment(e, &key));
                     kept.push(p);
                 }
             }
@@ -297,7 +295,7 @@ impl Inner {
             None => Ok(()),
             Some(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
+                Err(e)
             }
         }
     }

@@ -40,6 +40,19 @@ pub enum CounterError {
     ZeroFlushInterval,
     /// A batcher needs at least one counter.
     NoCounters,
+    /// An increment would take a shard past the range of a 64-bit signed
+    /// integer (Redis refuses it, and applies nothing). A batched delta that
+    /// meets this stays pending.
+    Overflow {
+        /// The shard key.
+        key: String,
+    },
+    /// A shard key holds something other than an integer (another program
+    /// wrote to it); nothing was applied.
+    NotAnInteger {
+        /// The shard key.
+        key: String,
+    },
     /// Redis failed; the operation may be retried.
     #[cfg(feature = "redis")]
     Redis(redis::RedisError),
@@ -70,6 +83,12 @@ impl fmt::Display for CounterError {
             CounterError::NoCounters => {
                 write!(f, "a batcher needs at least one counter (got none)")
             }
+            CounterError::Overflow { key } => {
+                write!(f, "increment would overflow the 64-bit count of shard {key}")
+            }
+            CounterError::NotAnInteger { key } => {
+                write!(f, "shard {key} holds a value that is not an integer")
+            }
             #[cfg(feature = "redis")]
             CounterError::Redis(e) => write!(f, "redis: {e}"),
         }
@@ -90,5 +109,21 @@ impl std::error::Error for CounterError {
 impl From<redis::RedisError> for CounterError {
     fn from(e: redis::RedisError) -> Self {
         CounterError::Redis(e)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl CounterError {
+    /// A Redis error from an increment of `key`, typed where Redis said
+    /// why it refused (overflow, not an integer).
+    pub(crate) fn from_increment(e: redis::RedisError, key: &str) -> Self {
+        let text = e.to_string();
+        if text.contains("overflow") {
+            CounterError::Overflow { key: key.to_string() }
+        } else if text.contains("not an integer") {
+            CounterError::NotAnInteger { key: key.to_string() }
+        } else {
+            CounterError::Redis(e)
+        }
     }
 }

@@ -80,9 +80,13 @@
 //! The hard part is failure. A flush whose reply is lost may or may not have
 //! been applied; retrying it blindly double-counts, dropping it loses counts.
 //! Each flush therefore carries an id, and a small Lua script applies the
-//! delta only if the id is new (`SET id NX`, then `INCRBY`, atomically in the
-//! shard's slot). Failed flushes keep their delta *and* id and retry, so a
-//! delta lands exactly once. What remains is the **loss window**: increments
+//! delta only if the id is new (the id checked, then `INCRBY`, then the id
+//! remembered, atomically in the shard's slot; an `INCRBY` that Redis
+//! refuses leaves no id). Failed flushes keep their delta *and* id and
+//! retry, so a delta lands exactly once, within the 24 hours Redis remembers
+//! an id. The same script guards each `incr` of a counter built with
+//! `exactly_once`, for a Cluster client that resends a command after an I/O
+//! error (a plain `INCRBY` resent would count twice). What remains is the **loss window**: increments
 //! made since the last successful flush die with the process. Graceful
 //! shutdown flushes them; a crash loses at most one interval's worth (longer
 //! during a Redis outage, when deltas wait in memory).

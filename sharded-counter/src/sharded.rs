@@ -12,6 +12,47 @@ use crate::error::CounterError;
 /// The most shards a counter may have.
 pub const MAX_SHARDS: u32 = 1024;
 
+/// Adds `ARGV[1]` to `KEYS[1]` unless the one-time id `KEYS[2]` has been
+/// seen; remembers the id for `ARGV[2]` seconds. A failed `INCRBY`
+/// (overflow, a non-integer) leaves no mark, so the write can be retried.
+/// Returns 1 when applied, 0 for a repeat.
+const INCR_ONCE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(r) == 'table' and r.err then return r end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+";
+
+/// How long an [`exactly_once`](RedisShardedCounter::exactly_once)
+/// increment's id is remembered: longer than the cluster client's retries
+/// take.
+const INCR_DEDUPE_TTL_SECS: u64 = 120;
+
+/// The script call that adds `by` to `key` at most once for `id`. EVAL
+/// with the body (a few hundred bytes), so a server that restarted needs
+/// no script reload.
+pub(crate) fn incr_once(key: &str, id: &str, by: i64, ttl_secs: u64) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(INCR_ONCE).arg(2).arg(key).arg(id).arg(by).arg(ttl_secs);
+    cmd
+}
+
+/// Sets the live shard count to `ARGV[1]` and the read count to the larger
+/// of the stored one and `ARGV[1]`, atomically; returns the new layout.
+const RESHARD: &str = r"
+local n = tonumber(ARGV[1])
+local read = n
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local _, r = string.match(stored, '^(%d+) (%d+)$')
+  if r and tonumber(r) > read then read = tonumber(r) end
+end
+local layout = n .. ' ' .. read
+redis.call('SET', KEYS[1], layout)
+return layout
+";
+
 /// The key of shard `i` of counter `name`: `{name:i}`.
 ///
 /// Each shard key is its own hash tag, so shards land in different cluster
@@ -116,6 +157,7 @@ pub struct RedisShardedCounter {
     layout: Mutex<Layout>,
     cached: Mutex<Option<(i64, Instant)>>,
     allow_decrements: bool,
+    exactly_once: bool,
 }
 
 impl RedisShardedCounter {
@@ -147,12 +189,31 @@ impl RedisShardedCounter {
             layout: Mutex::new(layout),
             cached: Mutex::new(None),
             allow_decrements: false,
+            exactly_once: false,
         })
     }
 
     /// Allows negative increments (a gauge rather than a count).
     pub fn allow_decrements(mut self) -> Self {
         self.allow_decrements = true;
+        self
+    }
+
+    /// Makes every [`incr`](Self::incr) safe to resend: it carries a one-time
+    /// id that Redis remembers for two minutes (one small key per increment
+    /// for that long, in the shard's slot), so a command that the Redis
+    /// Cluster client resends after an I/O error is applied once.
+    ///
+    /// Without it, an increment is one `INCRBY`. A standalone
+    /// `ConnectionManager` never resends a command, so there an increment
+    /// whose reply was lost happened at most once. The cluster client
+    /// resends after I/O errors (`ClusterClientBuilder::retries`, several
+    /// times by default), so there such an increment may count twice unless
+    /// the client is built with `.retries(0)` or this is on. For hot
+    /// counters prefer a [`BatchedCounter`](crate::BatchedCounter), whose
+    /// flushes are exactly once at one id per flush.
+    pub fn exactly_once(mut self) -> Self {
+        self.exactly_once = true;
         self
     }
 
@@ -189,8 +250,11 @@ impl RedisShardedCounter {
     /// Adds `by` to a random shard; returns once Redis acknowledged it.
     ///
     /// # Errors
-    /// [`CounterError::NegativeIncrement`], or a Redis error (the increment
-    /// may then not have happened; it never happened twice).
+    /// [`CounterError::NegativeIncrement`], [`CounterError::Overflow`] (the
+    /// shard would leave the `i64` range; nothing applied), or a Redis error:
+    /// the increment may then not have happened. On a standalone server it
+    /// never happened twice; on a Cluster see
+    /// [`exactly_once`](Self::exactly_once).
     pub async fn incr(&self, by: i64) -> Result<(), CounterError> {
         self.check_increment(by)?;
         let live = self.layout().live;
@@ -209,8 +273,15 @@ impl RedisShardedCounter {
     }
 
     async fn incr_shard(&self, shard: u32, by: i64) -> Result<(), CounterError> {
-        let _: i64 =
-            self.conn.run(redis::cmd("INCRBY").arg(shard_key(&self.name, shard)).arg(by)).await?;
+        let key = shard_key(&self.name, shard);
+        let cmd = if self.exactly_once {
+            // A one-time id makes a resend by the cluster client a no-op.
+            let id = format!("{key}:i:{:016x}", rand::rng().random::<u64>());
+            incr_once(&key, &id, by, INCR_DEDUPE_TTL_SECS)
+        } else {
+            redis::cmd("INCRBY").arg(&key).arg(by).clone()
+        };
+        self.conn.run::<i64>(&cmd).await.map_err(|e| CounterError::from_increment(e, &key))?;
         Ok(())
     }
 
@@ -319,25 +390,26 @@ impl RedisShardedCounter {
     /// stops writing to the highest ones but keeps reading them, so no count
     /// is ever lost or moved.
     ///
+    /// The layout changes in one script on the layout key: the live count
+    /// becomes `shards` and the read count the larger of the stored one and
+    /// `shards`, so concurrent reshards in any direction, from any process,
+    /// never shrink what reads cover. The script is safe to retry.
+    ///
     /// # Errors
     /// Bad shard counts, or Redis errors.
     pub async fn reshard(&self, shards: u32) -> Result<(), CounterError> {
         check_shards(shards)?;
-        let current = self.refresh_layout().await?;
-        let next = Layout { live: shards, read: current.read.max(shards) };
-        let _: () = self
-            .conn
-            .run(
-                redis::cmd("SET")
-                    .arg(layout_key(&self.name))
-                    .arg(format!("{} {}", next.live, next.read)),
-            )
-            .await?;
-        *self.layout.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RESHARD).arg(1).arg(layout_key(&self.name)).arg(shards);
+        let stored: String = self.conn.run(&cmd).await?;
+        self.merge_layout(Some(&stored));
         Ok(())
     }
 
-    /// Deletes every shard and the layout (the counter restarts at 0).
+    /// Deletes every shard's count and the total key: the counter restarts
+    /// at 0. The layout stays (its read count never shrinks), so a writer
+    /// that still holds an older, larger layout writes to shards that reads
+    /// cover.
     ///
     /// # Errors
     /// Redis errors.
@@ -350,16 +422,6 @@ impl RedisShardedCounter {
         for r in self.conn.run_each::<i64>(&cmds).await {
             r?;
         }
-        let reset = Layout { live: layout.live, read: layout.live };
-        let _: () = self
-            .conn
-            .run(
-                redis::cmd("SET")
-                    .arg(layout_key(&self.name))
-                    .arg(format!("{} {}", reset.live, reset.read)),
-            )
-            .await?;
-        *self.layout.lock().unwrap_or_else(PoisonError::into_inner) = reset;
         *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
     }

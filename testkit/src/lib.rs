@@ -561,3 +561,102 @@ fn form_cluster(servers: &[RedisServer]) -> redis::RedisResult<()> {
     }
     Ok(())
 }
+
+/// A TCP proxy on loopback in front of a Redis server that can drop a
+/// reply: armed with [`drop_next_reply`](Self::drop_next_reply), it lets the
+/// next request through to Redis, which applies it, then closes the client's
+/// connection instead of passing the reply on. The client sees an I/O error
+/// for a command that did happen: the "applied, then reply lost" case that
+/// retry-safe writes must survive.
+#[derive(Debug)]
+pub struct ReplyDropper {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<AtomicU64>,
+}
+
+impl ReplyDropper {
+    /// A proxy in front of the server at `upstream` (`host:port`). It
+    /// serves until the test process ends.
+    pub fn start(upstream: &str) -> ReplyDropper {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let upstream = upstream.to_string();
+        let (armed2, dropped2) = (armed.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                let (armed, dropped) = (armed2.clone(), dropped2.clone());
+                proxy_pair(client, server, armed, dropped);
+            }
+        });
+        ReplyDropper { port, armed, dropped }
+    }
+
+    /// A proxy in front of the fixture's standalone server.
+    pub fn for_redis(redis: &Redis) -> ReplyDropper {
+        let url = redis.url();
+        let address = url.trim_start_matches("redis://").trim_end_matches('/');
+        let address = address.split('/').next().unwrap_or(address);
+        Self::start(address)
+    }
+
+    /// The URL that reaches Redis through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Drops the next reply that comes back from Redis (on any connection)
+    /// and closes that connection.
+    pub fn drop_next_reply(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many replies were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies bytes both ways between a client and the server, until either
+/// side closes or an armed dropper eats a reply.
+fn proxy_pair(
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<AtomicU64>,
+) {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    let (Ok(mut client_r), Ok(mut server_w)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = client_r.read(&mut buf) {
+            if server_w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = server_w.shutdown(Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let (mut server_r, mut client_w) = (server, client);
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = server_r.read(&mut buf) {
+            if armed.swap(false, Ordering::SeqCst) {
+                dropped.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+            if client_w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = client_w.shutdown(Shutdown::Both);
+        let _ = server_r.shutdown(Shutdown::Both);
+    });
+}
