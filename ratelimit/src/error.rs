@@ -60,6 +60,13 @@ pub enum LimitError {
     /// A reconfiguration that names a different algorithm than the
     /// limiter's.
     AlgorithmChanged,
+    /// A Redis key prefix containing `{` or `}`, which would take the hash
+    /// tag away from the limiter key (on a Cluster, one key's Redis keys
+    /// would land in different slots).
+    BadPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
     /// A rate string that does not parse (`"100/s"`, `"5000/h"`, `"10/500ms"`).
     BadRate {
         /// The text given.
@@ -103,6 +110,10 @@ impl fmt::Display for LimitError {
             LimitError::AlgorithmChanged => {
                 write!(f, "cannot change a limiter's algorithm in place; build a new limiter")
             }
+            LimitError::BadPrefix { prefix } => write!(
+                f,
+                "Redis key prefix {prefix:?} contains '{{' or '}}'; the limiter key must be the hash tag"
+            ),
             LimitError::BadRate { text } => write!(
                 f,
                 "cannot parse rate {text:?}: expected COUNT/UNIT such as \"100/s\", \"5000/h\" or \"10/500ms\""

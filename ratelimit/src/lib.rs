@@ -83,7 +83,7 @@ pub use leaky::{LeakyBucket, leaky_step};
 pub use limiter::{Limiter, check_all};
 pub use rate::Rate;
 #[cfg(feature = "redis")]
-pub use redis::{FailurePolicy, RedisConnection, RedisLimiter};
+pub use redis::{DEFAULT_TIMEOUT, FailurePolicy, RedisConnection, RedisLimiter};
 pub use token_bucket::{Decision, MAX_REFILL_NANOS, TokenBucket, gcra_refund, gcra_step, gcra_tau};
 #[cfg(feature = "async")]
 pub use wait::AsyncLimiter;

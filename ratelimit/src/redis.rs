@@ -89,7 +89,22 @@ impl RedisConnection for redis::cluster_async::ClusterConnection {
 /// * **Failures**: a [`FailurePolicy`] decides; fail-open and fail-closed
 ///   decisions are logged and counted ([`fallbacks`](Self::fallbacks)). The
 ///   connection (a `ConnectionManager` or a cluster connection) reconnects
-///   by itself, so the limiter works again when Redis returns.
+///   by itself, so the limiter works again when Redis returns. Each
+///   decision in a batch succeeds or fails on its own (a key of the wrong
+///   type fails alone), and only a failed one gets the policy.
+/// * **Bounded time**: a decision not answered within the limiter's
+///   timeout ([`with_timeout`](Self::with_timeout), default 250 ms) gets
+///   the policy, whether Redis is down, a Cluster node hangs or the
+///   connection is reconnecting. A batch's slot groups go out concurrently,
+///   so a hung node delays only the keys it owns. Give the connection its
+///   own timeouts too, so that a dead server is noticed: for example
+///   `ConnectionManagerConfig::new().set_connection_timeout(..)
+///   .set_response_timeout(..)` with `get_connection_manager_with_config`,
+///   or `ClusterClientBuilder::connection_timeout(..).response_timeout(..)`.
+/// * **Retries**: the Cluster client resends a command after an I/O error,
+///   so a decision whose reply was lost may be made twice. That can only
+///   over-count (deny a little sooner), never admit more than the limit.
+///   A refund is sent once.
 /// * **Local shortcut**: a key denied until time `T` for cost `c` is denied
 ///   locally, without a round trip, for any cost `>= c` until `T` (exact:
 ///   every algorithm's retry time is the first moment the request fits, and
@@ -132,6 +147,9 @@ struct Shared<C> {
     /// The GCRA tolerance in microseconds.
     tau: u64,
     prefix: String,
+    /// The bound on one script call (and on a caller's wait), in
+    /// microseconds.
+    timeout_us: AtomicU64,
 }
 
 /// One decision to make.
@@ -151,16 +169,31 @@ struct Queued {
 }
 
 impl<C: RedisConnection> Shared<C> {
-    /// `prefix{key}`: the key is the hash tag. A key that would make an
-    /// empty tag (empty, or starting with `}`) gets a NUL in front, so that
-    /// its keys still share a slot.
+    /// `prefix{key}`: the key is the hash tag, so all of a key's Redis keys
+    /// share a slot. The encoding is injective: a key that is empty,
+    /// contains `}` (which would end the tag) or starts with the escape
+    /// byte `0x01` is written as `0x01` followed by its bytes in hex.
     fn redis_key(&self, key: &str) -> String {
-        let guard = if key.is_empty() || key.starts_with('}') { "\0" } else { "" };
-        format!("{}{{{guard}{key}}}", self.prefix)
+        if key.is_empty() || key.contains('}') || key.starts_with(ESCAPE) {
+            let mut out = format!("{}{{{ESCAPE}", self.prefix);
+            for b in key.bytes() {
+                out.push_str(&format!("{b:02x}"));
+            }
+            out.push('}');
+            out
+        } else {
+            format!("{}{{{key}}}", self.prefix)
+        }
     }
 
-    /// Makes `requests` in one script call, in order.
-    async fn invoke(&self, now: Option<u64>, requests: &[&Request]) -> RedisResult<Vec<Decision>> {
+    /// Makes `requests` in one script call, in order. The call fails as a
+    /// whole (connection, timeout) or each decision succeeds or fails on
+    /// its own.
+    async fn invoke(
+        &self,
+        now: Option<u64>,
+        requests: &[&Request],
+    ) -> RedisResult<Vec<RedisResult<Decision>>> {
         let script = match self.algorithm {
             Algorithm::TokenBucket | Algorithm::LeakyBucket => &*GCRA,
             Algorithm::FixedWindow => &*FIXED,
@@ -189,7 +222,12 @@ impl<C: RedisConnection> Shared<C> {
             invocation.arg(request.mode).arg(request.cost);
         }
         let mut connection = self.connection.clone();
-        let flat: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        let call = invocation.invoke_async::<Vec<redis::Value>>(&mut connection);
+        let bound = self.timeout();
+        let flat = match tokio::time::timeout(bound, call).await {
+            Ok(reply) => reply?,
+            Err(_) => return Err(timed_out(bound)),
+        };
         let width = if self.is_gcra() { 1 } else { 5 };
         let wrong = || {
             redis::RedisError::from((
@@ -197,16 +235,31 @@ impl<C: RedisConnection> Shared<C> {
                 "rate limit script returned the wrong number of values",
             ))
         };
-        let (&now, values) = flat.split_first().ok_or_else(wrong)?;
+        let (now, values) = flat.split_first().ok_or_else(wrong)?;
         if values.len() != width * requests.len() {
             return Err(wrong());
         }
-        let now = u64::try_from(now).unwrap_or(0);
+        let now = integer(now).and_then(|n| u64::try_from(n).ok()).ok_or_else(wrong)?;
         Ok(values
             .chunks_exact(width)
             .zip(requests)
-            .map(|(v, r)| self.decision(now, r, v))
+            .map(|(v, r)| {
+                let numbers: Option<Vec<i64>> = v.iter().map(integer).collect();
+                match numbers {
+                    Some(numbers) => Ok(self.decision(now, r, &numbers)),
+                    // The decision's script failed: its first value is why.
+                    None => Err(redis::RedisError::from((
+                        redis::ErrorKind::Extension,
+                        "rate limit decision failed",
+                        text(&v[0]),
+                    ))),
+                }
+            })
             .collect())
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_micros(self.timeout_us.load(Ordering::Relaxed))
     }
 
     fn is_gcra(&self) -> bool {
@@ -247,9 +300,44 @@ impl<C: RedisConnection> Shared<C> {
     }
 }
 
+/// The escape byte of [`Shared::redis_key`].
+const ESCAPE: char = '\u{1}';
+
+/// The default bound on one decision: past it the failure policy decides.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// An integer value of a script reply.
+fn integer(value: &redis::Value) -> Option<i64> {
+    match value {
+        redis::Value::Int(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// The text of a script reply value (a failed decision's error).
+fn text(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn timed_out(bound: Duration) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "rate limit decision timed out",
+        format!("no reply within {bound:?}"),
+    ))
+}
+
 /// Takes what is queued, up to [`MAX_BATCH`] (grouped by slot on a
 /// Cluster), and sends it as one script call, with at most
-/// [`MAX_IN_FLIGHT`] calls outstanding. Ends when the limiter is dropped.
+/// [`MAX_IN_FLIGHT`] batches outstanding. A batch's slot groups go out
+/// concurrently and each answers its callers as soon as it is back, so a
+/// slow or hung node delays only its own keys (each call is bounded by the
+/// limiter's timeout). Requests whose caller has given up are not sent.
+/// Ends when the limiter is dropped.
 async fn batch_loop<C: RedisConnection>(
     shared: Arc<Shared<C>>,
     mut queue: mpsc::UnboundedReceiver<Queued>,
@@ -265,25 +353,43 @@ async fn batch_loop<C: RedisConnection>(
                 Err(_) => break,
             }
         }
+        batch.retain(|q| !q.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let groups = if C::CLUSTER { group_by_slot(batch) } else { vec![batch] };
         let shared = shared.clone();
         tokio::spawn(async move {
-            for group in groups {
-                let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
-                let result = shared.invoke(None, &requests).await;
-                match result {
-                    Ok(replies) => {
-                        for (queued, reply) in group.into_iter().zip(replies) {
-                            let _ = queued.reply.send(Ok(reply));
+            let calls = groups.into_iter().map(|group| {
+                let shared = shared.clone();
+                async move {
+                    let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
+                    match shared.invoke(None, &requests).await {
+                        Ok(replies) => {
+                            for (queued, reply) in group.into_iter().zip(replies) {
+                                let _ = queued.reply.send(reply);
+                            }
                         }
-                    }
-                    Err(error) => {
-                        for queued in group {
-                            let _ = queued.reply.send(Err(error.clone()));
+                        Err(error) => {
+                            for queued in group {
+                                let _ = queued.reply.send(Err(error.clone()));
+                            }
                         }
                     }
                 }
-            }
+            });
+            let calls: Vec<_> = calls.map(tokio::spawn).collect();
+            // The permit keeps batches from overtaking each other while
+            // Redis answers; a group that straggles (a hung node) gives it
+            // up after a short while and finishes on its own within the
+            // timeout, so the next batches are not held behind it.
+            let straggler = (shared.timeout() / 8).min(Duration::from_millis(20));
+            let all = async {
+                for call in calls {
+                    let _ = call.await;
+                }
+            };
+            let _ = tokio::time::timeout(straggler, all).await;
             drop(permit);
         });
     }
@@ -362,11 +468,17 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// keys).
     ///
     /// # Errors
-    /// As [`Limit::validate`], and [`LimitError::RedisRange`] for a rate
+    /// As [`Limit::validate`], [`LimitError::RedisRange`] for a rate
     /// faster than one unit per microsecond or a limit and period whose
-    /// arithmetic would exceed 2^53.
+    /// arithmetic would exceed 2^53, and [`LimitError::BadPrefix`] for a
+    /// prefix with `{` or `}` in it.
     pub fn new(connection: C, limit: Limit, prefix: &str) -> Result<Self, LimitError> {
         limit.validate()?;
+        if prefix.contains(['{', '}']) {
+            // A brace in the prefix would move the hash tag off the key,
+            // splitting a key's Redis keys over slots on a Cluster.
+            return Err(LimitError::BadPrefix { prefix: prefix.to_string() });
+        }
         let capacity = limit.capacity();
         let per_us = limit.rate.per().as_micros();
         let (period, tau) = match limit.algorithm {
@@ -399,6 +511,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
             period: to_u64(period),
             tau: to_u64(tau),
             prefix: prefix.to_string(),
+            timeout_us: AtomicU64::new(DEFAULT_TIMEOUT.as_micros() as u64),
         };
         Ok(RedisLimiter {
             shared: Arc::new(shared),
@@ -414,6 +527,25 @@ impl<C: RedisConnection> RedisLimiter<C> {
     pub fn with_policy(mut self, policy: FailurePolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Bounds the time of each decision (default [`DEFAULT_TIMEOUT`], 250
+    /// ms): a decision that Redis has not answered by then, a hung node or
+    /// a connection that is reconnecting, gets the failure policy instead.
+    /// The connection's own timeouts (`ConnectionManagerConfig::
+    /// set_response_timeout`, `ClusterClientBuilder::response_timeout`)
+    /// should be no shorter, or they decide first. The bound is kept
+    /// between one millisecond and one hour.
+    #[must_use]
+    pub fn with_timeout(self, bound: Duration) -> Self {
+        let bound = bound.clamp(Duration::from_millis(1), Duration::from_secs(3600));
+        self.shared.timeout_us.store(bound.as_micros() as u64, Ordering::Relaxed);
+        self
+    }
+
+    /// The bound on each decision.
+    pub fn timeout(&self) -> Duration {
+        self.shared.timeout()
     }
 
     /// Remembers up to `max_keys` denied keys locally (0 turns it off).
@@ -457,7 +589,11 @@ impl<C: RedisConnection> RedisLimiter<C> {
         if let Some(left) = self.shortcut.as_ref().and_then(|s| s.denied(key, cost)) {
             return Ok(self.denial(left));
         }
-        let decision = self.run(key, None, "check", cost).await?;
+        let decision = match self.attempt(key, None, "check", cost).await {
+            Ok(decision) => decision,
+            // A fallback denial is not remembered: Redis may be back at once.
+            Err(error) => return self.on_failure(key, &error),
+        };
         if let (Some(shortcut), Some(wait)) = (&self.shortcut, decision.retry_after)
             && !decision.allowed
         {
@@ -504,15 +640,14 @@ impl<C: RedisConnection> RedisLimiter<C> {
         self.checked_run(key, Some(now_micros), "peek", cost).await
     }
 
-    /// Gives back `cost` units admitted earlier to `key`.
+    /// Gives back `cost` units admitted earlier to `key`. A cost of 0 is a
+    /// no-op; a cost above the limit gives back the whole limit (as in
+    /// process, a bucket never holds more than its capacity).
     ///
     /// # Errors
     /// As [`check`](Self::check) (a failed refund is not retried).
     pub async fn refund(&self, key: &str, cost: u64) -> Result<(), LimitError> {
-        if let Some(shortcut) = &self.shortcut {
-            shortcut.forget(key);
-        }
-        self.run(key, None, "refund", cost).await.map(drop)
+        self.refund_inner(key, None, cost).await
     }
 
     /// As [`refund`](Self::refund), at a caller-supplied time (see
@@ -521,7 +656,17 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// # Errors
     /// As [`check`](Self::check).
     pub async fn refund_at(&self, key: &str, now_micros: u64, cost: u64) -> Result<(), LimitError> {
-        self.run(key, Some(now_micros), "refund", cost).await.map(drop)
+        self.refund_inner(key, Some(now_micros), cost).await
+    }
+
+    async fn refund_inner(&self, key: &str, now: Option<u64>, cost: u64) -> Result<(), LimitError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if let Some(shortcut) = &self.shortcut {
+            shortcut.forget(key);
+        }
+        self.run(key, now, "refund", cost.min(self.shared.limit)).await.map(drop)
     }
 
     /// [`run`](Self::run) after the cost checks every public entry makes.
@@ -543,13 +688,32 @@ impl<C: RedisConnection> RedisLimiter<C> {
         mode: &'static str,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        let request = Request { state: self.shared.redis_key(key), mode, cost };
-        let reply = match now {
-            // Server time: through the batching queue.
-            None => self.enqueue(request).await,
-            Some(_) => self.shared.invoke(now, &[&request]).await.map(|mut d| d.remove(0)),
-        };
+        let reply = self.attempt(key, now, mode, cost).await;
         reply.or_else(|error| self.on_failure(key, &error))
+    }
+
+    /// One decision from Redis, or why there is none.
+    async fn attempt(
+        &self,
+        key: &str,
+        now: Option<u64>,
+        mode: &'static str,
+        cost: u64,
+    ) -> RedisResult<Decision> {
+        let request = Request { state: self.shared.redis_key(key), mode, cost };
+        match now {
+            // Server time: through the batching queue, the whole wait
+            // bounded (a request still queued when its caller gives up is
+            // not sent).
+            None => {
+                let bound = self.shared.timeout();
+                match tokio::time::timeout(bound, self.enqueue(request)).await {
+                    Ok(reply) => reply,
+                    Err(_) => Err(timed_out(bound)),
+                }
+            }
+            Some(_) => self.shared.invoke(now, &[&request]).await.and_then(|mut d| d.remove(0)),
+        }
     }
 
     async fn enqueue(&self, request: Request) -> RedisResult<Decision> {
@@ -562,7 +726,11 @@ impl<C: RedisConnection> RedisLimiter<C> {
         let queued = Queued { request, reply };
         if let Err(mpsc::error::SendError(queued)) = queue.send(queued) {
             // The batching task is gone (its runtime shut down): go direct.
-            return self.shared.invoke(None, &[&queued.request]).await.map(|mut d| d.remove(0));
+            return self
+                .shared
+                .invoke(None, &[&queued.request])
+                .await
+                .and_then(|mut d| d.remove(0));
         }
         answer.await.unwrap_or_else(|_| {
             Err(redis::RedisError::from((redis::ErrorKind::Io, "the batching task stopped")))

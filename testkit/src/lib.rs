@@ -191,6 +191,24 @@ impl RedisServer {
         self.child.is_some()
     }
 
+    /// Freezes the server with SIGSTOP: it keeps its connections open but
+    /// answers nothing (a hung node) until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+        }
+    }
+
     /// Kills the server (as a crash would: no shutdown, no save). Clients see
     /// connection errors until [`restart`](Self::restart).
     pub fn stop(&mut self) {
@@ -461,6 +479,38 @@ impl Cluster {
         self.client().get_async_connection().await.unwrap_or_else(|e| {
             no_redis(&format!("cannot connect to the cluster {:?} ({e})", self.nodes))
         })
+    }
+
+    /// The index (in [`nodes`](Self::nodes)) of the master that owns
+    /// `key`'s slot, asked of the cluster itself (`CLUSTER KEYSLOT`,
+    /// `CLUSTER SLOTS`).
+    pub fn node_of_key(&self, key: &str) -> usize {
+        let mut con = self.node_connection(0);
+        let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut con).unwrap();
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
+        for range in ranges {
+            let redis::Value::Array(fields) = range else { continue };
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(n) => *n,
+                _ => -1,
+            };
+            let (start, end) = (int(&fields[0]), int(&fields[1]));
+            if !(start..=end).contains(&slot) {
+                continue;
+            }
+            let redis::Value::Array(master) = &fields[2] else { continue };
+            let port = int(&master[1]);
+            if let Some(i) = self.nodes.iter().position(|n| n.contains(&format!(":{port}"))) {
+                return i;
+            }
+        }
+        panic!("no master owns the slot of {key:?}");
+    }
+
+    /// The server behind master `index`, for a [`private`](Self::private)
+    /// cluster (to stop, pause or resume it); `None` on a shared cluster.
+    pub fn server(&mut self, index: usize) -> Option<&mut RedisServer> {
+        self.servers.get_mut(index)
     }
 
     /// A blocking connection to one master (not cluster-aware): for checking
