@@ -37,11 +37,12 @@ fn main() {
         let n = if quick { 1_000 } else { 20_000 };
         for workers in [1, 4] {
             let queue = format!("{}bench{workers}", redis.prefix());
-            let backend = Arc::new(RedisBackend::new(connection.clone(), &queue));
+            let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
             let rate = throughput(backend, n, workers).await;
             println!("redis   {workers} worker(s): {n} no-op tasks, {rate:>9.0} tasks/s");
         }
-        let backend = Arc::new(RedisBackend::new(connection, &format!("{}late", redis.prefix())));
+        let backend =
+            Arc::new(RedisBackend::new(connection, &format!("{}late", redis.prefix())).unwrap());
         let (p50, p99) = lateness(backend, if quick { 100 } else { 2_000 }).await;
         println!("redis   lateness of delayed tasks: p50 {p50:.2} ms, p99 {p99:.2} ms");
     });

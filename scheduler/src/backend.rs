@@ -104,7 +104,11 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// # Errors
     /// Backend failures.
-    fn reap(&self, now: u64) -> impl Future<Output = Result<u64, SchedulerError>> + Send;
+    fn reap(
+        &self,
+        now: u64,
+        limits: &AttemptLimits,
+    ) -> impl Future<Output = Result<u64, SchedulerError>> + Send;
 
     /// Dead tasks, oldest first, at most `limit`.
     ///
@@ -139,4 +143,59 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// Backend failures.
     fn counts(&self) -> impl Future<Output = Result<Counts, SchedulerError>> + Send;
+}
+
+/// How many attempts each task name gets, for the reaper: a task whose
+/// lease expired on its last allowed attempt (its worker died or hung on
+/// it, again and again: a poison task) goes to the dead letters with a
+/// "lease expired" error instead of running forever. Built by a
+/// [`Worker`](crate::Worker) from its registry's retry policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptLimits {
+    by_name: std::collections::HashMap<String, u32>,
+    default: u32,
+}
+
+impl AttemptLimits {
+    /// `default` attempts for every task name not given by [`set`](Self::set)
+    /// (at least 1).
+    pub fn new(default: u32) -> Self {
+        AttemptLimits { by_name: std::collections::HashMap::new(), default: default.max(1) }
+    }
+
+    /// `max` attempts (at least 1) for tasks named `name`.
+    pub fn set(&mut self, name: &str, max: u32) -> &mut Self {
+        self.by_name.insert(name.to_string(), max.max(1));
+        self
+    }
+
+    /// The attempts a task named `name` gets.
+    pub fn get(&self, name: &str) -> u32 {
+        self.by_name.get(name).copied().unwrap_or(self.default)
+    }
+
+    /// Every name with its own limit, and the default.
+    pub(crate) fn parts(&self) -> (&std::collections::HashMap<String, u32>, u32) {
+        (&self.by_name, self.default)
+    }
+}
+
+impl Default for AttemptLimits {
+    /// The default [`RetryPolicy`](crate::RetryPolicy)'s attempts for every name.
+    fn default() -> Self {
+        AttemptLimits::new(crate::RetryPolicy::default().max_attempts())
+    }
+}
+
+/// Checks a submission's times, the same way for every backend.
+pub(crate) fn check_times(tasks: &[crate::task::NewTask]) -> Result<(), SchedulerError> {
+    match tasks.iter().find(|t| t.run_at > crate::MAX_TIME_MS) {
+        Some(t) => Err(SchedulerError::TimeOutOfRange { at_ms: t.run_at }),
+        None => Ok(()),
+    }
+}
+
+/// A time clamped to what the backends store exactly.
+pub(crate) fn clamp_time(at: u64) -> u64 {
+    at.min(crate::MAX_TIME_MS)
 }

@@ -6,6 +6,17 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SchedulerError {
+    /// A Redis queue name that is empty or holds `{` or `}`.
+    InvalidQueue {
+        /// The name given.
+        name: String,
+    },
+    /// A due time beyond what the backends store exactly (2^53 ms since the
+    /// epoch, about 285,000 years).
+    TimeOutOfRange {
+        /// The time given, in ms since the epoch.
+        at_ms: u64,
+    },
     /// No handler is registered under this task name.
     UnknownTask {
         /// The name given.
@@ -78,6 +89,15 @@ pub enum SchedulerError {
 impl fmt::Display for SchedulerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SchedulerError::InvalidQueue { name } => write!(
+                f,
+                "queue name {name:?} must be non-empty and free of '{{' and '}}' (it is the hash tag)"
+            ),
+            SchedulerError::TimeOutOfRange { at_ms } => write!(
+                f,
+                "due time {at_ms} ms is beyond the largest the backends store exactly ({} ms)",
+                crate::MAX_TIME_MS
+            ),
             SchedulerError::UnknownTask { name } => {
                 write!(f, "no handler is registered for task name {name:?}")
             }

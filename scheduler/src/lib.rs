@@ -63,7 +63,14 @@ mod scheduler;
 mod task;
 mod worker;
 
-pub use backend::Backend;
+pub use backend::{AttemptLimits, Backend};
+
+/// The latest time, in ms since the epoch, that a task may be due at: both
+/// backends store times exactly up to here (Redis scripts compute in Lua
+/// doubles, exact to 2^53). A later submission is refused with
+/// [`SchedulerError::TimeOutOfRange`]; a later retry or lease end is
+/// clamped to it.
+pub const MAX_TIME_MS: u64 = (1 << 53) - 1;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use cron::CronSchedule;
 pub use error::SchedulerError;

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::backend::Backend;
+use crate::backend::{AttemptLimits, Backend};
 use crate::error::SchedulerError;
 use crate::task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
@@ -204,6 +204,7 @@ impl Backend for MemoryBackend {
         tasks: Vec<NewTask>,
         now: u64,
     ) -> Result<Vec<Submitted>, SchedulerError> {
+        crate::backend::check_times(&tasks)?;
         let mut inner = self.lock();
         // Validate the whole batch first, so that a bad task adds nothing.
         let mut batch_ids = std::collections::HashSet::new();
@@ -226,7 +227,7 @@ impl Backend for MemoryBackend {
                     results.push(Submitted::Duplicate(existing.clone()));
                     continue;
                 }
-                let expires = now.saturating_add(*window);
+                let expires = now.saturating_add(crate::backend::clamp_time(*window));
                 inner.idempotency.insert(key.clone(), (task.id.clone(), expires));
             }
             let seq = inner.seq();
@@ -308,7 +309,7 @@ impl Backend for MemoryBackend {
             if let Some(record) = inner.tasks.get_mut(&id) {
                 record.attempts += 1;
                 record.token = token;
-                record.lease_until = now.saturating_add(lease_ms);
+                record.lease_until = now.saturating_add(crate::backend::clamp_time(lease_ms));
             }
             inner.set_state(&id, TaskState::Running);
             if let Some(record) = inner.tasks.get(&id) {
@@ -336,7 +337,7 @@ impl Backend for MemoryBackend {
         let mut inner = self.lock();
         let record = inner.leased(id, token)?;
         let old = record.lease_until;
-        record.lease_until = now.saturating_add(lease_ms);
+        record.lease_until = now.saturating_add(crate::backend::clamp_time(lease_ms));
         let new = record.lease_until;
         inner.running.remove(&(old, id.clone()));
         inner.running.insert((new, id.clone()));
@@ -374,7 +375,7 @@ impl Backend for MemoryBackend {
         let mut inner = self.lock();
         let record = inner.leased(id, token)?;
         record.last_error = Some(error.to_string());
-        match retry_at {
+        match retry_at.map(crate::backend::clamp_time) {
             Some(at) => {
                 record.last_delay = at.saturating_sub(now);
                 record.run_at = at;
@@ -396,16 +397,25 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn reap(&self, now: u64) -> Result<u64, SchedulerError> {
+    async fn reap(&self, now: u64, limits: &AttemptLimits) -> Result<u64, SchedulerError> {
         let mut inner = self.lock();
         let mut reaped = 0;
         while let Some((until, id)) = inner.running.first().cloned()
             && until <= now
         {
+            let mut dead = false;
             if let Some(record) = inner.tasks.get_mut(&id) {
-                record.last_error = Some("lease expired: the worker stopped renewing".into());
+                // The claim counted this attempt: on the last allowed one,
+                // a lost lease ends the task (a poison task dies here).
+                dead = record.attempts >= limits.get(&record.name);
+                record.last_error = Some(lease_expired(record.attempts, dead));
             }
-            inner.set_state(&id, TaskState::Ready);
+            if dead {
+                inner.set_state(&id, TaskState::Dead);
+                inner.propagate_failure(&id);
+            } else {
+                inner.set_state(&id, TaskState::Ready);
+            }
             reaped += 1;
         }
         Ok(reaped)
@@ -441,5 +451,15 @@ impl Backend for MemoryBackend {
     async fn counts(&self) -> Result<Counts, SchedulerError> {
         let inner = self.lock();
         Ok(Counts::from_fn(|s| inner.counts.get(&s).copied().unwrap_or(0)))
+    }
+}
+
+/// The error a reaped attempt leaves on its task (the Redis script writes
+/// the same words).
+pub(crate) fn lease_expired(attempts: u32, dead: bool) -> String {
+    if dead {
+        format!("lease expired: the worker stopped renewing (attempt {attempts}, the last)")
+    } else {
+        "lease expired: the worker stopped renewing".to_string()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionLike;
 use redis::{RedisError, Script, Value};
 
-use crate::backend::Backend;
+use crate::backend::{AttemptLimits, Backend};
 use crate::error::SchedulerError;
 use crate::task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
@@ -29,9 +29,20 @@ static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin
 ///
 /// Keys: `{queue}:t:<id>` (a hash per task), `{queue}:delayed`, `:ready`,
 /// `:running`, `:dead` (sorted sets), `{queue}:children:<id>` (a list),
-/// `{queue}:idem:<key>` (expiring), `{queue}:counts`, `:seq`, `:token`,
-/// `:reaped` (leases reaped per task). Succeeded tasks expire after a
-/// retention period (a day by default); dead ones stay until replayed.
+/// `{queue}:idem:<key>` (expiring), `{queue}:counts`, `:seq`, `:token`.
+/// Succeeded tasks expire after a retention period (a day by default); dead
+/// ones stay until replayed.
+///
+/// **Retries and lost replies.** The Cluster client resends a command after
+/// an I/O error. Every script here reads before it writes and checks the
+/// state it expects, so a resent ack, fail, renew or release finds the task
+/// already moved and answers `StaleLease` (the first one took effect). A
+/// resent submit of a task that the first send added answers
+/// `DuplicateId`: look the task up by its id (which the caller chose or
+/// got back) before submitting it again. A claim whose reply is lost leaves
+/// its tasks leased to nobody until the lease runs out; the reaper then
+/// returns them to the queue (the lost attempt counts toward the task's
+/// attempts).
 ///
 /// The connection (`ConnectionManager` or `ClusterConnection`) reconnects by
 /// itself; a worker whose calls fail while Redis is down logs and retries,
@@ -49,8 +60,20 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// The queue named `queue` on `connection`.
-    pub fn new(connection: C, queue: &str) -> Self {
-        RedisBackend { connection, prefix: format!("{{{queue}}}:"), retention_ms: 24 * 3600 * 1000 }
+    ///
+    /// # Errors
+    /// [`SchedulerError::InvalidQueue`] for an empty name or one with `{`
+    /// or `}` (the name is the queue's hash tag: an empty tag, or a brace in
+    /// it, would spread the queue's keys over Cluster slots).
+    pub fn new(connection: C, queue: &str) -> Result<Self, SchedulerError> {
+        if queue.is_empty() || queue.contains(['{', '}']) {
+            return Err(SchedulerError::InvalidQueue { name: queue.to_string() });
+        }
+        Ok(RedisBackend {
+            connection,
+            prefix: format!("{{{queue}}}:"),
+            retention_ms: 24 * 3600 * 1000,
+        })
     }
 
     /// Succeeded tasks expire after `retention` (default a day); the
@@ -138,7 +161,7 @@ fn submission_json(tasks: &[NewTask]) -> String {
                     OnParentFailure::Fail => "fail",
                 },
                 "idem_key": t.idempotency.as_ref().map(|(k, _)| k.as_str()),
-                "idem_window": t.idempotency.as_ref().map_or(0, |&(_, w)| w),
+                "idem_window": t.idempotency.as_ref().map_or(0, |&(_, w)| crate::backend::clamp_time(w)),
             })
         })
         .collect();
@@ -154,6 +177,7 @@ where
         tasks: Vec<NewTask>,
         now: u64,
     ) -> Result<Vec<Submitted>, SchedulerError> {
+        crate::backend::check_times(&tasks)?;
         let args = [now.to_string(), submission_json(&tasks)];
         let reply: Vec<String> = from_value(self.run(&SUBMIT, &args).await?)?;
         match reply.first().map(String::as_str) {
@@ -178,6 +202,7 @@ where
         lease_ms: u64,
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
+        let lease_ms = crate::backend::clamp_time(lease_ms);
         let args = [now.to_string(), lease_ms.to_string(), max.to_string()];
         let reply: Vec<String> = from_value(self.run(&CLAIM, &args).await?)?;
         let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());
@@ -205,6 +230,7 @@ where
         now: u64,
         lease_ms: u64,
     ) -> Result<(), SchedulerError> {
+        let lease_ms = crate::backend::clamp_time(lease_ms);
         self.transition("renew", id, token, now, &[lease_ms.to_string()]).await
     }
 
@@ -220,7 +246,8 @@ where
         error: &str,
         retry_at: Option<u64>,
     ) -> Result<(), SchedulerError> {
-        let retry = retry_at.map(|at| at.to_string()).unwrap_or_default();
+        let retry =
+            retry_at.map(|at| crate::backend::clamp_time(at).to_string()).unwrap_or_default();
         self.transition("fail", id, token, now, &[error.to_string(), retry]).await
     }
 
@@ -228,8 +255,12 @@ where
         self.transition("release", id, token, now, &[]).await
     }
 
-    async fn reap(&self, now: u64) -> Result<u64, SchedulerError> {
-        from_value(self.run(&ADMIN, &["reap".into(), now.to_string()]).await?)
+    async fn reap(&self, now: u64, limits: &AttemptLimits) -> Result<u64, SchedulerError> {
+        let (by_name, default) = limits.parts();
+        let limits = serde_json::to_string(by_name)
+            .map_err(|e| SchedulerError::Backend { message: e.to_string() })?;
+        let args = ["reap".into(), now.to_string(), limits, default.to_string()];
+        from_value(self.run(&ADMIN, &args).await?)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<TaskInfo>, SchedulerError> {
@@ -237,8 +268,11 @@ where
             return Ok(Vec::new());
         }
         // One script: the ids and their fields, five values per task.
+        // The last index to read, as an integer string: Lua numbers are
+        // doubles, so a huge limit must not pass through one.
+        let last = (limit.min(i64::MAX as usize) - 1).to_string();
         let fields: Vec<Option<String>> =
-            from_value(self.run(&ADMIN, &["dead".into(), limit.to_string()]).await?)?;
+            from_value(self.run(&ADMIN, &["dead".into(), last]).await?)?;
         Ok(fields
             .chunks_exact(6)
             .filter_map(|c| task_info(TaskId(c[0].clone()?), &c[1..]))

@@ -234,7 +234,14 @@ impl Registry {
 pub struct WorkerConfig {
     /// Attempts running at once (at least 1).
     pub concurrency: usize,
-    /// How long a claim lasts without renewal; renewed every half of it.
+    /// How long a claim lasts without renewal; renewed every third of it.
+    /// An attempt whose renewals keep failing is stopped (and not acked)
+    /// once a tenth of the lease is all that is surely left of it.
+    ///
+    /// Lease ends are times on the workers' own clocks (the backends take
+    /// `now` from the caller), so the clocks of the workers sharing a queue
+    /// must agree to within that tenth of a lease: a worker whose clock runs
+    /// ahead by more may reap a lease that its holder still believes in.
     pub lease: Duration,
     /// The longest an idle worker sleeps before looking for due tasks.
     pub poll_interval: Duration,
@@ -300,6 +307,8 @@ pub struct Worker<B: Backend> {
     config: WorkerConfig,
     stats: Arc<WorkerStats>,
     stop: watch::Sender<bool>,
+    /// Each handler's attempts, for the reaper.
+    attempt_limits: crate::backend::AttemptLimits,
 }
 
 impl<B: Backend> Worker<B> {
@@ -322,7 +331,12 @@ impl<B: Backend> Worker<B> {
                 message: "the lease must be at least 2 ms".into(),
             });
         }
+        let mut attempt_limits = crate::backend::AttemptLimits::default();
+        for (name, entry) in &registry.handlers {
+            attempt_limits.set(name, entry.options.retry.max_attempts());
+        }
         Ok(Worker {
+            attempt_limits,
             backend,
             registry: Arc::new(registry),
             clock,
@@ -362,7 +376,7 @@ impl<B: Backend> Worker<B> {
             }
             let now = self.clock.now_ms();
             if now >= next_reap {
-                if let Err(e) = self.backend.reap(now).await {
+                if let Err(e) = self.backend.reap(now, &self.attempt_limits).await {
                     tracing::warn!(error = %e, "reaping expired leases failed");
                 }
                 next_reap = now + lease_ms / 2;
@@ -394,7 +408,9 @@ impl<B: Backend> Worker<B> {
                             for task in claimed {
                                 let (cancel, cancelled) = watch::channel(false);
                                 let (id, token) = (task.id.clone(), task.token);
-                                let handle = in_flight.spawn(self.attempt(task, cancelled));
+                                // The lease runs from the `now` of the claim.
+                                let attempt = self.attempt(task, now, cancelled);
+                                let handle = in_flight.spawn(attempt);
                                 attempts.insert(handle.id(), (id, token, cancel));
                             }
                         }
@@ -436,13 +452,18 @@ impl<B: Backend> Worker<B> {
         })
         .await;
         if drained.is_err() {
-            for (_, (id, token, cancel)) in attempts.drain() {
+            // Stop the handlers first, so that none still runs once its
+            // task is back in the queue for another worker.
+            for (_, (_, _, cancel)) in attempts.iter() {
                 let _ = cancel.send(true);
+            }
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {}
+            for (_, (id, token, _)) in attempts.drain() {
                 if self.backend.release(&id, token, self.clock.now_ms()).await.is_ok() {
                     self.stats.released.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            in_flight.abort_all();
         }
         Ok(())
     }
@@ -463,6 +484,7 @@ impl<B: Backend> Worker<B> {
     fn attempt(
         &self,
         task: Claimed,
+        claimed_at: u64,
         cancelled: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let backend = self.backend.clone();
@@ -491,8 +513,8 @@ impl<B: Backend> Worker<B> {
                     let renew = renew_loop(
                         backend.clone(),
                         clock.clone(),
-                        task.id.clone(),
-                        task.token,
+                        (task.id.clone(), task.token),
+                        claimed_at.saturating_add(lease_ms),
                         lease_ms,
                         lost_tx,
                     );
@@ -543,25 +565,47 @@ impl<B: Backend> Worker<B> {
     }
 }
 
-/// Renews the lease every half lease; returns if the lease is lost.
+/// Renews the lease every third of a lease; returns (and says so on `lost`)
+/// once the lease is lost, or may have been.
+///
+/// `expires` is when the lease runs out as far as this worker knows: the
+/// claim's or the last successful renewal's time plus the lease. A renewal
+/// that fails with a backend error is retried, but only while the lease is
+/// surely still ours: once `expires` minus a safety margin (a tenth of the
+/// lease, for clock skew between workers) has passed, another worker may
+/// reap the task, so this attempt must stop and not ack. A renewal call
+/// that hangs (a paused Redis) is cut off at that same moment. Renewing at
+/// a third rather than a half leaves room for one slow call.
 async fn renew_loop<B: Backend>(
     backend: Arc<B>,
     clock: Arc<dyn Clock>,
-    id: TaskId,
-    token: u64,
+    (id, token): (TaskId, u64),
+    mut expires: u64,
     lease_ms: u64,
     lost: watch::Sender<bool>,
 ) {
+    let margin = lease_ms / 10;
+    let every = Duration::from_millis((lease_ms / 3).max(1));
     loop {
-        tokio::time::sleep(Duration::from_millis((lease_ms / 2).max(1))).await;
-        match backend.renew(&id, token, clock.now_ms(), lease_ms).await {
-            Ok(()) => {}
-            Err(SchedulerError::StaleLease { .. } | SchedulerError::NotFound { .. }) => {
+        let now = clock.now_ms();
+        let safe_until = expires.saturating_sub(margin);
+        if now >= safe_until {
+            tracing::warn!(task = %id, "lease may have expired (renewals failed); stopping the attempt");
+            let _ = lost.send(true);
+            return;
+        }
+        tokio::time::sleep(every.min(Duration::from_millis(safe_until - now))).await;
+        let now = clock.now_ms();
+        let left = Duration::from_millis(expires.saturating_sub(margin).saturating_sub(now));
+        match tokio::time::timeout(left, backend.renew(&id, token, now, lease_ms)).await {
+            Ok(Ok(())) => expires = now.saturating_add(lease_ms),
+            Ok(Err(SchedulerError::StaleLease { .. } | SchedulerError::NotFound { .. })) => {
                 let _ = lost.send(true);
                 return;
             }
-            // A backend hiccup: keep trying until the lease runs out.
-            Err(e) => tracing::warn!(task = %id, error = %e, "renewing a lease failed"),
+            // A backend hiccup: try again while the lease is surely ours.
+            Ok(Err(e)) => tracing::warn!(task = %id, error = %e, "renewing a lease failed"),
+            Err(_) => tracing::warn!(task = %id, "renewing a lease timed out"),
         }
     }
 }

@@ -65,3 +65,13 @@ async fn succeeded_tasks_are_forgotten_after_the_retention() {
     assert!(backend.info(task.id()).await.unwrap().is_none(), "then forgotten");
     assert_eq!(backend.counts().await.unwrap().succeeded, 1, "still counted");
 }
+
+#[tokio::test]
+async fn poison_tasks_die_after_their_attempts() {
+    common::poison_tasks_die_after_their_attempts(Arc::new(MemoryBackend::new()), START).await;
+}
+
+#[tokio::test]
+async fn extreme_inputs_agree_across_backends() {
+    common::extreme_inputs_agree_across_backends(Arc::new(MemoryBackend::new()), START).await;
+}

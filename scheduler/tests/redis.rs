@@ -18,17 +18,20 @@ async fn standalone(
     redis: &Redis,
     queue: &str,
 ) -> Arc<RedisBackend<redis::aio::ConnectionManager>> {
-    Arc::new(RedisBackend::new(
-        redis.connection_manager().await,
-        &format!("{}{queue}", redis.prefix()),
-    ))
+    Arc::new(
+        RedisBackend::new(redis.connection_manager().await, &format!("{}{queue}", redis.prefix()))
+            .unwrap(),
+    )
 }
 
 async fn cluster(
     cluster: &Cluster,
     queue: &str,
 ) -> Arc<RedisBackend<redis::cluster_async::ClusterConnection>> {
-    Arc::new(RedisBackend::new(cluster.connection().await, &format!("{}{queue}", cluster.prefix())))
+    Arc::new(
+        RedisBackend::new(cluster.connection().await, &format!("{}{queue}", cluster.prefix()))
+            .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,6 +86,10 @@ async fn redis_panics_and_bad_tasks() {
 async fn cluster_runs_the_same_suite() {
     let c = Cluster::new();
     common::leases_fence_stale_workers(cluster(&c, "lease").await, 1_700_000_000_000).await;
+    common::poison_tasks_die_after_their_attempts(cluster(&c, "poison").await, 1_700_000_000_000)
+        .await;
+    common::extreme_inputs_agree_across_backends(cluster(&c, "extreme").await, 1_700_000_000_000)
+        .await;
     common::priorities_delays_and_idempotency(cluster(&c, "prio").await, 1_700_000_000_000).await;
     common::cycles_rejected_and_failures_propagate(cluster(&c, "fail").await, clock()).await;
     common::random_dags_respect_order(cluster(&c, "dag").await, clock(), 1).await;
@@ -97,7 +104,7 @@ async fn cluster_runs_the_same_suite() {
 }
 
 /// Two processes running the same cron job submit each tick once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_ticks_are_submitted_once_across_schedulers() {
     use sysblocks_scheduler::{CronJob, CronSchedule, Scheduler};
     let redis = Redis::new();
@@ -112,8 +119,9 @@ async fn cron_ticks_are_submitted_once_across_schedulers() {
     let first = Scheduler::new(backend.clone(), clock());
     let second = Scheduler::new(standalone(&redis, "cron").await, clock());
     let after = 1_780_315_200_000; // 2026-06-01 12:00 UTC
-    let a = first.fire_next(&job, after).await.unwrap();
-    let b = second.fire_next(&job, after).await.unwrap();
+    // Both fire at the same moment, on two connections.
+    let (a, b) = tokio::join!(first.fire_next(&job, after), second.fire_next(&job, after));
+    let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b);
     assert_eq!(a, Some(1_780_362_000_000), "03:00 Paris (CEST) = 01:00 UTC on 2 June");
     let counts = first.counts().await.unwrap();
@@ -127,7 +135,9 @@ async fn succeeded_tasks_expire_after_the_retention() {
     let queue = format!("{}retention", redis.prefix());
     let mut connection = redis.connection_manager().await;
     let backend = Arc::new(
-        RedisBackend::new(connection.clone(), &queue).with_retention(Duration::from_secs(60)),
+        RedisBackend::new(connection.clone(), &queue)
+            .unwrap()
+            .with_retention(Duration::from_secs(60)),
     );
     let now = 1_700_000_000_000;
     let scheduler = Scheduler::new(backend.clone(), Arc::new(common::FixedClock(now)));
@@ -140,4 +150,102 @@ async fn succeeded_tasks_expire_after_the_retention() {
         .await
         .unwrap();
     assert!((50_000..=60_000).contains(&ttl), "ttl {ttl} ms");
+}
+
+#[tokio::test]
+async fn redis_poison_tasks_die_after_their_attempts() {
+    let redis = Redis::new();
+    common::poison_tasks_die_after_their_attempts(
+        standalone(&redis, "poison").await,
+        1_700_000_000_000,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_extreme_inputs_agree_with_memory() {
+    let redis = Redis::new();
+    common::extreme_inputs_agree_across_backends(
+        standalone(&redis, "extreme").await,
+        1_700_000_000_000,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn queue_names_that_would_break_the_hash_tag_are_refused() {
+    use sysblocks_scheduler::SchedulerError;
+    let redis = Redis::new();
+    for name in ["", "a{b", "}", "{q}"] {
+        assert!(matches!(
+            RedisBackend::new(redis.connection_manager().await, name),
+            Err(SchedulerError::InvalidQueue { .. })
+        ));
+    }
+}
+
+/// Renewals that fail (Redis frozen for longer than the lease) stop the
+/// attempt: its handler sees `cancelled()` before the lease can have run
+/// out, and it is not acknowledged, so a second worker that reaps the task
+/// never runs it while the first still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_renewals_cancel_the_handler_before_the_lease_runs_out() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+    use sysblocks_scheduler::{
+        Backend, Registry, Scheduler, Task, TaskState, Worker, WorkerConfig,
+    };
+    let mut redis = Redis::private();
+    let backend = standalone(&redis, "renew").await;
+    let scheduler = Scheduler::new(backend.clone(), clock());
+    let id = scheduler.submit(Task::new("long", &()).unwrap()).await.unwrap().id().clone();
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel();
+    let finished = Arc::new(AtomicU64::new(0));
+    let mut registry = Registry::new();
+    let done = finished.clone();
+    /// Says when the handler stopped: on `cancelled()`, or when the worker
+    /// drops its future (how an async attempt is cancelled).
+    struct Stopped(tokio::sync::mpsc::UnboundedSender<Instant>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.send(Instant::now());
+        }
+    }
+    registry.register("long", move |ctx, (): ()| {
+        let (started_tx, cancelled_tx, done) = (started_tx.clone(), cancelled_tx.clone(), done.clone());
+        async move {
+            let _stopped = Stopped(cancelled_tx);
+            started_tx.send(Instant::now()).unwrap();
+            tokio::select! {
+                () = ctx.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(60)) => { done.fetch_add(1, Ordering::SeqCst); }
+            }
+            Ok(())
+        }
+    });
+    let lease = Duration::from_millis(900);
+    let config = WorkerConfig { lease, concurrency: 1, ..WorkerConfig::default() };
+    let worker = Arc::new(Worker::new(backend.clone(), registry, clock(), config).unwrap());
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(Duration::from_millis(100)).await }
+    });
+    let claimed_by = started.recv().await.unwrap();
+    redis.server().unwrap().pause();
+    let stopped = tokio::time::timeout(lease * 10, cancelled.recv())
+        .await
+        .expect("the attempt was not stopped while its renewals failed")
+        .unwrap();
+    // The attempt stops within the lease it holds (a generous bound: the
+    // lease runs from just before `claimed_by`).
+    assert!(stopped - claimed_by < lease, "stopped {:?} after the claim", stopped - claimed_by);
+    redis.server().unwrap().resume();
+    assert_eq!(worker.stats().lost_leases.load(Ordering::SeqCst), 1);
+    assert_eq!(worker.stats().succeeded.load(Ordering::SeqCst), 0, "no ack after a lost lease");
+    let info = backend.info(&id).await.unwrap().unwrap();
+    assert!(matches!(info.state, TaskState::Running | TaskState::Ready), "{info:?}");
+    worker.shutdown();
+    running.await.unwrap().unwrap();
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
 }

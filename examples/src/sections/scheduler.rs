@@ -164,7 +164,7 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
 async fn on_redis(section: &Section, url: &str) -> Result<(), Box<dyn Error>> {
     let connection = redis::Client::open(url)?.get_connection_manager().await?;
     let queue = format!("sysblocks-tour-{}", std::process::id());
-    let backend = Arc::new(RedisBackend::new(connection.clone(), &queue));
+    let backend = Arc::new(RedisBackend::new(connection.clone(), &queue)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut registry = Registry::new();
     registry.register("noop", |_ctx, _n: u32| async { Ok(()) });

@@ -1,6 +1,9 @@
 -- Exact sliding log: mirrors sliding_log_step. The state: a sorted set of
 -- admitted requests (score: time, member: 'seq:cost', seq zero-padded so
 -- that equal times keep their arrival order); aux: the seq counter.
+-- Cost: each decision reads the whole set, O(limit) (at most `limit`
+-- members), so the log suits limits of up to a few thousand per key; use
+-- the sliding window counter (O(1)) for larger ones.
 local width = 5
 local window = period
 local function cost_of(member) return tonum(match(member, ':(%d+)$')) end

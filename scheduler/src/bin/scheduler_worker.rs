@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let connection = redis::Client::open(url.as_str())?.get_connection_manager().await?;
-    let backend = Arc::new(RedisBackend::new(connection.clone(), &queue));
+    let backend = Arc::new(RedisBackend::new(connection.clone(), &queue)?);
     let completions = format!("{}completions", backend.prefix());
     let mut registry = Registry::new();
     registry.register("record", move |_ctx, n: u64| {

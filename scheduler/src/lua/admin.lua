@@ -1,13 +1,26 @@
 -- ARGV[2]: op (reap, replay, dead), then per op:
--- reap: ARGV[3] now; replay: ARGV[3] id, ARGV[4] now; dead: ARGV[3] limit.
+-- reap: ARGV[3] now, ARGV[4] attempts per task name (JSON object), ARGV[5]
+-- attempts for other names; replay: ARGV[3] id, ARGV[4] now; dead: ARGV[3]
+-- the last index to list.
 local op = ARGV[2]
 if op == 'reap' then
   local now = tonumber(ARGV[3])
+  local limits, default = cjson.decode(ARGV[4]), tonumber(ARGV[5])
   local n = 0
   for _, id in ipairs(call('ZRANGEBYSCORE', p .. 'running', '-inf', now, 'LIMIT', 0, 1000)) do
-    call('HSET', tkey(id), 'last_error', 'lease expired: the worker stopped renewing')
-    call('HINCRBY', p .. 'reaped', id, 1)
-    move(id, 'ready')
+    local k = tkey(id)
+    local v = call('HMGET', k, 'name', 'attempts')
+    local attempts = tonumber(v[2]) or 0
+    -- The claim counted this attempt: on the last allowed one, a lost
+    -- lease ends the task (a poison task dies here, not forever retried).
+    if attempts >= (tonumber(limits[v[1]]) or default) then
+      call('HSET', k, 'last_error', 'lease expired: the worker stopped renewing (attempt ' .. attempts .. ', the last)')
+      move(id, 'dead')
+      propagate(id)
+    else
+      call('HSET', k, 'last_error', 'lease expired: the worker stopped renewing')
+      move(id, 'ready')
+    end
     n = n + 1
   end
   return n
@@ -22,7 +35,7 @@ elseif op == 'replay' then
 elseif op == 'dead' then
   -- Per dead task: its id, then the fields INFO_FIELDS names.
   local out = {}
-  for _, id in ipairs(call('ZRANGE', p .. 'dead', 0, tonumber(ARGV[3]) - 1)) do
+  for _, id in ipairs(call('ZRANGE', p .. 'dead', 0, ARGV[3])) do
     local v = call('HMGET', tkey(id), 'name', 'state', 'attempts', 'last_error', 'run_at')
     table.insert(out, id)
     for i = 1, 5 do table.insert(out, v[i] or false) end

@@ -8,8 +8,9 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sysblocks_scheduler::{
-    Backend, Clock, Dag, HandlerOptions, Jitter, OnParentFailure, Registry, RetryPolicy, Scheduler,
-    SchedulerError, Submitted, Task, TaskError, TaskState, Worker, WorkerConfig,
+    AttemptLimits, Backend, Clock, Dag, HandlerOptions, Jitter, OnParentFailure, Registry,
+    RetryPolicy, Scheduler, SchedulerError, Submitted, Task, TaskError, TaskState, Worker,
+    WorkerConfig,
 };
 
 /// Runs a worker until `done` holds (checked on the clock's own ticks),
@@ -250,8 +251,12 @@ pub async fn leases_fence_stale_workers<B: Backend>(backend: Arc<B>, now: u64) {
     let old = first[0].token;
     assert_eq!(first[0].attempt, 1);
     backend.renew(&id, old, now + 500, 1_000).await.unwrap();
-    assert_eq!(backend.reap(now + 1_400).await.unwrap(), 0, "the renewal moved the expiry");
-    assert_eq!(backend.reap(now + 1_600).await.unwrap(), 1);
+    assert_eq!(
+        backend.reap(now + 1_400, &AttemptLimits::default()).await.unwrap(),
+        0,
+        "the renewal moved the expiry"
+    );
+    assert_eq!(backend.reap(now + 1_600, &AttemptLimits::default()).await.unwrap(), 1);
     let info = backend.info(&id).await.unwrap().unwrap();
     assert_eq!(info.state, TaskState::Ready);
     let (second, _) = backend.claim(now + 1_700, 1_000, 10).await.unwrap();
@@ -384,4 +389,69 @@ impl Clock for FixedClock {
     fn now_ms(&self) -> u64 {
         self.0
     }
+}
+
+/// A task whose attempts keep losing their lease (its worker dies or hangs
+/// on it) is reaped into the dead letters on its last allowed attempt, with
+/// a "lease expired" error, instead of running forever.
+pub async fn poison_tasks_die_after_their_attempts<B: Backend>(backend: Arc<B>, now: u64) {
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(FixedClock(now)));
+    let poison = scheduler.submit(Task::new("poison", &1).unwrap()).await.unwrap().id().clone();
+    let mut limits = AttemptLimits::new(10);
+    limits.set("poison", 3);
+    let mut t = now;
+    for attempt in 1..=3u32 {
+        let (claimed, _) = backend.claim(t, 1_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt} claims the task again");
+        assert_eq!(claimed[0].attempt, attempt);
+        t += 2_000; // the worker died: no renewal, no ack
+        assert_eq!(backend.reap(t, &limits).await.unwrap(), 1);
+    }
+    let info = backend.info(&poison).await.unwrap().unwrap();
+    assert_eq!(info.state, TaskState::Dead, "dead after its last attempt, not retried forever");
+    assert!(info.last_error.as_deref().unwrap_or("").contains("lease expired"), "{info:?}");
+    let dead = backend.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, poison);
+    let (claimed, _) = backend.claim(t, 1_000, 10).await.unwrap();
+    assert!(claimed.is_empty(), "a dead task is not claimed");
+    // A task of another name keeps the default: one reap makes it ready.
+    let other = scheduler.submit(Task::new("other", &1).unwrap()).await.unwrap().id().clone();
+    backend.claim(t, 1_000, 10).await.unwrap();
+    backend.reap(t + 2_000, &limits).await.unwrap();
+    assert_eq!(backend.info(&other).await.unwrap().unwrap().state, TaskState::Ready);
+}
+
+/// Extreme inputs give every backend the same typed errors or results.
+pub async fn extreme_inputs_agree_across_backends<B: Backend>(backend: Arc<B>, now: u64) {
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(FixedClock(now)));
+    for task in [
+        Task::new("far", &1).unwrap().at(u64::MAX),
+        Task::new("far", &1).unwrap().at(1 << 63),
+        Task::new("far", &1).unwrap().after(Duration::MAX),
+    ] {
+        assert!(
+            matches!(scheduler.submit(task).await, Err(SchedulerError::TimeOutOfRange { .. })),
+            "a due time past 2^53 ms is refused, not stored wrapped"
+        );
+    }
+    let edge = scheduler
+        .submit(Task::new("edge", &1).unwrap().at(sysblocks_scheduler::MAX_TIME_MS))
+        .await
+        .unwrap()
+        .id()
+        .clone();
+    let info = backend.info(&edge).await.unwrap().unwrap();
+    assert_eq!((info.state, info.run_at), (TaskState::Scheduled, sysblocks_scheduler::MAX_TIME_MS));
+    let (claimed, _) = backend.claim(now, 1_000, 10).await.unwrap();
+    assert!(claimed.is_empty(), "not due for a long time");
+    // A retry past the range is clamped to its end, on both backends.
+    let id = scheduler.submit(Task::new("job", &1).unwrap()).await.unwrap().id().clone();
+    let (claimed, _) = backend.claim(now, 1_000, 10).await.unwrap();
+    backend.fail(&id, claimed[0].token, now, "later", Some(u64::MAX)).await.unwrap();
+    let info = backend.info(&id).await.unwrap().unwrap();
+    assert_eq!((info.state, info.run_at), (TaskState::Retrying, sysblocks_scheduler::MAX_TIME_MS));
+    // Listing dead letters with no limit works.
+    assert!(backend.dead_letters(usize::MAX).await.unwrap().is_empty());
+    assert!(backend.dead_letters(0).await.unwrap().is_empty());
 }
