@@ -281,6 +281,15 @@ where
         self.lock_shard(key).cache.get(key).cloned()
     }
 
+    /// How many callers are waiting for the load of `key` now in flight
+    /// (0 when none is): for metrics, and for tests that must know a
+    /// waiter has queued.
+    #[cfg(not(sysblocks_loom))]
+    pub fn waiters(&self, key: &K) -> usize {
+        // The flight is held by the shard, by its loader and by each waiter.
+        self.lock_shard(key).loading.get(key).map_or(0, |f| Arc::strong_count(f).saturating_sub(2))
+    }
+
     /// Whether `key` is cached (does not mark it used).
     pub fn contains(&self, key: &K) -> bool {
         self.lock_shard(key).cache.contains(key)

@@ -33,19 +33,32 @@ fn single_flight_runs_the_loader_once() {
     });
 }
 
-/// A failing loader: each caller gets an error or (if it came after the
-/// failure) runs its own loader; nothing is cached and nobody hangs.
+/// A failing loader: its error goes to a caller waiting on the same load
+/// and is not cached. Each caller's loader fails with its own error, so a
+/// shared error is visible: the two callers got the same error exactly when
+/// one loader ran.
 #[test]
 fn loader_errors_are_shared_and_not_cached() {
     loom::model(|| {
         let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
-        let spawn = |cache: Arc<ConcurrentLruCache<u8, u8>>| {
-            thread::spawn(move || cache.try_get_or_insert_with(1, || Err::<u8, u8>(7)))
+        let runs = Arc::new(AtomicUsize::new(0));
+        let spawn = |cache: Arc<ConcurrentLruCache<u8, u8>>, runs: Arc<AtomicUsize>, e: u8| {
+            thread::spawn(move || {
+                cache.try_get_or_insert_with(1, || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Err::<u8, u8>(e)
+                })
+            })
         };
-        let a = spawn(cache.clone());
-        let b = spawn(cache.clone());
-        assert_eq!(*a.join().unwrap().unwrap_err(), 7);
-        assert_eq!(*b.join().unwrap().unwrap_err(), 7);
+        let a = spawn(cache.clone(), runs.clone(), 7);
+        let b = spawn(cache.clone(), runs.clone(), 8);
+        let (ea, eb) = (*a.join().unwrap().unwrap_err(), *b.join().unwrap().unwrap_err());
+        let runs = runs.load(Ordering::SeqCst);
+        if ea == eb {
+            assert_eq!(runs, 1, "a shared error comes from one load");
+        } else {
+            assert_eq!((ea, eb, runs), (7, 8, 2), "unshared: each ran its own loader");
+        }
         assert!(!cache.contains(&1));
     });
 }
@@ -108,6 +121,62 @@ fn a_panicking_loader_hands_over_to_a_waiter() {
         assert_eq!(got, 5);
         // The panicking caller either panicked or found the waiter's value.
         assert!(matches!(panicker.join().unwrap(), None | Some(5)));
+        assert_eq!(cache.get(&1), Some(5));
+    });
+}
+
+/// The async waiter path: one caller loads synchronously, one awaits the
+/// same key (registering a waker). The loader runs once, whoever leads,
+/// and both get its value.
+#[test]
+fn an_async_waiter_is_woken_by_a_sync_load() {
+    loom::model(|| {
+        let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (cache.clone(), runs.clone());
+        let sync = thread::spawn(move || {
+            c.get_or_insert_with(1, || {
+                r.fetch_add(1, Ordering::SeqCst);
+                10
+            })
+        });
+        let r = runs.clone();
+        let got = loom::future::block_on(cache.get_or_insert_with_async(1, async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            20
+        }));
+        let other = sync.join().unwrap();
+        assert_eq!(got, other, "both callers get the one load's value");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.get(&1), Some(got));
+    });
+}
+
+/// A loader future dropped mid-load (a cancelled request) hands the load
+/// to a waiter, which loads instead; nobody hangs.
+#[test]
+fn a_cancelled_loader_hands_over_to_a_waiter() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    loom::model(|| {
+        let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
+        let c = cache.clone();
+        let cancelled = thread::spawn(move || {
+            let load = c.get_or_insert_with_async(1, std::future::pending::<u8>());
+            let mut load = std::pin::pin!(load);
+            let mut cx = Context::from_waker(Waker::noop());
+            // One poll starts the load (or queues behind the other caller's);
+            // then the future is dropped.
+            match load.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            }
+        });
+        let got = cache.get_or_insert_with(1, || 5);
+        let finished = cancelled.join().unwrap();
+        assert_eq!(got, 5);
+        // The cancelled caller finished only by finding the other's value.
+        assert!(matches!(finished, None | Some(5)), "{finished:?}");
         assert_eq!(cache.get(&1), Some(5));
     });
 }

@@ -53,6 +53,11 @@ fn loader_error_reaches_every_caller_and_is_not_cached() {
                     start.wait();
                     cache.try_get_or_insert_with(1, || {
                         runs.fetch_add(1, Ordering::SeqCst);
+                        // Fail only once every other caller waits on this
+                        // load, so that all of them must share the error.
+                        while cache.waiters(&1) < CALLERS - 1 {
+                            std::thread::yield_now();
+                        }
                         Err::<u64, _>("backend down")
                     })
                 })
@@ -62,8 +67,7 @@ fn loader_error_reaches_every_caller_and_is_not_cached() {
             assert_eq!(*h.join().unwrap().unwrap_err(), "backend down");
         }
     });
-    let runs = runs.load(Ordering::SeqCst);
-    assert!((1..=CALLERS).contains(&runs));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one load, its error shared");
     assert!(!cache.contains(&1), "an error is never cached");
     // The next call loads again and succeeds.
     assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
@@ -77,7 +81,11 @@ fn panicking_loader_does_not_wedge_the_key() {
     std::thread::scope(|s| {
         let panicker = s.spawn(|| {
             cache.get_or_insert_with(9, || {
-                loading.wait(); // the waiter is about to queue behind us
+                loading.wait();
+                // Panic only once the waiter is queued behind this load.
+                while cache.waiters(&9) < 1 {
+                    std::thread::yield_now();
+                }
                 panic!("loader failed");
             })
         });
@@ -136,7 +144,10 @@ async fn cancelled_loader_hands_over_to_a_waiter() {
         let cache = cache.clone();
         tokio::spawn(async move { cache.get_or_insert_with_async(4, async { 44 }).await })
     };
-    tokio::task::yield_now().await; // let the waiter queue behind the leader
+    // Cancel the leader only once the waiter is queued behind it.
+    while cache.waiters(&4) < 1 {
+        tokio::task::yield_now().await;
+    }
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     assert_eq!(waiter.await.unwrap(), 44);
