@@ -157,7 +157,7 @@ async fn hammer<C: RedisConnection>(connection: C, prefix: &str) {
                 // A fixed window could straddle an hour boundary; then up to
                 // twice the limit is the algorithm's own answer.
                 Algorithm::FixedWindow => {
-                    assert!(n == 100 || n == 200, "{algorithm:?} hot{k}: {n}")
+                    assert!(n == 100 || n == 200, "{algorithm:?} hot{k}: {n}");
                 }
                 // Straddling, the counter's estimate rounds the previous
                 // window's weight down: at most one more.
