@@ -257,3 +257,23 @@ async fn a_hung_cluster_node_stalls_only_its_own_keys() {
     assert!(started.elapsed() < bound * 10);
     cluster.server(0).unwrap().resume();
 }
+
+#[tokio::test]
+async fn a_reconfigured_bucket_does_not_keep_the_old_shorter_ttl() {
+    let redis = Redis::new();
+    let connection = redis.connection_manager().await;
+    let prefix = redis.key("ttl:");
+    let fast = Limit::new(Algorithm::TokenBucket, Rate::per_second(1).unwrap()).with_burst(1);
+    let slow = Limit::new(Algorithm::TokenBucket, Rate::per_hour(1).unwrap()).with_burst(10);
+    let before = RedisLimiter::new(connection.clone(), fast, &prefix).unwrap();
+    assert!(before.check("k").await.unwrap().allowed);
+    let after = RedisLimiter::new(connection.clone(), slow, &prefix).unwrap();
+    for _ in 0..10 {
+        after.check("k").await.unwrap();
+    }
+    let mut con = redis.connection_manager().await;
+    let ttl: i64 =
+        redis::cmd("PTTL").arg(after.redis_key("k")).query_async(&mut con).await.unwrap();
+    // Ten tokens at one per hour are in use: the key must outlive them.
+    assert!(ttl > 3_600_000, "the state would vanish after {ttl} ms, refilling the bucket early");
+}

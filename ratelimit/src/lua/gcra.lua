@@ -10,24 +10,33 @@ local t = period
 -- quantum after x's (later than x, so never before the bucket is full
 -- again, and at most two quanta after). A write that stays in the same
 -- quantum keeps the TTL; only one that crosses a quantum boundary sets it.
+-- The stored value is 'TAT quantum': a limiter reconfigured under the same
+-- prefix (another quantum) never keeps a TTL that an older, shorter quantum
+-- set, which would let the key vanish (the bucket refill) early.
 local quantum = max(tau + t, 1000000)
+local tag = ' ' .. int(quantum)
 local function deadline(x) return (floor(x / quantum) + 2) * quantum / 1000 end
-local function store(key, stored, value)
+local function store(key, stored, same_quantum, value)
   if min_ttl > 0 then
     -- Caller-supplied time: a TTL relative to real time.
-    call('SET', key, int(value), 'PX', ttl_ms(value - now))
-  elseif stored and floor(stored / quantum) == floor(value / quantum) then
+    call('SET', key, int(value) .. tag, 'PX', ttl_ms(value - now))
+  elseif stored and same_quantum and floor(stored / quantum) == floor(value / quantum) then
     -- The key's expiry is deadline(stored), which is also deadline(value).
-    call('SET', key, int(value), 'KEEPTTL')
+    call('SET', key, int(value) .. tag, 'KEEPTTL')
   else
-    call('SET', key, int(value), 'PXAT', int(deadline(value)))
+    call('SET', key, int(value) .. tag, 'PXAT', int(deadline(value)))
   end
 end
 local function decide(key, _, mode, cost)
-  local stored = tonum(call('GET', key))
+  local raw = call('GET', key)
+  local stored, same_quantum = nil, false
+  if raw then
+    local v, q = match(raw, '^(%d+) ?(%d*)$')
+    stored, same_quantum = tonum(v), q == int(quantum)
+  end
   if mode == 'refund' then
     if stored and stored > now then
-      store(key, stored, max(stored - t * cost, now))
+      store(key, stored, same_quantum, max(stored - t * cost, now))
     end
     return -1
   end
@@ -36,7 +45,7 @@ local function decide(key, _, mode, cost)
     return tat
   end
   if mode == 'check' then
-    store(key, stored, max(tat, now) + t * cost)
+    store(key, stored, same_quantum, max(tat, now) + t * cost)
   end
   return tat
 end
