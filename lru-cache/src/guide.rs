@@ -94,6 +94,12 @@
 //! flight abandoned and wakes the waiters, and the next one becomes the
 //! loader. Loom models check these paths in every interleaving.
 //!
+//! **Writes win over loads.** A loader read its value before a write that
+//! lands while it runs, so its result is older than that write. An insert,
+//! remove or clear during a load detaches the load's flight: the loader's
+//! callers still get its value, but it is not stored over the newer write
+//! (Caffeine and moka do the same).
+//!
 //! ## Complexity
 //!
 //! | operation | time | notes |

@@ -108,3 +108,18 @@
 //! * Listing by 16-byte positions means a collision of two keys' SHA-256
 //!   prefixes would hide a difference: a 2^-64 event per pair of keys in a
 //!   listing.
+//!
+//! ## A hostile peer
+//!
+//! A sync peer is a network input: it may send anything. Two things keep a
+//! side safe. The decoder checks every field against the protocol (levels
+//! up to 16, node ids within their level, counts against the bytes left)
+//! and holds one decoded item at a time. And the state machine remembers
+//! what it has answered: each node is answered once, items about a range it
+//! has already settled are ignored, and each entry is sent once. Without
+//! that, a 20-byte "my count here is 0" repeated a thousand times would
+//! queue the whole store a thousand times. With it, the work a peer can
+//! cause is bounded by the bytes it sends (at most
+//! [`SyncConfig::queued_bytes_per_byte`](crate::SyncConfig::queued_bytes_per_byte)
+//! bytes of fingerprints and listings per byte) plus each of our entries
+//! once, which is what an honest peer that really had nothing would get.

@@ -161,3 +161,19 @@
 //! * **Unbounded keys**: per-client limiters keyed by anything the client
 //!   controls must cap the number of keys, or an attacker grows memory
 //!   without bound.
+//! * **Saturating arithmetic** is a silent over-admission: once
+//!   `tau = T × (capacity − 1)` saturates at `u64::MAX`, the admission test
+//!   always passes. Buckets whose refill takes more than 2^63 ns (about 292
+//!   years) are refused (`BurstTooLong`), and the GCRA sums are checked: a
+//!   sum past the end of the clock denies.
+//! * **Time going backwards**: a thread can read the clock, lose the CPU, and
+//!   reach the lock after others filled the next window. If the limiter then
+//!   treated the older window as fresh, it would admit twice its limit. Here
+//!   time never goes back inside a limiter's state: a stale `now` counts in
+//!   the newer window, and changing the window length moves the counts to the
+//!   window that holds now.
+//! * **A slow store** is an outage too: a hung Redis node or a reconnecting
+//!   connection would hold requests for seconds. Every Redis decision is
+//!   bounded ([`RedisLimiter::with_timeout`](crate::RedisLimiter::with_timeout),
+//!   250 ms by default) and then takes the failure policy; one failing
+//!   decision (a key of the wrong type) fails alone, not its whole batch.

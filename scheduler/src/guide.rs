@@ -23,8 +23,8 @@
 //! ## Leases and fencing tokens
 //!
 //! Claiming a task takes a **lease**: the task is the worker's until the
-//! lease expires. A running worker renews the lease every half lease; a
-//! dead one stops renewing, and a **reaper** (every worker runs one) returns
+//! lease expires. A running worker renews the lease every third of a lease;
+//! a dead one stops renewing, and a **reaper** (every worker runs one) returns
 //! tasks with expired leases to the ready queue. That is how a worker killed
 //! with `SIGKILL` loses nothing (the chaos test kills worker processes at
 //! random and counts every completion).
@@ -38,11 +38,19 @@
 //! stale worker. Handlers can pass the token on ([`Context`](crate::Context)
 //! holds it) to storage that refuses writes with an older token.
 //!
-//! Choosing a lease: long enough that renewals get through (renewal runs at
-//! half the lease), short enough that a dead worker's tasks come back soon.
-//! The attempt is counted at claim time, so a task that crashes its worker
-//! every time still runs out of attempts and ends in the dead letters
-//! instead of crashing workers forever.
+//! A live worker whose renewals fail (Redis unreachable or frozen) cannot
+//! know whether its lease still holds. It keeps trying while the lease is
+//! surely its own, and once only a tenth of the lease is left it stops the
+//! handler and does not ack: better to let the reaper hand the task on than
+//! to run it twice at once. That tenth is also the bound on clock skew
+//! between workers, whose own clocks time the leases.
+//!
+//! Choosing a lease: long enough that renewals get through (renewal runs
+//! every third of the lease, so one slow call does not lose it), short
+//! enough that a dead worker's tasks come back soon. The attempt is counted
+//! at claim time, so a task that crashes its worker every time still runs
+//! out of attempts and the reaper moves it to the dead letters instead of
+//! crashing workers forever.
 //!
 //! ## Backoff and jitter
 //!
@@ -71,7 +79,12 @@
 //!
 //! ## Dead letters
 //!
-//! A task that is out of attempts, or failed permanently, is **dead**: it
+//! A task that is out of attempts, or failed permanently, is **dead**. An
+//! attempt whose lease expired (its worker was killed, hung, or lost
+//! Redis) counts as an attempt too: a *poison* task that crashes every
+//! worker that runs it is reaped into the dead letters on its last allowed
+//! attempt, with a "lease expired" error, instead of crashing workers
+//! forever. A dead task
 //! stays in the dead-letter queue with its attempts and last error, where
 //! an operator can list it, fix the cause, and [`replay`](crate::Scheduler::replay)
 //! it (attempts reset). Dead letters are not deleted automatically: losing
