@@ -51,7 +51,7 @@ pub fn fixed_window_step(
     let current = now / window;
     let count = if state.window == current { state.count } else { 0 };
     let until_next = Duration::from_nanos(window - now % window);
-    if count.saturating_add(cost) > limit {
+    let Some(count_after) = count.checked_add(cost).filter(|&c| c <= limit) else {
         let decision = Decision {
             allowed: false,
             limit,
@@ -62,8 +62,8 @@ pub fn fixed_window_step(
             wait: Duration::ZERO,
         };
         return (decision, FixedWindowState { window: current, count });
-    }
-    let count = count + cost;
+    };
+    let count = count_after;
     let decision = Decision {
         allowed: true,
         limit,
@@ -124,14 +124,14 @@ pub fn sliding_log_step(
         .entries
         .back()
         .map_or(Duration::ZERO, |&(t, _)| Duration::from_nanos(t.saturating_add(window) - now));
-    if used.saturating_add(cost) > limit {
+    if used.checked_add(cost).is_none_or(|u| u > limit) {
         // Wait until enough of the oldest entries have left the window.
         let mut freed = 0;
         let mut wait = 0;
         for &(t, c) in log.entries.iter() {
             freed += c;
             wait = t.saturating_add(window) - now;
-            if (used - freed).saturating_add(cost) <= limit {
+            if (used - freed).checked_add(cost).is_some_and(|u| u <= limit) {
                 break;
             }
         }
@@ -191,7 +191,7 @@ pub fn sliding_counter_step(
     let weighted = u128::from(previous) * u128::from(window - elapsed) / u128::from(window);
     let estimate = u64::try_from(weighted).unwrap_or(u64::MAX).saturating_add(current);
     let until_next = Duration::from_nanos(window - elapsed);
-    if estimate.saturating_add(cost) > limit {
+    if estimate.checked_add(cost).is_none_or(|e| e > limit) {
         let decision = Decision {
             allowed: false,
             limit,
@@ -246,7 +246,7 @@ fn counter_retry(
         // Fits later in this window (at elapsed = window, weight 0, it fits).
         Some(room) => first_fit(previous, room).max(elapsed) - elapsed,
         // Only in the next window, with `current` as its previous count.
-        None => (window - elapsed).saturating_add(first_fit(current, limit - cost)),
+        None => (window - elapsed).saturating_add(first_fit(current, limit.saturating_sub(cost))),
     }
 }
 

@@ -132,7 +132,10 @@ impl RetryPolicy {
         let attempt = attempt.max(1);
         if self.sidekiq {
             let n = u64::from(attempt - 1);
-            let secs = n.saturating_pow(4) + 15 + rng.random_range(0..10) * (n + 1);
+            let secs = n
+                .saturating_pow(4)
+                .saturating_add(15)
+                .saturating_add(rng.random_range(0..10u64).saturating_mul(n + 1));
             return Duration::from_secs(secs).min(self.cap);
         }
         let exponential = self.exponential(attempt);

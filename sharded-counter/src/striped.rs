@@ -11,6 +11,17 @@ use crate::sync::{AtomicI64, AtomicUsize, Ordering, thread_local};
 #[derive(Debug, Default)]
 struct PaddedCell(AtomicI64);
 
+/// A new thread's probe. Under loom every execution of a model must be the
+/// same, so there the probe is a constant (contention still moves threads
+/// apart, which is what the models explore).
+fn first_probe() -> u32 {
+    if cfg!(sysblocks_loom) {
+        0x9e37_79b9
+    } else {
+        NEXT_PROBE.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed).max(1)
+    }
+}
+
 /// Hands each thread a distinct starting probe.
 static NEXT_PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x9e37_79b9);
 
@@ -19,9 +30,7 @@ thread_local! {
     /// Successive threads get successive multiples of an odd constant, so
     /// their low bits (which pick the cell) differ; never 0, which xorshift
     /// would keep at 0.
-    static PROBE: Cell<u32> = Cell::new(
-        NEXT_PROBE.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed).max(1)
-    );
+    static PROBE: Cell<u32> = Cell::new(first_probe());
 }
 
 /// A counter split over cache-padded cells, like Java's `LongAdder`: each
