@@ -110,6 +110,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shard<K, V> {
     cache: LruCache<K, V>,
     loading: HashMap<K, Arc<Flight<V>>>,
+    /// Lookups that missed and joined a load in flight (counted by the
+    /// shard's cache as misses too).
+    coalesced: u64,
 }
 
 /// A thread-safe LRU cache: keys are spread over shards by hash, each shard
@@ -191,17 +194,16 @@ where
             return Err(CacheError::ZeroShards);
         }
         let n = shards.min(capacity);
-        let shards = (0..n)
-            .map(|i| {
-                // Split exactly: the first `capacity % n` shards take one more.
-                let cap = capacity / n + usize::from(i < capacity % n);
-                LruCache::builder()
-                    .capacity(cap)
-                    .record_stats()
-                    .build()
-                    .map(|cache| Mutex::new(Shard { cache, loading: HashMap::new() }))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let shards =
+            (0..n)
+                .map(|i| {
+                    // Split exactly: the first `capacity % n` shards take one more.
+                    let cap = capacity / n + usize::from(i < capacity % n);
+                    LruCache::builder().capacity(cap).record_stats().build().map(|cache| {
+                        Mutex::new(Shard { cache, loading: HashMap::new(), coalesced: 0 })
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
         Ok(ConcurrentLruCache {
             shards: shards.into_boxed_slice(),
             hasher: DefaultHashBuilder::default(),
@@ -337,15 +339,19 @@ where
         }
     }
 
-    /// Hit, miss and eviction counts summed over shards.
+    /// Hit, miss, coalesced-wait and eviction counts summed over shards. A
+    /// lookup that joined a load in flight counts as `coalesced`, not as a
+    /// miss.
     pub fn stats(&self) -> CacheStats {
         self.shards.iter().fold(CacheStats::default(), |acc, s| {
-            let st = lock(s).cache.stats();
+            let shard = lock(s);
+            let st = shard.cache.stats();
             CacheStats {
                 hits: acc.hits + st.hits,
-                misses: acc.misses + st.misses,
+                misses: acc.misses + st.misses.saturating_sub(shard.coalesced),
                 evictions: acc.evictions + st.evictions,
                 expirations: acc.expirations + st.expirations,
+                coalesced: acc.coalesced + shard.coalesced,
             }
         })
     }
@@ -356,8 +362,9 @@ where
         if let Some(v) = shard.cache.get(key) {
             return Ok(v.clone());
         }
-        if let Some(flight) = shard.loading.get(key) {
-            return Err(Role::Wait(flight.clone()));
+        if let Some(flight) = shard.loading.get(key).cloned() {
+            shard.coalesced += 1;
+            return Err(Role::Wait(flight));
         }
         let flight = Arc::new(Flight::new());
         shard.loading.insert(key.clone(), flight.clone());

@@ -58,12 +58,19 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries removed because their time to live ran out.
     pub expirations: u64,
+    /// Lookups of a [`ConcurrentLruCache`](crate::ConcurrentLruCache) that
+    /// missed but then waited for a load of the same key already in flight
+    /// (single flight) instead of loading; they are not in `misses`, which
+    /// for a concurrent cache counts the lookups that found nothing to wait
+    /// for. Always 0 for an [`LruCache`].
+    pub coalesced: u64,
 }
 
 impl CacheStats {
-    /// Hits divided by lookups (0 when there were none).
+    /// Hits divided by lookups, coalesced ones included (0 when there were
+    /// none).
     pub fn hit_ratio(&self) -> f64 {
-        let lookups = self.hits + self.misses;
+        let lookups = self.hits + self.misses + self.coalesced;
         if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
     }
 }

@@ -170,3 +170,32 @@ fn shards_never_hold_more_than_the_capacity() {
     });
     assert_eq!(cache.len(), 100);
 }
+
+#[test]
+fn stats_count_coalesced_waits_apart_from_misses() {
+    const WAITERS: usize = 32;
+    let cache = ConcurrentLruCache::<u64, u64>::new(100).unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let cache = &cache;
+        let leader = s.spawn(move || {
+            cache.get_or_insert_with(5, || {
+                started_tx.send(()).unwrap();
+                while cache.waiters(&5) < WAITERS {
+                    std::thread::yield_now();
+                }
+                55
+            })
+        });
+        started.recv().unwrap(); // the flight exists: everyone else waits on it
+        let waiters: Vec<_> =
+            (0..WAITERS).map(|_| s.spawn(|| cache.get_or_insert_with(5, || 0))).collect();
+        assert_eq!(leader.join().unwrap(), 55);
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), 55);
+        }
+    });
+    assert_eq!(cache.get_or_insert_with(5, || 0), 55, "a hit now");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.coalesced), (1, 1, WAITERS as u64), "{stats:?}");
+}

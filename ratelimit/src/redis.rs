@@ -431,29 +431,61 @@ fn crc16(bytes: &[u8]) -> u16 {
 /// Keys known to be denied until an instant, for costs at or above a cost.
 #[derive(Debug)]
 struct Shortcut {
-    denied: Mutex<HashMap<String, (Instant, u64)>>,
+    denied: Mutex<HashMap<String, Denied>>,
     max_keys: usize,
 }
 
+/// A denial Redis made, kept to answer the same way locally.
+#[derive(Debug, Clone, Copy)]
+struct Denied {
+    /// When the denied cost fits again.
+    until: Instant,
+    /// When the key's state is fresh again (Redis's `reset_after`).
+    reset: Instant,
+    /// The smallest cost known to be denied.
+    cost: u64,
+    /// What Redis said was left.
+    remaining: u64,
+}
+
 impl Shortcut {
-    /// The wait left when `key` is known to deny `cost`.
-    fn denied(&self, key: &str, cost: u64) -> Option<Duration> {
+    /// The denial Redis would give `key` for `cost` now, if it is known:
+    /// the same retry, reset and remaining as Redis's own, counted down.
+    fn denied(&self, key: &str, cost: u64, limit: u64) -> Option<Decision> {
         let denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
-        let &(until, at) = denied.get(key)?;
-        let left = until.checked_duration_since(Instant::now())?;
-        (cost >= at && !left.is_zero()).then_some(left)
+        let known = *denied.get(key)?;
+        let now = Instant::now();
+        let left = known.until.checked_duration_since(now)?;
+        if cost < known.cost || left.is_zero() {
+            return None;
+        }
+        Some(Decision {
+            allowed: false,
+            limit,
+            remaining: known.remaining,
+            reset_after: known.reset.saturating_duration_since(now),
+            retry_after: Some(left),
+            wait: Duration::ZERO,
+        })
     }
 
-    fn remember(&self, key: &str, cost: u64, wait: Duration) {
+    fn remember(&self, key: &str, cost: u64, decision: &Decision) {
+        let Some(wait) = decision.retry_after else { return };
         let now = Instant::now();
         let mut denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
         if denied.len() >= self.max_keys {
-            denied.retain(|_, &mut (until, _)| until > now);
+            denied.retain(|_, d| d.until > now);
             if denied.len() >= self.max_keys {
                 return;
             }
         }
-        denied.insert(key.to_string(), (now + wait, cost));
+        let entry = Denied {
+            until: now + wait,
+            reset: now + decision.reset_after,
+            cost,
+            remaining: decision.remaining,
+        };
+        denied.insert(key.to_string(), entry);
     }
 
     fn forget(&self, key: &str) {
@@ -586,18 +618,20 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// [`check`](Self::check).
     pub async fn check_n(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
         check_cost(cost, self.shared.limit)?;
-        if let Some(left) = self.shortcut.as_ref().and_then(|s| s.denied(key, cost)) {
-            return Ok(self.denial(left));
+        if let Some(denial) =
+            self.shortcut.as_ref().and_then(|s| s.denied(key, cost, self.shared.limit))
+        {
+            return Ok(denial);
         }
         let decision = match self.attempt(key, None, "check", cost).await {
             Ok(decision) => decision,
             // A fallback denial is not remembered: Redis may be back at once.
             Err(error) => return self.on_failure(key, &error),
         };
-        if let (Some(shortcut), Some(wait)) = (&self.shortcut, decision.retry_after)
+        if let Some(shortcut) = &self.shortcut
             && !decision.allowed
         {
-            shortcut.remember(key, cost, wait);
+            shortcut.remember(key, cost, &decision);
         }
         Ok(decision)
     }

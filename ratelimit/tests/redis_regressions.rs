@@ -250,3 +250,24 @@ async fn a_reconfigured_bucket_does_not_keep_the_old_shorter_ttl() {
     // Ten tokens at one per hour are in use: the key must outlive them.
     assert!(ttl > 3_600_000, "the state would vanish after {ttl} ms, refilling the bucket early");
 }
+
+#[tokio::test]
+async fn a_local_denial_reports_the_reset_redis_reported() {
+    let redis = Redis::new();
+    let limit = Limit::new(Algorithm::TokenBucket, Rate::per_hour(5).unwrap()).with_burst(5);
+    let limiter =
+        RedisLimiter::new(redis.connection_manager().await, limit, &redis.key("reset:")).unwrap();
+    for _ in 0..5 {
+        assert!(limiter.check("k").await.unwrap().allowed);
+    }
+    let remote = limiter.check("k").await.unwrap();
+    let local = limiter.check("k").await.unwrap();
+    assert!(!remote.allowed && !local.allowed);
+    // One token back in 12 minutes, a full bucket in an hour: the local
+    // shortcut says the same (counted down), not reset = retry.
+    assert!(remote.reset_after > Duration::from_secs(3500), "{remote:?}");
+    assert!(local.reset_after <= remote.reset_after, "{local:?} vs {remote:?}");
+    assert!(local.reset_after + Duration::from_secs(60) > remote.reset_after, "{local:?}");
+    assert!(local.retry_after.unwrap() <= remote.retry_after.unwrap());
+    assert_eq!(local.remaining, remote.remaining);
+}
