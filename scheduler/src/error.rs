@@ -6,6 +6,12 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SchedulerError {
+    /// A task was not done (succeeded, dead or cancelled) within the time a
+    /// caller waited for it.
+    WaitTimedOut {
+        /// The task.
+        id: String,
+    },
     /// A Redis queue name that is empty or holds `{` or `}`.
     InvalidQueue {
         /// The name given.
@@ -89,6 +95,9 @@ pub enum SchedulerError {
 impl fmt::Display for SchedulerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SchedulerError::WaitTimedOut { id } => {
+                write!(f, "task {id} was not done within the time waited")
+            }
             SchedulerError::InvalidQueue { name } => write!(
                 f,
                 "queue name {name:?} must be non-empty and free of '{{' and '}}' (it is the hash tag)"

@@ -160,6 +160,7 @@ impl Inner {
             attempts: r.attempts,
             last_error: r.last_error.clone(),
             run_at: r.run_at,
+            payload: r.payload.clone(),
         })
     }
 }

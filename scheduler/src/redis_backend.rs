@@ -120,12 +120,12 @@ where
 
 /// The task hash fields a [`TaskInfo`] is read from, in this order (the
 /// `dead` admin script returns the same fields).
-const INFO_FIELDS: [&str; 5] = ["name", "state", "attempts", "last_error", "run_at"];
+const INFO_FIELDS: [&str; 6] = ["name", "state", "attempts", "last_error", "run_at", "payload"];
 
 /// A [`TaskInfo`] from the values of [`INFO_FIELDS`]; `None` for a task
 /// that does not exist.
 fn task_info(id: TaskId, values: &[Option<String>]) -> Option<TaskInfo> {
-    let [name, state, attempts, last_error, run_at] = values else { return None };
+    let [name, state, attempts, last_error, run_at, payload] = values else { return None };
     let state = state.as_deref().and_then(TaskState::parse)?;
     Some(TaskInfo {
         id,
@@ -134,6 +134,7 @@ fn task_info(id: TaskId, values: &[Option<String>]) -> Option<TaskInfo> {
         attempts: attempts.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
         last_error: last_error.clone(),
         run_at: run_at.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0),
+        payload: payload.clone().unwrap_or_default(),
     })
 }
 
@@ -274,7 +275,7 @@ where
         let fields: Vec<Option<String>> =
             from_value(self.run(&ADMIN, &["dead".into(), last]).await?)?;
         Ok(fields
-            .chunks_exact(6)
+            .chunks_exact(1 + INFO_FIELDS.len())
             .filter_map(|c| task_info(TaskId(c[0].clone()?), &c[1..]))
             .collect())
     }

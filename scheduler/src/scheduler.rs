@@ -108,6 +108,87 @@ impl<B: Backend> Scheduler<B> {
         self.backend.info(id).await
     }
 
+    /// Waits until task `id` is done for good (succeeded, dead or
+    /// cancelled: [`TaskState::is_final`](crate::TaskState::is_final)) and
+    /// returns its final info, for at most `within`.
+    ///
+    /// It asks the backend with a backoff (1 ms, doubling to 250 ms), so a
+    /// long wait costs a few queries a second, never a tight loop. A
+    /// succeeded task is forgotten after the backend's retention period;
+    /// wait well within it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sysblocks_scheduler::{
+    ///     MemoryBackend, Registry, Scheduler, Task, TaskState, TokioClock, Worker, WorkerConfig,
+    /// };
+    ///
+    /// let backend = Arc::new(MemoryBackend::new());
+    /// let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+    /// let scheduler = Scheduler::new(backend.clone(), clock.clone());
+    /// let mut registry = Registry::new();
+    /// registry.register("greet", |_ctx, name: String| async move {
+    ///     println!("hello, {name}");
+    ///     Ok(())
+    /// });
+    /// let worker = Arc::new(Worker::new(backend, registry, clock, WorkerConfig::default())?);
+    /// let running = tokio::spawn({
+    ///     let worker = worker.clone();
+    ///     async move { worker.run(Duration::from_secs(1)).await }
+    /// });
+    /// let id = scheduler.submit(Task::new("greet", "ada")?).await?.id().clone();
+    /// let done = scheduler.wait(&id, Duration::from_secs(60)).await?;
+    /// assert_eq!(done.state, TaskState::Succeeded);
+    /// assert_eq!(done.payload, "\"ada\"");
+    /// worker.shutdown();
+    /// running.await??;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SchedulerError::NotFound`] for a task that does not exist (or was
+    /// forgotten), [`SchedulerError::WaitTimedOut`] when it is not done
+    /// within `within`, and backend failures.
+    pub async fn wait(&self, id: &TaskId, within: Duration) -> Result<TaskInfo, SchedulerError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.backend.info(id).await? {
+                None => return Err(SchedulerError::NotFound { id: id.to_string() }),
+                Some(info) if info.state.is_final() => return Ok(info),
+                Some(_) => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(SchedulerError::WaitTimedOut { id: id.to_string() });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// [`wait`](Self::wait) for every task of `ids`, within one overall
+    /// bound; their final infos in the order of `ids`.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait), for the first task that fails it.
+    pub async fn wait_all(
+        &self,
+        ids: &[TaskId],
+        within: Duration,
+    ) -> Result<Vec<TaskInfo>, SchedulerError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            out.push(self.wait(id, left).await?);
+        }
+        Ok(out)
+    }
+
     /// Tasks per state.
     ///
     /// # Errors

@@ -73,6 +73,12 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Whether the task is done for good: succeeded, dead or cancelled
+    /// (a dead task runs again only if replayed).
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled)
+    }
+
     /// The state's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -329,6 +335,8 @@ pub struct TaskInfo {
     pub last_error: Option<String>,
     /// When it is (or was) due, ms since the epoch.
     pub run_at: u64,
+    /// Its JSON payload, so that a dead letter says what the job was.
+    pub payload: String,
 }
 
 impl Counts {

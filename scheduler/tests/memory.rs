@@ -75,3 +75,9 @@ async fn poison_tasks_die_after_their_attempts() {
 async fn extreme_inputs_agree_across_backends() {
     common::extreme_inputs_agree_across_backends(Arc::new(MemoryBackend::new()), START).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn wait_resolves_with_the_final_state() {
+    let (backend, clock) = setup();
+    common::wait_resolves_with_the_final_state(backend, clock).await;
+}

@@ -88,6 +88,7 @@ async fn cluster_runs_the_same_suite() {
     common::leases_fence_stale_workers(cluster(&c, "lease").await, 1_700_000_000_000).await;
     common::poison_tasks_die_after_their_attempts(cluster(&c, "poison").await, 1_700_000_000_000)
         .await;
+    common::wait_resolves_with_the_final_state(cluster(&c, "wait").await, clock()).await;
     common::extreme_inputs_agree_across_backends(cluster(&c, "extreme").await, 1_700_000_000_000)
         .await;
     common::priorities_delays_and_idempotency(cluster(&c, "prio").await, 1_700_000_000_000).await;
@@ -248,4 +249,10 @@ async fn failing_renewals_cancel_the_handler_before_the_lease_runs_out() {
     worker.shutdown();
     running.await.unwrap().unwrap();
     assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wait_resolves_with_the_final_state() {
+    let redis = Redis::new();
+    common::wait_resolves_with_the_final_state(standalone(&redis, "wait").await, clock()).await;
 }

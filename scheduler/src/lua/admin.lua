@@ -36,9 +36,9 @@ elseif op == 'dead' then
   -- Per dead task: its id, then the fields INFO_FIELDS names.
   local out = {}
   for _, id in ipairs(call('ZRANGE', p .. 'dead', 0, ARGV[3])) do
-    local v = call('HMGET', tkey(id), 'name', 'state', 'attempts', 'last_error', 'run_at')
+    local v = call('HMGET', tkey(id), 'name', 'state', 'attempts', 'last_error', 'run_at', 'payload')
     table.insert(out, id)
-    for i = 1, 5 do table.insert(out, v[i] or false) end
+    for i = 1, 6 do table.insert(out, v[i] or false) end
   end
   return out
 end

@@ -9,7 +9,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sysblocks_scheduler::{
     AttemptLimits, Backend, Clock, Dag, HandlerOptions, Jitter, OnParentFailure, Registry,
-    RetryPolicy, Scheduler, SchedulerError, Submitted, Task, TaskError, TaskState, Worker,
+    RetryPolicy, Scheduler, SchedulerError, Submitted, Task, TaskError, TaskId, TaskState, Worker,
     WorkerConfig,
 };
 
@@ -454,4 +454,58 @@ pub async fn extreme_inputs_agree_across_backends<B: Backend>(backend: Arc<B>, n
     // Listing dead letters with no limit works.
     assert!(backend.dead_letters(usize::MAX).await.unwrap().is_empty());
     assert!(backend.dead_letters(0).await.unwrap().is_empty());
+}
+
+/// `wait` resolves with each task's final state and its payload, in memory
+/// and on Redis: a success, a dead letter, a cancelled dependant; a task
+/// that is not done in time is a typed timeout, an unknown one NotFound.
+pub async fn wait_resolves_with_the_final_state<B: Backend>(
+    backend: Arc<B>,
+    clock: Arc<dyn Clock>,
+) {
+    let scheduler = Scheduler::new(backend.clone(), clock.clone());
+    let mut registry = Registry::new();
+    registry.register("ok", |_ctx, _n: u32| async { Ok(()) });
+    registry.register("bad", |_ctx, _n: u32| async { Err(TaskError::permanent("no")) });
+    let worker =
+        Arc::new(Worker::new(backend.clone(), registry, clock.clone(), fast_config()).unwrap());
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(Duration::from_secs(5)).await }
+    });
+    let ok = scheduler.submit(Task::new("ok", &1u32).unwrap()).await.unwrap().id().clone();
+    let bad = scheduler.submit(Task::new("bad", &2u32).unwrap()).await.unwrap().id().clone();
+    let child = scheduler
+        .submit(Task::new("ok", &3u32).unwrap().after_parent(&bad))
+        .await
+        .unwrap()
+        .id()
+        .clone();
+    let done =
+        scheduler.wait_all(&[ok, bad.clone(), child], Duration::from_secs(30)).await.unwrap();
+    let states: Vec<TaskState> = done.iter().map(|i| i.state).collect();
+    assert_eq!(states, [TaskState::Succeeded, TaskState::Dead, TaskState::Cancelled]);
+    assert_eq!((done[0].payload.as_str(), done[1].payload.as_str()), ("1", "2"));
+    let dead = scheduler.dead_letters(10).await.unwrap();
+    assert_eq!(
+        (dead[0].id.clone(), dead[0].payload.as_str()),
+        (bad, "2"),
+        "a dead letter says what the job was"
+    );
+    let later = scheduler
+        .submit(Task::new("ok", &4u32).unwrap().after(Duration::from_secs(3600)))
+        .await
+        .unwrap()
+        .id()
+        .clone();
+    assert!(matches!(
+        scheduler.wait(&later, Duration::from_millis(50)).await,
+        Err(SchedulerError::WaitTimedOut { .. })
+    ));
+    assert!(matches!(
+        scheduler.wait(&TaskId::from("no-such-task"), Duration::from_secs(1)).await,
+        Err(SchedulerError::NotFound { .. })
+    ));
+    worker.shutdown();
+    running.await.unwrap().unwrap();
 }
