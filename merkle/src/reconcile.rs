@@ -132,16 +132,21 @@ pub struct SyncStats {
 /// sends, a side queues at most
 /// [`SyncConfig::queued_bytes_per_byte`] bytes of fingerprints, listings and
 /// wants per byte received, plus its own entries (each at most once: the
-/// differing ones, by the peer's account), and its bookkeeping grows with
-/// the items received.
+/// differing ones, by the peer's account). Its bookkeeping is at most one
+/// node per item received plus one per range it describes or splits, and
+/// the position of each entry it sends.
 #[derive(Debug, Clone)]
 pub struct Reconciler {
     config: SyncConfig,
     outbox: VecDeque<Item>,
     stats: SyncStats,
-    /// Nodes this side has answered (split, described, or had children
-    /// fingerprints for): an item about one of them again is ignored.
+    /// Nodes this side split in answer to a `Fingerprint` item: another
+    /// item about one of them is ignored.
     answered: HashSet<(u8, u64)>,
+    /// Nodes whose `Children` item this side has handled: another one, or
+    /// a `Fingerprint` of one of their children, is ignored. One entry per
+    /// item received, so the bookkeeping grows with the input only.
+    parents: HashSet<(u8, u64)>,
     /// Nodes whose every entry this side has already described or sent:
     /// items about them or anything below them are ignored.
     settled: HashSet<(u8, u64)>,
@@ -161,6 +166,7 @@ impl Reconciler {
             outbox: VecDeque::new(),
             stats: SyncStats::default(),
             answered: HashSet::new(),
+            parents: HashSet::new(),
             settled: HashSet::new(),
             sent: HashSet::new(),
         })
@@ -174,9 +180,12 @@ impl Reconciler {
         })
     }
 
-    /// Marks a node answered; `false` if it was already (or is covered).
-    fn first_answer(&mut self, level: u8, node: u64) -> bool {
-        !self.covered(level, node) && self.answered.insert((level, node))
+    /// Whether a `Fingerprint` item about `node` was answered already: the
+    /// node was split, or settled, or its parent's children were handled.
+    fn answered_before(&self, level: u8, node: u64) -> bool {
+        self.covered(level, node)
+            || self.answered.contains(&(level, node))
+            || (level > 0 && self.parents.contains(&(level - 1, node >> 4)))
     }
 
     /// What this side has done so far.
@@ -244,10 +253,15 @@ impl Reconciler {
         for item in items(message, self.config.max_message)? {
             match item? {
                 Item::Fingerprint { level, node, fp } => {
-                    self.on_fingerprint(store, level, node, fp, self.config.list_threshold);
+                    if !self.answered_before(level, node) {
+                        let threshold = self.config.list_threshold;
+                        if self.on_fingerprint(store, level, node, fp, threshold) {
+                            self.answered.insert((level, node));
+                        }
+                    }
                 }
                 Item::Children { level, node, children } => {
-                    if !self.first_answer(level, node) {
+                    if self.covered(level, node) || !self.parents.insert((level, node)) {
                         continue;
                     }
                     let child_level = level + 1;
@@ -269,7 +283,9 @@ impl Reconciler {
                     };
                     for c in 0..16 {
                         let theirs = children.get(c).unwrap_or_default();
-                        self.on_fingerprint(store, child_level, child(c), theirs, threshold);
+                        if !self.covered(child_level, child(c)) {
+                            self.on_fingerprint(store, child_level, child(c), theirs, threshold);
+                        }
                     }
                 }
                 Item::Listing { level, node, items } => {
@@ -417,6 +433,8 @@ impl Reconciler {
         });
     }
 
+    /// Answers their fingerprint of a node; returns whether it split the
+    /// node (sent our children), which the caller may need to remember.
     fn on_fingerprint<K, V>(
         &mut self,
         store: &MerkleStore<K, V>,
@@ -424,17 +442,15 @@ impl Reconciler {
         node: u64,
         theirs: WireFp,
         threshold: u64,
-    ) where
+    ) -> bool
+    where
         K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
         V: Clone + AsRef<[u8]>,
     {
         let lvl = usize::from(level);
-        if !self.first_answer(level, node) {
-            return;
-        }
         let ours = store.wire_fp(lvl, node);
         if ours == theirs {
-            return;
+            return false;
         }
         if theirs.count == 0 {
             // They have nothing here: everything of ours is a difference.
@@ -455,7 +471,9 @@ impl Reconciler {
                 node,
                 children: store.wire_children(lvl, node),
             });
+            return true;
         }
+        false
     }
 
     fn on_listing<K, V>(

@@ -15,11 +15,18 @@ static PEAK: PeakAlloc = PeakAlloc;
 #[test]
 fn decoding_and_receiving_stay_within_a_small_multiple_of_the_message() {
     let config = SyncConfig::default();
-    // 128 distinct parents at level 2 (one-byte node ids: 5-byte items).
+    // The smallest items: 128 parents at level 2 (one-byte node ids, so
+    // 5-byte items), repeated.
     let count = (config.max_message - 1) / 5;
     let items: Vec<Item> = (0..count as u64)
         .map(|node| Item::Children { level: 2, node: node % 128, children: Children::default() })
         .collect();
+    // And for the receiver's bookkeeping: every item a distinct parent at
+    // level 4 (three-byte node ids, 7-byte items).
+    let distinct: Vec<Item> = (0..(config.max_message as u64 - 1) / 7)
+        .map(|i| Item::Children { level: 4, node: 16_384 + i, children: Children::default() })
+        .collect();
+    let distinct = encode_message(&distinct);
     let message = encode_message(&items);
     drop(items);
     assert!(message.len() <= config.max_message && message.len() > config.max_message - 8);
@@ -42,14 +49,16 @@ fn decoding_and_receiving_stay_within_a_small_multiple_of_the_message() {
     for i in 0..1000u32 {
         store.put(i.to_le_bytes().to_vec(), b"v".to_vec(), 1).unwrap();
     }
-    let mut side = Reconciler::new(config).unwrap();
-    let before = PEAK.current_usage();
-    PEAK.reset_peak_usage();
-    side.receive(&mut store, &message).unwrap();
-    let peak = PEAK.peak_usage().saturating_sub(before);
-    assert!(
-        peak <= DECODED_BYTES_PER_BYTE * message.len(),
-        "receiving {} bytes peaked at {peak} bytes",
-        message.len()
-    );
+    for message in [&message, &distinct] {
+        let mut side = Reconciler::new(config).unwrap();
+        let before = PEAK.current_usage();
+        PEAK.reset_peak_usage();
+        side.receive(&mut store, message).unwrap();
+        let peak = PEAK.peak_usage().saturating_sub(before);
+        assert!(
+            peak <= DECODED_BYTES_PER_BYTE * message.len(),
+            "receiving {} bytes peaked at {peak} bytes",
+            message.len()
+        );
+    }
 }
