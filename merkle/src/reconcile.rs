@@ -283,7 +283,9 @@ impl Reconciler {
                     };
                     for c in 0..16 {
                         let theirs = children.get(c).unwrap_or_default();
-                        if !self.covered(child_level, child(c)) {
+                        // The parent is not covered (checked above), so a
+                        // child is only if it was settled itself.
+                        if !self.settled.contains(&(child_level, child(c))) {
                             self.on_fingerprint(store, child_level, child(c), theirs, threshold);
                         }
                     }
