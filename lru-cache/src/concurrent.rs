@@ -162,6 +162,10 @@ impl<K, V, S> fmt::Debug for ConcurrentLruCache<K, V, S> {
     }
 }
 
+/// The most shards a [`ConcurrentLruCache`] may have (each is a lock and an
+/// `LruCache`, allocated up front).
+pub const MAX_SHARDS: usize = 1 << 16;
+
 fn default_shards() -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     (cores * 4).next_power_of_two()
@@ -182,16 +186,21 @@ where
     }
 
     /// A cache of at most `capacity` entries over `shards` shards (at most
-    /// `capacity` of them).
+    /// `capacity` of them, and at most [`MAX_SHARDS`]).
     ///
     /// # Errors
-    /// [`CacheError::ZeroCapacity`], [`CacheError::ZeroShards`].
+    /// [`CacheError::ZeroCapacity`], [`CacheError::ZeroShards`],
+    /// [`CacheError::TooManyShards`], or [`CacheError::CapacityTooLarge`]
+    /// when one shard would hold more than an [`LruCache`] can.
     pub fn with_shards(capacity: usize, shards: usize) -> Result<Self, CacheError> {
         if capacity == 0 {
             return Err(CacheError::ZeroCapacity);
         }
         if shards == 0 {
             return Err(CacheError::ZeroShards);
+        }
+        if shards > MAX_SHARDS {
+            return Err(CacheError::TooManyShards { requested: shards, max: MAX_SHARDS });
         }
         let n = shards.min(capacity);
         let shards =

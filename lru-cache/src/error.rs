@@ -25,6 +25,13 @@ pub enum CacheError {
     },
     /// A concurrent cache needs at least one shard.
     ZeroShards,
+    /// More shards than a concurrent cache allows.
+    TooManyShards {
+        /// The shard count asked for.
+        requested: usize,
+        /// The most allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for CacheError {
@@ -42,6 +49,9 @@ impl fmt::Display for CacheError {
                 "entry weighs {weight}, more than the cache's maximum weight of {max_weight}"
             ),
             CacheError::ZeroShards => write!(f, "shard count must be at least 1 (got 0)"),
+            CacheError::TooManyShards { requested, max } => {
+                write!(f, "shard count must be at most {max} (got {requested})")
+            }
         }
     }
 }

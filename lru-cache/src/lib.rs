@@ -48,6 +48,6 @@ mod lru;
 mod sync;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use concurrent::ConcurrentLruCache;
+pub use concurrent::{ConcurrentLruCache, MAX_SHARDS};
 pub use error::CacheError;
 pub use lru::{CacheStats, Iter, LruBuilder, LruCache, RemovalCause};

@@ -181,3 +181,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn huge_shard_counts_and_capacities_are_errors_not_allocations() {
+    use sysblocks_lru_cache::MAX_SHARDS;
+    assert_eq!(
+        ConcurrentLruCache::<u8, u8>::with_shards(usize::MAX, usize::MAX).unwrap_err(),
+        CacheError::TooManyShards { requested: usize::MAX, max: MAX_SHARDS }
+    );
+    assert!(matches!(
+        ConcurrentLruCache::<u8, u8>::with_shards(usize::MAX, 1),
+        Err(CacheError::CapacityTooLarge { .. })
+    ));
+    assert!(matches!(
+        ConcurrentLruCache::<u8, u8>::new(usize::MAX),
+        Err(CacheError::CapacityTooLarge { .. })
+    ));
+    assert!(matches!(
+        LruCache::<u8, u8>::new(usize::MAX),
+        Err(CacheError::CapacityTooLarge { .. })
+    ));
+    assert_eq!(
+        ConcurrentLruCache::<u8, u8>::with_shards(1 << 20, MAX_SHARDS).unwrap().shard_count(),
+        MAX_SHARDS
+    );
+}
