@@ -244,15 +244,22 @@ impl<C: RedisConnection> Shared<C> {
             .chunks_exact(width)
             .zip(requests)
             .map(|(v, r)| {
-                let numbers: Option<Vec<i64>> = v.iter().map(integer).collect();
-                match numbers {
-                    Some(numbers) => Ok(self.decision(now, r, &numbers)),
+                // At most five values per decision: read them onto the stack
+                // (no allocation per decision).
+                let mut numbers = [0i64; 5];
+                let parsed = v
+                    .iter()
+                    .zip(&mut numbers)
+                    .all(|(value, slot)| integer(value).map(|n| *slot = n).is_some());
+                if parsed {
+                    Ok(self.decision(now, r, &numbers[..width]))
+                } else {
                     // The decision's script failed: its first value is why.
-                    None => Err(redis::RedisError::from((
+                    Err(redis::RedisError::from((
                         redis::ErrorKind::Extension,
                         "rate limit decision failed",
                         text(&v[0]),
-                    ))),
+                    )))
                 }
             })
             .collect())
