@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::leaky::LeakyBucket;
 use crate::limiter::Limiter;
 use crate::rate::Rate;
-use crate::token_bucket::{Decision, TokenBucket};
+use crate::token_bucket::TokenBucket;
 use crate::window::{FixedWindow, SlidingWindowCounter, SlidingWindowLog};
 
 /// The five algorithms (the [`guide`](crate::guide) compares them).
@@ -95,6 +96,18 @@ impl Limit {
     /// The window of the window algorithms: the rate's period.
     pub fn window(&self) -> Duration {
         self.rate.per()
+    }
+
+    /// The policy window ([`Limiter::window`](crate::Limiter::window)): the
+    /// window of a window algorithm, or the time a bucket takes to fill
+    /// completely.
+    pub fn policy_window(&self) -> Duration {
+        match self.algorithm {
+            Algorithm::TokenBucket | Algorithm::LeakyBucket => {
+                refill_time(self.rate.interval_nanos(), self.capacity())
+            }
+            _ => self.window(),
+        }
     }
 
     /// Checks the limit without building it.
@@ -205,6 +218,9 @@ impl<C: Clock> Limiter for AnyLimiter<C> {
     fn now(&self) -> u64 {
         self.inner().now()
     }
+    fn window(&self) -> Duration {
+        self.inner().window()
+    }
     fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
         self.inner().check_n_at(now, cost)
     }
@@ -217,4 +233,9 @@ impl<C: Clock> Limiter for AnyLimiter<C> {
     fn is_idle_at(&self, now: u64) -> bool {
         self.inner().is_idle_at(now)
     }
+}
+
+/// `capacity` intervals of `t` nanoseconds (saturating).
+pub(crate) fn refill_time(t: u64, capacity: u64) -> Duration {
+    Duration::from_nanos(t.saturating_mul(capacity))
 }

@@ -67,6 +67,12 @@ pub enum LimitError {
         /// The prefix given.
         prefix: String,
     },
+    /// A network (`10.0.0.0/8`, `::1`) that does not parse, for
+    /// [`ClientIp::behind_proxies`](crate::ClientIp::behind_proxies).
+    BadNetwork {
+        /// The text given.
+        text: String,
+    },
     /// A rate string that does not parse (`"100/s"`, `"5000/h"`, `"10/500ms"`).
     BadRate {
         /// The text given.
@@ -114,6 +120,9 @@ impl fmt::Display for LimitError {
                 f,
                 "Redis key prefix {prefix:?} contains '{{' or '}}'; the limiter key must be the hash tag"
             ),
+            LimitError::BadNetwork { text } => {
+                write!(f, "cannot parse network {text:?}: expected an address or ADDRESS/PREFIX")
+            }
             LimitError::BadRate { text } => write!(
                 f,
                 "cannot parse rate {text:?}: expected COUNT/UNIT such as \"100/s\", \"5000/h\" or \"10/500ms\""

@@ -1,15 +1,17 @@
 //! [`Keyed`]: one limiter per key (client IP, API key, user), with memory
 //! bounded however many keys arrive.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::limiter::Limiter;
-use crate::token_bucket::Decision;
 
 type Factory<L> = Box<dyn Fn() -> Result<L, LimitError> + Send + Sync>;
 
@@ -54,6 +56,9 @@ pub struct Keyed<K, L> {
     max_keys: usize,
     /// New keys refused since the last sweep.
     refused: AtomicUsize,
+    /// The factory's limit and policy window (nanoseconds), for reports.
+    limit: AtomicU64,
+    window: AtomicU64,
 }
 
 impl<K: Eq + Hash, L> fmt::Debug for Keyed<K, L> {
@@ -67,7 +72,7 @@ impl<K: Eq + Hash, L> fmt::Debug for Keyed<K, L> {
 
 impl<K, L> Keyed<K, L>
 where
-    K: Eq + Hash + Clone,
+    K: Eq + Hash,
     L: Limiter,
 {
     /// Per-key limiters made by `make`, at most `max_keys` of them.
@@ -83,13 +88,33 @@ where
         if max_keys == 0 {
             return Err(LimitError::ZeroCapacity);
         }
-        make()?;
-        Ok(Keyed {
+        let sample = make()?;
+        let keyed = Keyed {
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             make: std::sync::RwLock::new(Box::new(make)),
             max_keys,
             refused: AtomicUsize::new(0),
-        })
+            limit: AtomicU64::new(0),
+            window: AtomicU64::new(0),
+        };
+        keyed.describe(&sample);
+        Ok(keyed)
+    }
+
+    fn describe(&self, sample: &L) {
+        self.limit.store(sample.limit(), Ordering::Relaxed);
+        let window = u64::try_from(sample.window().as_nanos()).unwrap_or(u64::MAX);
+        self.window.store(window, Ordering::Relaxed);
+    }
+
+    /// The limit of a fresh limiter (what new keys get).
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The policy window of a fresh limiter ([`Limiter::window`]).
+    pub fn window(&self) -> Duration {
+        Duration::from_nanos(self.window.load(Ordering::Relaxed))
     }
 
     /// One unit for `key`.
@@ -98,7 +123,11 @@ where
     /// [`LimitError::TooManyKeys`] for a new key while the map is full of
     /// busy keys.
     #[inline]
-    pub fn check(&self, key: &K) -> Result<Decision, LimitError> {
+    pub fn check<Q>(&self, key: &Q) -> Result<Decision, LimitError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.check_n(key, 1)
     }
 
@@ -107,7 +136,11 @@ where
     /// # Errors
     /// As [`Limiter::check_n`], and [`LimitError::TooManyKeys`].
     #[inline]
-    pub fn check_n(&self, key: &K, cost: u64) -> Result<Decision, LimitError> {
+    pub fn check_n<Q>(&self, key: &Q, cost: u64) -> Result<Decision, LimitError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(limiter) = self.map.get(key) {
             return limiter.check_n(cost);
         }
@@ -119,7 +152,11 @@ where
     ///
     /// # Errors
     /// As [`Limiter::peek_n`].
-    pub fn peek_n(&self, key: &K, cost: u64) -> Result<Decision, LimitError> {
+    pub fn peek_n<Q>(&self, key: &Q, cost: u64) -> Result<Decision, LimitError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(limiter) = self.map.get(key) {
             return limiter.peek_n(cost);
         }
@@ -127,7 +164,11 @@ where
     }
 
     /// Gives back `cost` units to `key` (no effect for an unknown key).
-    pub fn refund(&self, key: &K, cost: u64) {
+    pub fn refund<Q>(&self, key: &Q, cost: u64)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(limiter) = self.map.get(key) {
             limiter.refund(cost);
         }
@@ -165,7 +206,8 @@ where
     where
         F: Fn() -> Result<L, LimitError> + Send + Sync + 'static,
     {
-        make()?;
+        let sample = make()?;
+        self.describe(&sample);
         *self.make.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Box::new(make);
         for entry in &self.map {
             update(entry.value());
@@ -178,11 +220,15 @@ where
     }
 
     #[cold]
-    fn insert_and(
+    fn insert_and<Q>(
         &self,
-        key: &K,
+        key: &Q,
         then: impl FnOnce(&L) -> Result<Decision, LimitError>,
-    ) -> Result<Decision, LimitError> {
+    ) -> Result<Decision, LimitError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if self.map.len() >= self.max_keys {
             // The first refusal after a sweep sweeps again only once every
             // max_keys / 8 refusals.
@@ -196,7 +242,7 @@ where
             }
         }
         let fresh = self.fresh()?;
-        let entry = self.map.entry(key.clone()).or_insert(fresh);
+        let entry = self.map.entry(key.to_owned()).or_insert(fresh);
         then(entry.value())
     }
 }

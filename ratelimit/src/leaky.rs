@@ -6,10 +6,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::limiter::Limiter;
 use crate::rate::Rate;
-use crate::token_bucket::{Decision, check_cost, gcra_step, gcra_tau};
+use crate::token_bucket::{check_cost, gcra_step, gcra_tau};
 
 /// The pure leaky-bucket step. The queue drains one unit every `t`;
 /// `next_free` is the time the queue is empty again (`None`: empty). A
@@ -33,11 +34,8 @@ pub fn leaky_step(
     // it) queues one unit at a time rather than admitting on a saturated
     // tolerance.
     let tau = gcra_tau(t, capacity).unwrap_or(0);
-    let (mut decision, next) = gcra_step(next_free, now, t, tau, capacity, cost);
-    if decision.allowed {
-        decision.wait = Duration::from_nanos(next_free.unwrap_or(now).saturating_sub(now));
-    }
-    (decision, next)
+    let (decision, next) = gcra_step(next_free, now, t, tau, capacity, cost);
+    (decision.with_wait(Duration::from_nanos(next_free.unwrap_or(now).saturating_sub(now))), next)
 }
 
 #[derive(Debug, Default)]
@@ -267,6 +265,11 @@ impl<C: Clock> Drop for SlotGuard<'_, C> {
 impl<C: Clock> Limiter for LeakyBucket<C> {
     fn limit(&self) -> u64 {
         self.lock().capacity
+    }
+
+    fn window(&self) -> std::time::Duration {
+        let state = self.lock();
+        crate::config::refill_time(state.t, state.capacity)
     }
 
     fn now(&self) -> u64 {

@@ -53,13 +53,17 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "tower")]
+mod client_ip;
 mod clock;
 mod config;
+mod decision;
 mod error;
 pub mod guide;
 #[cfg(feature = "tower")]
 mod http_layer;
 mod keyed;
+mod keyed_limiter;
 mod leaky;
 mod limiter;
 mod rate;
@@ -71,20 +75,26 @@ mod token_bucket;
 mod wait;
 mod window;
 
+#[cfg(feature = "tower")]
+pub use client_ip::{ClientIp, ProxyHeader};
 #[cfg(feature = "async")]
 pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Algorithm, AnyLimiter, Limit};
+pub use decision::Decision;
 pub use error::LimitError;
 #[cfg(feature = "tower")]
-pub use http_layer::{KeyedDecision, RateLimitLayer, RateLimitService};
+pub use http_layer::{
+    KeyExtractor, OrShared, RateLimitLayer, RateLimitService, Refused, problem_response,
+};
 pub use keyed::Keyed;
+pub use keyed_limiter::{AnyKeyedLimiter, KeyedLimiter, Unkeyed};
 pub use leaky::{LeakyBucket, leaky_step};
 pub use limiter::{Limiter, check_all};
 pub use rate::Rate;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_TIMEOUT, FailurePolicy, RedisConnection, RedisLimiter};
-pub use token_bucket::{Decision, MAX_REFILL_NANOS, TokenBucket, gcra_refund, gcra_step, gcra_tau};
+pub use token_bucket::{MAX_REFILL_NANOS, TokenBucket, gcra_refund, gcra_step, gcra_tau};
 #[cfg(feature = "async")]
 pub use wait::AsyncLimiter;
 pub use window::{

@@ -2,7 +2,9 @@
 //! [`check_all`] and the HTTP layer work with any algorithm.
 
 use crate::error::LimitError;
-use crate::token_bucket::Decision;
+use std::time::Duration;
+
+use crate::decision::Decision;
 
 /// An in-process rate limiter: one of [`TokenBucket`](crate::TokenBucket),
 /// [`LeakyBucket`](crate::LeakyBucket), [`FixedWindow`](crate::FixedWindow),
@@ -18,6 +20,11 @@ pub trait Limiter: Send + Sync {
 
     /// Now on this limiter's clock, in nanoseconds.
     fn now(&self) -> u64;
+
+    /// The policy window: the window of a window algorithm, or the time an
+    /// empty bucket takes to fill (a queue to drain) completely. The HTTP
+    /// layer announces it as `w`.
+    fn window(&self) -> Duration;
 
     /// Admits a request of `cost` at `now` if there is room for all of it.
     ///
@@ -71,14 +78,7 @@ pub trait Limiter: Send + Sync {
 /// A denial, for the one case that cannot happen (cost 1 above a limit of
 /// at least 1); returning it keeps the trait free of panics.
 fn unreachable_decision(limit: u64) -> Decision {
-    Decision {
-        allowed: false,
-        limit,
-        remaining: 0,
-        reset_after: std::time::Duration::ZERO,
-        retry_after: None,
-        wait: std::time::Duration::ZERO,
-    }
+    Decision { retry_after: None, ..Decision::deny(limit, 0, Duration::ZERO, Duration::ZERO) }
 }
 
 impl<L: Limiter + ?Sized> Limiter for std::sync::Arc<L> {
@@ -87,6 +87,9 @@ impl<L: Limiter + ?Sized> Limiter for std::sync::Arc<L> {
     }
     fn now(&self) -> u64 {
         (**self).now()
+    }
+    fn window(&self) -> Duration {
+        (**self).window()
     }
     fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
         (**self).check_n_at(now, cost)
@@ -148,14 +151,7 @@ pub fn check_all(limiters: &[&dyn Limiter], cost: u64) -> Result<Decision, Limit
             tightest = Some(decision);
         }
     }
-    Ok(tightest.unwrap_or(Decision {
-        allowed: true,
-        limit: u64::MAX,
-        remaining: u64::MAX,
-        reset_after: std::time::Duration::ZERO,
-        retry_after: None,
-        wait: std::time::Duration::ZERO,
-    }))
+    Ok(tightest.unwrap_or(Decision::admit(u64::MAX, u64::MAX, Duration::ZERO)))
 }
 
 fn refund_all(limiters: &[&dyn Limiter], cost: u64) {

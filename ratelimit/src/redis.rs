@@ -12,8 +12,9 @@ use redis::{RedisResult, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{Algorithm, Limit};
+use crate::decision::Decision;
 use crate::error::LimitError;
-use crate::token_bucket::{Decision, check_cost, gcra_step};
+use crate::token_bucket::{check_cost, gcra_step};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 const EPILOGUE: &str = include_str!("lua/epilogue.lua");
@@ -147,6 +148,8 @@ struct Shared<C> {
     /// The GCRA tolerance in microseconds.
     tau: u64,
     prefix: String,
+    /// The policy window ([`Limit::policy_window`]).
+    window: Duration,
     /// The bound on one script call (and on a caller's wait), in
     /// microseconds.
     timeout_us: AtomicU64,
@@ -550,6 +553,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
             period: to_u64(period),
             tau: to_u64(tau),
             prefix: prefix.to_string(),
+            window: limit.policy_window(),
             timeout_us: AtomicU64::new(DEFAULT_TIMEOUT.as_micros() as u64),
         };
         Ok(RedisLimiter {
@@ -597,6 +601,11 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// The limit that decisions report.
     pub fn limit(&self) -> u64 {
         self.shared.limit
+    }
+
+    /// The policy window ([`Limit::policy_window`]).
+    pub fn window(&self) -> Duration {
+        self.shared.window
     }
 
     /// How many decisions the failure policy made because Redis failed.
@@ -810,6 +819,54 @@ impl<C: RedisConnection> RedisLimiter<C> {
             retry_after: Some(retry_after),
             wait: Duration::ZERO,
         }
+    }
+}
+
+impl<C: RedisConnection> crate::KeyedLimiter<str> for RedisLimiter<C> {
+    fn limit(&self) -> u64 {
+        self.shared.limit
+    }
+
+    fn window(&self) -> Duration {
+        RedisLimiter::window(self)
+    }
+
+    fn check_n(
+        &self,
+        key: &str,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
+        RedisLimiter::check_n(self, key, cost)
+    }
+
+    fn refund(&self, key: &str, cost: u64) -> impl Future<Output = Result<(), LimitError>> + Send {
+        RedisLimiter::refund(self, key, cost)
+    }
+}
+
+impl<C: RedisConnection> crate::KeyedLimiter<String> for RedisLimiter<C> {
+    fn limit(&self) -> u64 {
+        self.shared.limit
+    }
+
+    fn window(&self) -> Duration {
+        RedisLimiter::window(self)
+    }
+
+    fn check_n(
+        &self,
+        key: &String,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
+        RedisLimiter::check_n(self, key, cost)
+    }
+
+    fn refund(
+        &self,
+        key: &String,
+        cost: u64,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send {
+        RedisLimiter::refund(self, key, cost)
     }
 }
 

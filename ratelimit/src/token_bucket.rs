@@ -3,30 +3,11 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::limiter::Limiter;
 use crate::rate::Rate;
 use crate::sync::{AtomicU64, Ordering};
-
-/// The outcome of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request was admitted (and its tokens taken).
-    pub allowed: bool,
-    /// The limit: the bucket's capacity.
-    pub limit: u64,
-    /// Tokens left after this decision.
-    pub remaining: u64,
-    /// Time until the bucket is full again.
-    pub reset_after: Duration,
-    /// For a denial: the wait after which this same request would pass.
-    /// `None` when admitted.
-    pub retry_after: Option<Duration>,
-    /// For an admitted request to a shaper ([`LeakyBucket`](crate::LeakyBucket)):
-    /// how long it must wait for its departure slot. Zero for every other
-    /// algorithm, and for denials.
-    pub wait: Duration,
-}
 
 /// The pure GCRA step shared by every backend: given the bucket's
 /// theoretical arrival time `tat` (`None`: untouched, as good as full), the
@@ -118,24 +99,19 @@ fn gcra_report(
         if room < t { 0 } else { (room / t).min(capacity) }
     };
     match outcome {
-        Err(earliest) => Decision {
-            allowed: false,
-            limit: capacity,
-            remaining: remaining_at(tat),
-            reset_after: Duration::from_nanos(tat.saturating_sub(now)),
-            retry_after: Some(Duration::from_nanos(earliest - now)),
-            wait: Duration::ZERO,
-        },
-        Ok(next) => Decision {
-            allowed: true,
-            limit: capacity,
+        Err(earliest) => Decision::deny(
+            capacity,
+            remaining_at(tat),
+            Duration::from_nanos(tat.saturating_sub(now)),
+            Duration::from_nanos(earliest - now),
+        ),
+        Ok(next) => Decision::admit(
+            capacity,
             // A bucket that was full has exactly `capacity − cost` left,
             // no division needed (the common case for a limiter with room).
-            remaining: if tat <= now { capacity.saturating_sub(cost) } else { remaining_at(next) },
-            reset_after: Duration::from_nanos(next.saturating_sub(now)),
-            retry_after: None,
-            wait: Duration::ZERO,
-        },
+            if tat <= now { capacity.saturating_sub(cost) } else { remaining_at(next) },
+            Duration::from_nanos(next.saturating_sub(now)),
+        ),
     }
 }
 
@@ -372,6 +348,10 @@ pub(crate) fn check_cost(cost: u64, limit: u64) -> Result<(), LimitError> {
 impl<C: Clock> Limiter for TokenBucket<C> {
     fn limit(&self) -> u64 {
         self.capacity()
+    }
+
+    fn window(&self) -> Duration {
+        crate::config::refill_time(self.t.load(Ordering::Relaxed), self.capacity())
     }
 
     fn now(&self) -> u64 {

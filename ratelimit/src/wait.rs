@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::limiter::Limiter;
-use crate::token_bucket::Decision;
 
 /// Wraps a [`Limiter`] so that async callers can wait for room instead of
 /// being denied (and, for a shaper such as the leaky bucket, for their

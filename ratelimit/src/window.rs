@@ -7,9 +7,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::limiter::Limiter;
-use crate::token_bucket::{Decision, check_cost};
+use crate::token_bucket::check_cost;
 
 fn window_nanos(window: Duration) -> Result<u64, LimitError> {
     match u64::try_from(window.as_nanos()) {
@@ -550,6 +551,10 @@ where
 
     fn now(&self) -> u64 {
         self.clock.now_nanos()
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_nanos(self.lock().window)
     }
 
     fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {

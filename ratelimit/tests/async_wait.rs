@@ -21,7 +21,7 @@ async fn until_ready_serves_waiters_in_arrival_order() {
     for (i, cost) in [(0, 4u64), (1, 1), (2, 1), (3, 1)] {
         let (limiter, order) = (limiter.clone(), order.clone());
         tasks.push(tokio::spawn(async move {
-            limiter.until_n_ready(cost).await.unwrap();
+            let _ = limiter.until_n_ready(cost).await.unwrap();
             order.lock().unwrap().push(i);
         }));
         tokio::task::yield_now().await; // arrive in this order
@@ -40,12 +40,12 @@ async fn until_ready_serves_waiters_in_arrival_order() {
 async fn a_cancelled_wait_takes_nothing() {
     let bucket = TokenBucket::with_clock(1, Rate::per_second(1).unwrap(), TokioClock::new());
     let limiter = AsyncLimiter::new(bucket.unwrap());
-    limiter.until_ready().await;
+    let _ = limiter.until_ready().await;
     // Give up after 100 ms of a 1 s wait.
     let waited = tokio::time::timeout(Duration::from_millis(100), limiter.until_ready()).await;
     assert!(waited.is_err());
     let start = Instant::now();
-    limiter.until_ready().await;
+    let _ = limiter.until_ready().await;
     assert_eq!(start.elapsed(), Duration::from_millis(900), "the token came back on schedule");
 }
 
@@ -53,11 +53,11 @@ async fn a_cancelled_wait_takes_nothing() {
 async fn jitter_stays_within_its_bound() {
     let bucket = TokenBucket::with_clock(1, Rate::per_second(10).unwrap(), TokioClock::new());
     let limiter = AsyncLimiter::new(bucket.unwrap()).with_jitter(Duration::from_millis(50));
-    limiter.until_ready().await;
+    let _ = limiter.until_ready().await;
     let mut spread = Vec::new();
     for _ in 0..50 {
         let start = Instant::now();
-        limiter.until_ready().await;
+        let _ = limiter.until_ready().await;
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(100) - Duration::from_millis(1));
         assert!(waited <= Duration::from_millis(150) + Duration::from_millis(1), "{waited:?}");
@@ -110,7 +110,7 @@ async fn until_ready_waits_for_a_shapers_slot() {
     let limiter = AsyncLimiter::new(bucket.unwrap());
     let start = Instant::now();
     for _ in 0..3 {
-        limiter.until_ready().await;
+        let _ = limiter.until_ready().await;
     }
     assert_eq!(start.elapsed(), Duration::from_millis(200), "departures 100 ms apart");
 }

@@ -188,7 +188,7 @@ async fn state_keys_expire_when_the_limiter_is_fresh_again() {
     let mut connection = redis.connection_manager().await;
     let limit = Limit::new(Algorithm::TokenBucket, Rate::per_second(10).unwrap()).with_burst(5);
     let limiter = RedisLimiter::new(connection.clone(), limit, redis.prefix()).unwrap();
-    limiter.check_n("ttl", 3).await.unwrap();
+    let _ = limiter.check_n("ttl", 3).await.unwrap();
     let ttl: i64 = redis::cmd("PTTL")
         .arg(limiter.redis_key("ttl"))
         .query_async(&mut connection)
