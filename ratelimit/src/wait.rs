@@ -32,7 +32,7 @@ use crate::limiter::Limiter;
 /// let limiter = AsyncLimiter::new(TokenBucket::with_clock(1, Rate::per_second(10)?, TokioClock::new())?);
 /// let start = tokio::time::Instant::now();
 /// for _ in 0..3 {
-///     limiter.until_ready().await;
+///     assert!(limiter.until_ready().await.allowed); // it waits, then always admits
 /// }
 /// assert_eq!(start.elapsed(), Duration::from_millis(200));
 /// # Ok(())
