@@ -244,15 +244,11 @@ impl<K: ?Sized + Sync + 'static> KeyedLimiter<K> for AnyKeyedLimiter<K> {
         self.inner.window()
     }
 
-    fn check_n(
-        &self,
-        key: &K,
-        cost: u64,
-    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        async move { self.inner.check_n(key, cost).await }
+    async fn check_n(&self, key: &K, cost: u64) -> Result<Decision, LimitError> {
+        self.inner.check_n(key, cost).await
     }
 
-    fn refund(&self, key: &K, cost: u64) -> impl Future<Output = Result<(), LimitError>> + Send {
-        async move { self.inner.refund(key, cost).await }
+    async fn refund(&self, key: &K, cost: u64) -> Result<(), LimitError> {
+        self.inner.refund(key, cost).await
     }
 }

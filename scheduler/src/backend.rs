@@ -175,6 +175,7 @@ impl AttemptLimits {
     }
 
     /// Every name with its own limit, and the default.
+    #[cfg(feature = "redis")]
     pub(crate) fn parts(&self) -> (&std::collections::HashMap<String, u32>, u32) {
         (&self.by_name, self.default)
     }

@@ -42,6 +42,8 @@
 //!
 //! # Crate features
 //!
+//! * `rate-limit` (default): [`RateLimit`], a limit on how fast workers
+//!   start tasks, in process or shared through Redis.
 //! * `redis`: [`RedisBackend`], one queue in Redis (standalone or Cluster)
 //!   shared by any number of processes, and the `scheduler-worker` binary
 //!   used by the chaos test.
@@ -82,4 +84,6 @@ pub use scheduler::{CronJob, Dag, Scheduler};
 pub use task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, Task, TaskId, TaskInfo, TaskState, When,
 };
+#[cfg(feature = "rate-limit")]
+pub use worker::RateLimit;
 pub use worker::{Context, HandlerOptions, Registry, TaskError, Worker, WorkerConfig, WorkerStats};

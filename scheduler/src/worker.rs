@@ -245,20 +245,104 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// The longest an idle worker sleeps before looking for due tasks.
     pub poll_interval: Duration,
-    /// An optional limit on how fast this worker starts tasks (any
-    /// `sysblocks-ratelimit` limiter; share one between workers for a
-    /// per-queue limit, or use a Redis-backed one across processes).
-    pub rate_limit: Option<Arc<dyn sysblocks_ratelimit::Limiter>>,
+    /// An optional limit on how fast this worker starts tasks: one
+    /// in-process limiter ([`RateLimit::local`]), shared by the workers of
+    /// one process, or a Redis-backed one shared by every process of the
+    /// queue ([`RateLimit::shared`] with a `RedisLimiter`).
+    #[cfg(feature = "rate-limit")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How fast workers may start tasks: a keyed limiter (any
+/// [`KeyedLimiter`](sysblocks_ratelimit::KeyedLimiter): in process, or a
+/// `RedisLimiter` that many worker processes share) and the key that names
+/// this queue's budget. Each start takes one unit; a worker that was
+/// granted more starts than it found tasks for gives the rest back.
+///
+/// ```no_run
+/// # #[allow(dead_code)]
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sysblocks_ratelimit::{Algorithm, Limit, RedisLimiter};
+/// use sysblocks_scheduler::{RateLimit, WorkerConfig};
+///
+/// // At most 100 task starts per second across every worker process.
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let limit = Limit::new(Algorithm::SlidingWindowCounter, "100/s".parse()?);
+/// let limiter = RedisLimiter::new(client.get_connection_manager().await?, limit, "jobs:")?;
+/// let config = WorkerConfig {
+///     rate_limit: Some(RateLimit::shared(limiter, "emails")),
+///     ..WorkerConfig::default()
+/// };
+/// # drop(config);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "rate-limit")]
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    limiter: sysblocks_ratelimit::AnyKeyedLimiter<str>,
+    key: String,
+}
+
+#[cfg(feature = "rate-limit")]
+impl RateLimit {
+    /// Starts limited by `limiter` under `key` (shared by everyone who uses
+    /// the same limiter and key).
+    pub fn shared(
+        limiter: impl sysblocks_ratelimit::KeyedLimiter<str> + 'static,
+        key: impl Into<String>,
+    ) -> Self {
+        RateLimit { limiter: sysblocks_ratelimit::AnyKeyedLimiter::new(limiter), key: key.into() }
+    }
+
+    /// Starts limited by one in-process limiter (a `TokenBucket`, a
+    /// window, ...); clone the `RateLimit` to share it between workers.
+    pub fn local(limiter: impl sysblocks_ratelimit::Limiter + 'static) -> Self {
+        Self::shared(sysblocks_ratelimit::Unkeyed(limiter), "")
+    }
+
+    /// The limit per window.
+    pub fn limit(&self) -> u64 {
+        sysblocks_ratelimit::KeyedLimiter::limit(&self.limiter)
+    }
+
+    /// Takes up to `wanted` starts, one at a time: how many were granted,
+    /// and, when the limit ran out first, how long until the next would be.
+    async fn take(&self, wanted: usize) -> (usize, Option<Duration>) {
+        use sysblocks_ratelimit::KeyedLimiter;
+        let mut granted = 0;
+        while granted < wanted {
+            match self.limiter.check(self.key.as_str()).await {
+                Ok(decision) if decision.allowed => granted += 1,
+                Ok(decision) => return (granted, decision.retry_after),
+                Err(error) => {
+                    tracing::warn!(%error, "the rate limit failed; starting nothing more now");
+                    return (granted, None);
+                }
+            }
+        }
+        (granted, None)
+    }
+
+    /// Gives back `unused` starts.
+    async fn give_back(&self, unused: usize) {
+        use sysblocks_ratelimit::KeyedLimiter;
+        if unused > 0
+            && let Err(error) = self.limiter.refund(self.key.as_str(), unused as u64).await
+        {
+            tracing::warn!(%error, "giving back unused starts failed");
+        }
+    }
 }
 
 impl fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerConfig")
-            .field("concurrency", &self.concurrency)
+        let mut f = f.debug_struct("WorkerConfig");
+        f.field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
-            .field("poll_interval", &self.poll_interval)
-            .field("rate_limit", &self.rate_limit.as_ref().map(|l| l.limit()))
-            .finish()
+            .field("poll_interval", &self.poll_interval);
+        #[cfg(feature = "rate-limit")]
+        f.field("rate_limit", &self.rate_limit.as_ref().map(RateLimit::limit));
+        f.finish()
     }
 }
 
@@ -269,6 +353,7 @@ impl Default for WorkerConfig {
             concurrency: 16,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(5),
+            #[cfg(feature = "rate-limit")]
             rate_limit: None,
         }
     }
@@ -393,18 +478,16 @@ impl<B: Backend> Worker<B> {
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_due = None;
             let mut claimed_any = false;
+            let mut rate_wait = None;
             if free > 0 {
-                let allowed = self.rate_allowance(free);
+                let (allowed, wait) = self.rate_allowance(free).await;
+                rate_wait = wait.filter(|_| allowed == 0);
                 if allowed > 0 {
                     match self.backend.claim(now, lease_ms, allowed).await {
                         Ok((claimed, due)) => {
                             next_due = due;
                             claimed_any = !claimed.is_empty();
-                            if let Some(bucket) = &self.config.rate_limit
-                                && claimed.len() < allowed
-                            {
-                                bucket.refund((allowed - claimed.len()) as u64);
-                            }
+                            self.give_back(allowed - claimed.len()).await;
                             for task in claimed {
                                 let (cancel, cancelled) = watch::channel(false);
                                 let (id, token) = (task.id.clone(), task.token);
@@ -414,18 +497,24 @@ impl<B: Backend> Worker<B> {
                                 attempts.insert(handle.id(), (id, token, cancel));
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "claiming tasks failed"),
+                        Err(e) => {
+                            self.give_back(allowed).await;
+                            tracing::warn!(error = %e, "claiming tasks failed");
+                        }
                     }
                 }
             }
             if claimed_any && in_flight.len() < self.config.concurrency {
                 continue; // there may be more ready at once
             }
-            let sleep = match next_due {
-                Some(due) => {
+            let sleep = match (rate_wait, next_due) {
+                // Nothing may start before the limit has room again (a
+                // second at most, so that a raised limit is noticed).
+                (Some(wait), _) => wait.clamp(Duration::from_millis(1), Duration::from_secs(1)),
+                (None, Some(due)) => {
                     Duration::from_millis(due.saturating_sub(now)).min(self.config.poll_interval)
                 }
-                None => self.config.poll_interval,
+                (None, None) => self.config.poll_interval,
             };
             tokio::select! {
                 Some(done) = in_flight.join_next_with_id() => {
@@ -468,15 +557,25 @@ impl<B: Backend> Worker<B> {
         Ok(())
     }
 
-    /// How many tasks the rate limit lets this worker start now (taking
-    /// them from the bucket; unused ones are refunded).
-    fn rate_allowance(&self, free: usize) -> usize {
-        let Some(bucket) = &self.config.rate_limit else { return free };
-        let mut allowed = 0;
-        while allowed < free && bucket.check().allowed {
-            allowed += 1;
+    /// How many tasks the rate limit lets this worker start now (taken
+    /// from the limit; unused ones are given back), and when the limit has
+    /// room again if it has none now.
+    async fn rate_allowance(&self, free: usize) -> (usize, Option<Duration>) {
+        #[cfg(feature = "rate-limit")]
+        if let Some(limit) = &self.config.rate_limit {
+            return limit.take(free).await;
         }
-        allowed
+        (free, None)
+    }
+
+    /// Gives back starts granted by the rate limit but not used.
+    async fn give_back(&self, unused: usize) {
+        #[cfg(feature = "rate-limit")]
+        if let Some(limit) = &self.config.rate_limit {
+            limit.give_back(unused).await;
+        }
+        #[cfg(not(feature = "rate-limit"))]
+        let _ = unused;
     }
 
     /// One attempt: run the handler under its timeout, renewing the lease,

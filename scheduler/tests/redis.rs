@@ -256,3 +256,91 @@ async fn redis_wait_resolves_with_the_final_state() {
     let redis = Redis::new();
     common::wait_resolves_with_the_final_state(standalone(&redis, "wait").await, clock()).await;
 }
+
+/// Two workers, each with its own connection and `RedisLimiter`, share one
+/// limit of 10 starts per day (a fixed window, so the window cannot end
+/// during the test unless it crosses midnight UTC, which is detected):
+/// together they start exactly 10 of 30 tasks, never more.
+#[cfg(feature = "rate-limit")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_redis_rate_limit() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sysblocks_ratelimit::{Algorithm, KeyedLimiter, Limit, Rate, RedisLimiter};
+    use sysblocks_scheduler::{RateLimit, Registry, Scheduler, Task, Worker, WorkerConfig};
+
+    let redis = Redis::new();
+    let day = Duration::from_secs(86_400);
+    let limit = Limit::new(Algorithm::FixedWindow, Rate::new(10, day).unwrap());
+    let server_day = async || {
+        let mut con = redis.connection_manager().await;
+        let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut con).await.unwrap();
+        secs / 86_400
+    };
+    for attempt in 0.. {
+        let first_day = server_day().await;
+        let queue = format!("shared-limit-{attempt}");
+        let backend = standalone(&redis, &queue).await;
+        let started = Arc::new(AtomicUsize::new(0));
+        let tenth = Arc::new(tokio::sync::Notify::new());
+        let registry = || {
+            let (started, tenth) = (started.clone(), tenth.clone());
+            let mut registry = Registry::new();
+            registry.register("job", move |_ctx, (): ()| {
+                let (started, tenth) = (started.clone(), tenth.clone());
+                async move {
+                    if started.fetch_add(1, Ordering::SeqCst) + 1 == 10 {
+                        tenth.notify_one();
+                    }
+                    Ok(())
+                }
+            });
+            registry
+        };
+        let scheduler = Scheduler::new(backend.clone(), clock());
+        let tasks = (0..30).map(|_| Task::new("job", &()).unwrap()).collect();
+        scheduler.submit_all(tasks).await.unwrap();
+        let prefix = format!("{}{queue}:limit:", redis.prefix());
+        let mut workers = Vec::new();
+        for _ in 0..2 {
+            let limiter =
+                RedisLimiter::new(redis.connection_manager().await, limit, &prefix).unwrap();
+            let config = WorkerConfig {
+                concurrency: 4,
+                rate_limit: Some(RateLimit::shared(limiter, "starts")),
+                ..WorkerConfig::default()
+            };
+            let worker =
+                Arc::new(Worker::new(backend.clone(), registry(), clock(), config).unwrap());
+            let running = tokio::spawn({
+                let worker = worker.clone();
+                async move { worker.run(Duration::from_secs(5)).await }
+            });
+            workers.push((worker, running));
+        }
+        tokio::time::timeout(Duration::from_secs(30), tenth.notified())
+            .await
+            .expect("ten tasks start within 30 s");
+        // Both workers keep asking for a while: the limit must hold. (An
+        // absence cannot be signalled; a third of a second is many polls.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (worker, _) in &workers {
+            worker.shutdown();
+        }
+        for (_, running) in workers {
+            running.await.unwrap().unwrap();
+        }
+        if server_day().await != first_day {
+            continue; // the window ended during the test: run it again
+        }
+        let counts = scheduler.counts().await.unwrap();
+        assert_eq!(started.load(Ordering::SeqCst), 10, "exactly the limit started");
+        assert_eq!(counts.succeeded, 10);
+        assert_eq!(counts.ready, 20, "the rest wait for the next window: {counts:?}");
+        let observer = RedisLimiter::new(redis.connection_manager().await, limit, &prefix).unwrap();
+        let peek = observer.peek_n("starts", 1).await.unwrap();
+        assert_eq!((peek.allowed, peek.remaining), (false, 0), "the window's budget is used up");
+        assert_eq!(KeyedLimiter::<str>::limit(&observer), 10);
+        break;
+    }
+}

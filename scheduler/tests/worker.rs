@@ -2,13 +2,12 @@
 //! limit, graceful shutdown, lost leases, bad configuration.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use sysblocks_ratelimit::{Rate, TokenBucket};
 use sysblocks_scheduler::{
     Backend, Clock, HandlerOptions, Jitter, MemoryBackend, Registry, RetryPolicy, Scheduler,
     SchedulerError, Task, TaskState, TokioClock, Worker, WorkerConfig,
@@ -82,73 +81,98 @@ async fn spawn_worker<B: Backend>(
     tokio::spawn(async move { worker.run(drain).await.unwrap() })
 }
 
-#[tokio::test(start_paused = true)]
-async fn concurrency_and_rate_limit_are_respected() {
-    let backend = Arc::new(MemoryBackend::new());
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let starts: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
-    let mut registry = Registry::new();
-    {
-        let (running, peak) = (running.clone(), peak.clone());
-        let (starts, clock) = (starts.clone(), clock.clone());
-        registry.register("slow", move |_ctx, (): ()| {
+/// The worker's rate limit (the `rate-limit` feature).
+#[cfg(feature = "rate-limit")]
+mod rate_limited {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use sysblocks_ratelimit::{Rate, TokenBucket};
+    use sysblocks_scheduler::{
+        Clock, MemoryBackend, RateLimit, Registry, Scheduler, Task, TokioClock, Worker,
+        WorkerConfig,
+    };
+
+    use super::{START, spawn_worker};
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_and_rate_limit_are_respected() {
+        let backend = Arc::new(MemoryBackend::new());
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let starts: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+        let mut registry = Registry::new();
+        {
             let (running, peak) = (running.clone(), peak.clone());
             let (starts, clock) = (starts.clone(), clock.clone());
-            async move {
-                starts.lock().unwrap().push(clock.now_ms());
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
-                Ok(())
-            }
-        });
+            registry.register("slow", move |_ctx, (): ()| {
+                let (running, peak) = (running.clone(), peak.clone());
+                let (starts, clock) = (starts.clone(), clock.clone());
+                async move {
+                    starts.lock().unwrap().push(clock.now_ms());
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            });
+        }
+        let scheduler = Scheduler::new(backend.clone(), clock.clone());
+        scheduler
+            .submit_all((0..40).map(|_| Task::new("slow", &()).unwrap()).collect())
+            .await
+            .unwrap();
+        // At most 3 at once, and at most 10 started per second (burst 10), on
+        // tokio's virtual clock.
+        let bucket =
+            TokenBucket::with_clock(10, Rate::per_second(10).unwrap(), VirtualClock::new())
+                .unwrap();
+        let config = WorkerConfig {
+            concurrency: 3,
+            rate_limit: Some(RateLimit::local(bucket)),
+            ..WorkerConfig::default()
+        };
+        let worker =
+            Arc::new(Worker::new(backend.clone(), registry, clock.clone(), config).unwrap());
+        let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
+        let started = clock.now_ms();
+        while scheduler.counts().await.unwrap().succeeded < 40 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worker.shutdown();
+        handle.await.unwrap();
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            3,
+            "the concurrency limit is reached, never passed"
+        );
+        // GCRA with burst 10 at 10/s: at most 10 + 10 starts in any second, and
+        // the 30 beyond the burst take at least 2.9 s.
+        let starts = starts.lock().unwrap().clone();
+        for &t in &starts {
+            let in_window = starts.iter().filter(|&&s| s >= t && s < t + 1_000).count();
+            assert!(in_window <= 20, "{in_window} starts within a second");
+        }
+        assert!(starts.last().unwrap() - started >= 2_900, "the rate limit paced the starts");
     }
-    let scheduler = Scheduler::new(backend.clone(), clock.clone());
-    scheduler.submit_all((0..40).map(|_| Task::new("slow", &()).unwrap()).collect()).await.unwrap();
-    // At most 3 at once, and at most 10 started per second (burst 10), on
-    // tokio's virtual clock.
-    let bucket =
-        TokenBucket::with_clock(10, Rate::per_second(10).unwrap(), VirtualClock::new()).unwrap();
-    let config = WorkerConfig {
-        concurrency: 3,
-        rate_limit: Some(Arc::new(bucket)),
-        ..WorkerConfig::default()
-    };
-    let worker = Arc::new(Worker::new(backend.clone(), registry, clock.clone(), config).unwrap());
-    let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
-    let started = clock.now_ms();
-    while scheduler.counts().await.unwrap().succeeded < 40 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    worker.shutdown();
-    handle.await.unwrap();
-    assert_eq!(peak.load(Ordering::SeqCst), 3, "the concurrency limit is reached, never passed");
-    // GCRA with burst 10 at 10/s: at most 10 + 10 starts in any second, and
-    // the 30 beyond the burst take at least 2.9 s.
-    let starts = starts.lock().unwrap().clone();
-    for &t in &starts {
-        let in_window = starts.iter().filter(|&&s| s >= t && s < t + 1_000).count();
-        assert!(in_window <= 20, "{in_window} starts within a second");
-    }
-    assert!(starts.last().unwrap() - started >= 2_900, "the rate limit paced the starts");
-}
 
-/// Tokio's virtual clock for the rate limiter.
-#[derive(Debug)]
-struct VirtualClock(tokio::time::Instant);
+    /// Tokio's virtual clock for the rate limiter.
+    #[derive(Debug)]
+    struct VirtualClock(tokio::time::Instant);
 
-impl VirtualClock {
-    fn new() -> Self {
-        VirtualClock(tokio::time::Instant::now())
+    impl VirtualClock {
+        fn new() -> Self {
+            VirtualClock(tokio::time::Instant::now())
+        }
     }
-}
 
-impl sysblocks_ratelimit::Clock for VirtualClock {
-    fn now_nanos(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
+    impl sysblocks_ratelimit::Clock for VirtualClock {
+        fn now_nanos(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
     }
 }
 
