@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Cmd;
 
+use crate::connection::RedisConnection;
 use crate::error::CounterError;
 use crate::sharded::{RedisShardedCounter, incr_once, shard_key};
 use crate::striped::StripedCounter;
@@ -14,16 +15,99 @@ use crate::striped::StripedCounter;
 /// How long Redis remembers a flush id, bounding how late a retry may come.
 const DEDUPE_TTL_SECS: u64 = 24 * 3600;
 
-/// A delta taken from the local counter and not yet confirmed by Redis. It
+/// A delta taken from local counting and not yet confirmed by Redis. It
 /// keeps its id across retries, so a flush whose reply was lost is never
-/// applied twice.
+/// applied twice. `O` says which counter it belongs to (an index, a name).
 #[derive(Debug, Clone)]
-struct Pending {
-    /// Which of the batched counters the delta belongs to.
-    target: usize,
-    shard: u32,
-    delta: i64,
-    id: u64,
+pub(crate) struct Pending<O> {
+    pub(crate) owner: O,
+    /// The shard key the delta goes to.
+    pub(crate) key: String,
+    pub(crate) delta: i64,
+    pub(crate) id: u64,
+}
+
+/// Flush ids: a random per-process prefix and a sequence, so that ids of
+/// two processes never collide.
+#[derive(Debug)]
+pub(crate) struct FlushIds {
+    next: AtomicU64,
+    prefix: u64,
+}
+
+impl FlushIds {
+    pub(crate) fn new() -> Self {
+        FlushIds { next: AtomicU64::new(0), prefix: rand::rng().random() }
+    }
+
+    pub(crate) fn next(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Sends every pending delta once through the exactly-once script. Deltas
+/// that failed stay in `pending` (with their ids, for the retry); returns
+/// the owners of those that landed, and the first error.
+pub(crate) async fn send<O>(
+    conn: &RedisConnection,
+    ids: &FlushIds,
+    pending: &mut Vec<Pending<O>>,
+) -> (Vec<O>, Result<(), CounterError>) {
+    if pending.is_empty() {
+        return (Vec::new(), Ok(()));
+    }
+    let cmds: Vec<Cmd> = pending
+        .iter()
+        .map(|p| {
+            let dedupe = format!("{}:f:{:016x}-{}", p.key, ids.prefix, p.id);
+            incr_once(&p.key, &dedupe, p.delta, DEDUPE_TTL_SECS)
+        })
+        .collect();
+    let results = conn.run_each::<i64>(&cmds).await;
+    let mut first_error = None;
+    let mut landed = Vec::new();
+    let mut kept = Vec::new();
+    for (p, r) in pending.drain(..).zip(results) {
+        match r {
+            Ok(_) => landed.push(p.owner),
+            Err(e) => {
+                first_error.get_or_insert(CounterError::from_increment(e, &p.key));
+                kept.push(p);
+            }
+        }
+    }
+    *pending = kept;
+    (landed, first_error.map_or(Ok(()), Err))
+}
+
+/// What the background flusher drives.
+pub(crate) trait Flush: Send + Sync + 'static {
+    /// Notified when adds reach the threshold (or the key bound).
+    fn wake(&self) -> &tokio::sync::Notify;
+    /// Flushes what was added so far.
+    fn flush(&self) -> impl std::future::Future<Output = Result<(), CounterError>> + Send;
+    /// A name for the logs.
+    fn label(&self) -> &str;
+}
+
+/// Flushes every `interval`, or when woken, until `stop`.
+pub(crate) async fn flusher<F: Flush>(
+    inner: Arc<F>,
+    interval: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = inner.wake().notified() => {}
+            () = stop.notified() => return,
+        }
+        if let Err(e) = inner.flush().await {
+            tracing::warn!(counter = %inner.label(), error = %e, "flush failed; the deltas are kept and retried");
+        }
+    }
 }
 
 /// Write-behind counting: [`add`](Self::add) touches only a local
@@ -96,10 +180,8 @@ struct Inner {
     threshold: usize,
     wake: tokio::sync::Notify,
     /// Deltas taken but not yet confirmed; the lock also serialises flushes.
-    pending: tokio::sync::Mutex<Vec<Pending>>,
-    next_id: AtomicU64,
-    /// A random prefix so that ids of two processes never collide.
-    id_prefix: u64,
+    pending: tokio::sync::Mutex<Vec<Pending<usize>>>,
+    ids: FlushIds,
     failures: AtomicU64,
 }
 
@@ -146,8 +228,7 @@ impl BatchedCounter {
             threshold,
             wake: tokio::sync::Notify::new(),
             pending: tokio::sync::Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            id_prefix: rand::rng().random(),
+            ids: FlushIds::new(),
             failures: AtomicU64::new(0),
         });
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -223,21 +304,6 @@ impl Drop for BatchedCounter {
     }
 }
 
-async fn flusher(inner: Arc<Inner>, interval: Duration, stop: Arc<tokio::sync::Notify>) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = inner.wake.notified() => {}
-            () = stop.notified() => return,
-        }
-        if let Err(e) = inner.flush().await {
-            tracing::warn!(counter = %inner.targets[0].counter.name(), error = %e, "flush failed; the deltas are kept and retried");
-        }
-    }
-}
-
 impl Inner {
     #[inline]
     fn add(&self, index: usize, n: i64) {
@@ -253,51 +319,39 @@ impl Inner {
         for (index, target) in self.targets.iter().enumerate() {
             // A counter with a delta still pending retries that one first;
             // what was added since waits locally (one pending delta each).
-            if pending.iter().any(|p| p.target == index) {
+            if pending.iter().any(|p| p.owner == index) {
                 continue;
             }
             let delta = target.local.take();
             if delta != 0 {
+                let shard = rand::rng().random_range(0..target.counter.shard_count());
                 pending.push(Pending {
-                    target: index,
-                    shard: rand::rng().random_range(0..target.counter.shard_count()),
+                    owner: index,
+                    key: shard_key(target.counter.name(), shard),
                     delta,
-                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    id: self.ids.next(),
                 });
             }
         }
-        if pending.is_empty() {
-            return Ok(());
+        let (_, result) = send(self.targets[0].counter.connection(), &self.ids, &mut pending).await;
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let cmds: Vec<Cmd> = pending
-            .iter()
-            .map(|p| {
-                let key = shard_key(self.targets[p.target].counter.name(), p.shard);
-                let dedupe = format!("{key}:f:{:016x}-{}", self.id_prefix, p.id);
-                incr_once(&key, &dedupe, p.delta, DEDUPE_TTL_SECS)
-            })
-            .collect();
-        let results = self.targets[0].counter.connection().run_each::<i64>(&cmds).await;
-        let mut first_error = None;
-        let mut kept = Vec::new();
-        for (p, r) in pending.drain(..).zip(results) {
-            match r {
-                Ok(_) => {}
-                Err(e) => {
-                    let key = shard_key(self.targets[p.target].counter.name(), p.shard);
-                    first_error.get_or_insert(CounterError::from_increment(e, &key));
-                    kept.push(p);
-                }
-            }
-        }
-        *pending = kept;
-        match first_error {
-            None => Ok(()),
-            Some(e) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        result
+    }
+}
+
+impl Flush for Inner {
+    fn wake(&self) -> &tokio::sync::Notify {
+        &self.wake
+    }
+
+    fn flush(&self) -> impl std::future::Future<Output = Result<(), CounterError>> + Send {
+        Inner::flush(self)
+    }
+
+    fn label(&self) -> &str {
+        self.targets[0].counter.name()
     }
 }
 

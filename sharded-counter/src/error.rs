@@ -40,6 +40,13 @@ pub enum CounterError {
     ZeroFlushInterval,
     /// A batcher needs at least one counter.
     NoCounters,
+    /// A keyed batcher already holds unflushed adds for its maximum number
+    /// of names; an add to a new name is refused (nothing was added) until a
+    /// flush lands and frees names.
+    TooManyKeys {
+        /// The bound (`KeyedBatchConfig::max_keys`).
+        max: usize,
+    },
     /// An increment would take a shard past the range of a 64-bit signed
     /// integer (Redis refuses it, and applies nothing). A batched delta that
     /// meets this stays pending.
@@ -83,6 +90,10 @@ impl fmt::Display for CounterError {
             CounterError::NoCounters => {
                 write!(f, "a batcher needs at least one counter (got none)")
             }
+            CounterError::TooManyKeys { max } => write!(
+                f,
+                "{max} names already wait for a flush; the add to a new name was refused (flush, or raise max_keys)"
+            ),
             CounterError::Overflow { key } => {
                 write!(f, "increment would overflow the 64-bit count of shard {key}")
             }

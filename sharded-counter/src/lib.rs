@@ -3,7 +3,8 @@
 //! one logical counter over N Redis keys (and so over the nodes of a Redis
 //! Cluster), with exact, cached and approximate reads, plus a
 //! [`BatchedCounter`] that counts locally and flushes to Redis exactly once
-//! per delta.
+//! per delta (a [`KeyedBatchedCounter`] when the names are only known as
+//! they come: `add("/pricing", 1)`).
 //!
 //! Skip to [`StripedCounter`] for in-process counting, `RedisShardedCounter`
 //! for a counter shared by many servers, `BatchedCounter` for millions of
@@ -26,7 +27,8 @@
 //!
 //! # Crate features
 //!
-//! * **redis** - `RedisShardedCounter`, `BatchedCounter` and
+//! * **redis** - `RedisShardedCounter`, `BatchedCounter`,
+//!   `KeyedBatchedCounter` and
 //!   `RedisConnection` (a standalone `ConnectionManager` or a cluster
 //!   connection); brings in tokio and redis.
 
@@ -41,6 +43,8 @@ mod connection;
 mod error;
 pub mod guide;
 #[cfg(feature = "redis")]
+mod keyed_batched;
+#[cfg(feature = "redis")]
 mod sharded;
 mod striped;
 mod sync;
@@ -52,6 +56,9 @@ pub use batched::{BatchedCounter, BatchedHandle};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connection::RedisConnection;
 pub use error::CounterError;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use keyed_batched::{KeyedBatchConfig, KeyedBatchedCounter};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use sharded::{

@@ -91,7 +91,7 @@ pub fn shard_for_hint(hint: &[u8], live: u32) -> u32 {
     (h % u64::from(live.max(1))) as u32
 }
 
-fn check_name(name: &str) -> Result<(), CounterError> {
+pub(crate) fn check_name(name: &str) -> Result<(), CounterError> {
     if name.is_empty() {
         return Err(CounterError::EmptyName);
     }
@@ -468,7 +468,7 @@ impl RedisShardedCounter {
     }
 }
 
-fn check_shards(shards: u32) -> Result<(), CounterError> {
+pub(crate) fn check_shards(shards: u32) -> Result<(), CounterError> {
     if shards == 0 {
         return Err(CounterError::ZeroShards);
     }
