@@ -73,7 +73,7 @@ mod sync;
 mod token_bucket;
 #[cfg(feature = "async")]
 mod wait;
-mod window;
+pub mod window;
 
 #[cfg(feature = "tower")]
 pub use client_ip::{ClientIp, ProxyHeader};
@@ -98,7 +98,7 @@ pub use token_bucket::{MAX_REFILL_NANOS, TokenBucket, gcra_refund, gcra_step, gc
 #[cfg(feature = "async")]
 pub use wait::AsyncLimiter;
 pub use window::{
-    Counter, Fixed, FixedWindow, FixedWindowState, Log, SlidingCounterState, SlidingLogState,
-    SlidingWindowCounter, SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step,
-    sliding_counter_step, sliding_log_step,
+    FixedWindow, FixedWindowState, SlidingCounterState, SlidingLogState, SlidingWindowCounter,
+    SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step, sliding_counter_step,
+    sliding_log_step,
 };

@@ -47,7 +47,8 @@ fn in_micros(mut decision: sysblocks_ratelimit::Decision) -> sysblocks_ratelimit
 
 /// Drives every algorithm in-process and on Redis with the same timestamps,
 /// costs, peeks and refunds, and requires identical decisions.
-async fn differential<C: RedisConnection>(connection: C, prefix: &str) {
+async fn differential(connection: impl Into<RedisConnection>, prefix: &str) {
+    let connection: RedisConnection = connection.into();
     let mut rng = SmallRng::seed_from_u64(7);
     let mut compared = 0;
     for algorithm in ALGORITHMS {
@@ -117,7 +118,8 @@ async fn every_algorithm_decides_as_in_process_on_the_cluster() {
 /// batches hold many keys, spread over slots on a Cluster): exactly the
 /// limit is admitted per key, for every algorithm (the rate is so slow that
 /// nothing refills during the test).
-async fn hammer<C: RedisConnection>(connection: C, prefix: &str) {
+async fn hammer(connection: impl Into<RedisConnection>, prefix: &str) {
+    let connection: RedisConnection = connection.into();
     const KEYS: usize = 8;
     for algorithm in Algorithm::ALL {
         let limit = Limit::new(algorithm, Rate::per_hour(100).unwrap()).with_burst(100);

@@ -22,7 +22,8 @@ fn limit(algorithm: Algorithm) -> Limit {
 
 /// Many keys exhausted, one key of the wrong Redis type: concurrent checks
 /// (batched together) are denied by Redis, and only the bad key fails open.
-async fn a_bad_key_fails_alone<C: RedisConnection>(connection: C, prefix: &str) {
+async fn a_bad_key_fails_alone(connection: impl Into<RedisConnection>, prefix: &str) {
+    let connection: RedisConnection = connection.into();
     for algorithm in Algorithm::ALL {
         let prefix = format!("{prefix}{algorithm:?}:");
         let limiter = Arc::new(

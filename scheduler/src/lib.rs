@@ -78,7 +78,7 @@ pub use cron::CronSchedule;
 pub use error::SchedulerError;
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
-pub use redis_backend::RedisBackend;
+pub use redis_backend::{RedisBackend, RedisConnection};
 pub use retry::{Jitter, RetryPolicy};
 pub use scheduler::{CronJob, Dag, Scheduler};
 pub use task::{

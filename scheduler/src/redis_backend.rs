@@ -2,8 +2,8 @@
 
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionLike;
 use redis::{RedisError, Script, Value};
+pub use sysblocks_core::RedisConnection;
 
 use crate::backend::{AttemptLimits, Backend};
 use crate::error::SchedulerError;
@@ -44,33 +44,35 @@ static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin
 /// returns them to the queue (the lost attempt counts toward the task's
 /// attempts).
 ///
-/// The connection (`ConnectionManager` or `ClusterConnection`) reconnects by
-/// itself; a worker whose calls fail while Redis is down logs and retries,
+/// The connection (a [`RedisConnection`]: a `ConnectionManager`, a
+/// `MultiplexedConnection` or a `ClusterConnection` converts into one)
+/// reconnects by itself and bounds every call (one second by default, so a
+/// dead server fails a call rather than hanging it); a worker whose calls fail while Redis is down logs and retries,
 /// and carries on when Redis returns. With persistence (AOF), no task is
 /// lost across a Redis restart.
 #[derive(Debug, Clone)]
-pub struct RedisBackend<C> {
-    connection: C,
+pub struct RedisBackend {
+    connection: RedisConnection,
     prefix: String,
     retention_ms: u64,
 }
 
-impl<C> RedisBackend<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl RedisBackend {
     /// The queue named `queue` on `connection`.
     ///
     /// # Errors
     /// [`SchedulerError::InvalidQueue`] for an empty name or one with `{`
     /// or `}` (the name is the queue's hash tag: an empty tag, or a brace in
     /// it, would spread the queue's keys over Cluster slots).
-    pub fn new(connection: C, queue: &str) -> Result<Self, SchedulerError> {
+    pub fn new(
+        connection: impl Into<RedisConnection>,
+        queue: &str,
+    ) -> Result<Self, SchedulerError> {
         if queue.is_empty() || queue.contains(['{', '}']) {
             return Err(SchedulerError::InvalidQueue { name: queue.to_string() });
         }
         Ok(RedisBackend {
-            connection,
+            connection: connection.into(),
             prefix: format!("{{{queue}}}:"),
             retention_ms: 24 * 3600 * 1000,
         })
@@ -169,10 +171,7 @@ fn submission_json(tasks: &[NewTask]) -> String {
     serde_json::Value::Array(list).to_string()
 }
 
-impl<C> Backend for RedisBackend<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl Backend for RedisBackend {
     async fn submit(
         &self,
         tasks: Vec<NewTask>,

@@ -14,20 +14,14 @@ fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-async fn standalone(
-    redis: &Redis,
-    queue: &str,
-) -> Arc<RedisBackend<redis::aio::ConnectionManager>> {
+async fn standalone(redis: &Redis, queue: &str) -> Arc<RedisBackend> {
     Arc::new(
         RedisBackend::new(redis.connection_manager().await, &format!("{}{queue}", redis.prefix()))
             .unwrap(),
     )
 }
 
-async fn cluster(
-    cluster: &Cluster,
-    queue: &str,
-) -> Arc<RedisBackend<redis::cluster_async::ClusterConnection>> {
+async fn cluster(cluster: &Cluster, queue: &str) -> Arc<RedisBackend> {
     Arc::new(
         RedisBackend::new(cluster.connection().await, &format!("{}{queue}", cluster.prefix()))
             .unwrap(),

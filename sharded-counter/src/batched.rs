@@ -7,10 +7,10 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Cmd;
 
-use crate::connection::RedisConnection;
 use crate::error::CounterError;
 use crate::sharded::{RedisShardedCounter, incr_once, shard_key};
 use crate::striped::StripedCounter;
+use sysblocks_core::RedisConnection;
 
 /// How long Redis remembers a flush id, bounding how late a retry may come.
 const DEDUPE_TTL_SECS: u64 = 24 * 3600;

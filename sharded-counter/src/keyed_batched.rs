@@ -11,9 +11,9 @@ use futures_util::future::join_all;
 use rand::Rng;
 
 use crate::batched::{Flush, FlushIds, Pending, flusher, send};
-use crate::connection::RedisConnection;
 use crate::error::CounterError;
 use crate::sharded::{RedisShardedCounter, check_name, check_shards, shard_key};
+use sysblocks_core::RedisConnection;
 
 /// Local maps, each behind its own lock, so that adds to different names
 /// from different threads rarely meet.

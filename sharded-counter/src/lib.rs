@@ -30,7 +30,9 @@
 //! * **redis** - `RedisShardedCounter`, `BatchedCounter`,
 //!   `KeyedBatchedCounter` and
 //!   `RedisConnection` (a standalone `ConnectionManager` or a cluster
-//!   connection); brings in tokio and redis.
+//!   connection, the workspace's one connection type from `sysblocks-core`,
+//!   which bounds every command: one second by default, set with
+//!   `RedisConnection::with_timeout`); brings in tokio and redis.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -38,8 +40,6 @@
 
 #[cfg(feature = "redis")]
 mod batched;
-#[cfg(feature = "redis")]
-mod connection;
 mod error;
 pub mod guide;
 #[cfg(feature = "redis")]
@@ -52,9 +52,6 @@ mod sync;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use batched::{BatchedCounter, BatchedHandle};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use connection::RedisConnection;
 pub use error::CounterError;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -66,3 +63,6 @@ pub use sharded::{
     total_key,
 };
 pub use striped::StripedCounter;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use sysblocks_core::RedisConnection;

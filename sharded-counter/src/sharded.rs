@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use redis::{Cmd, FromRedisValue};
 
-use crate::connection::RedisConnection;
 use crate::error::CounterError;
+use sysblocks_core::RedisConnection;
 
 /// The most shards a counter may have.
 pub const MAX_SHARDS: u32 = 1024;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
+pub use sysblocks_core::RedisConnection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{Algorithm, Limit};
@@ -16,8 +16,8 @@ use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::token_bucket::{check_cost, gcra_step};
 
-const PRELUDE: &str = include_str!("lua/prelude.lua");
-const EPILOGUE: &str = include_str!("lua/epilogue.lua");
+const PRELUDE: &str = include_str!("prelude.lua");
+const EPILOGUE: &str = include_str!("epilogue.lua");
 
 /// An algorithm's script: the shared prelude (arguments, clock), its
 /// `decide` function, and the loop over the batch.
@@ -30,10 +30,10 @@ const MAX_BATCH: usize = 64;
 /// Batches in flight at once per limiter.
 const MAX_IN_FLIGHT: usize = 2;
 
-static GCRA: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/gcra.lua")));
-static FIXED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/fixed.lua")));
-static LOG: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/log.lua")));
-static COUNTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/counter.lua")));
+static GCRA: LazyLock<Script> = LazyLock::new(|| script(include_str!("../token_bucket.lua")));
+static FIXED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../window/fixed.lua")));
+static LOG: LazyLock<Script> = LazyLock::new(|| script(include_str!("../window/log.lua")));
+static COUNTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../window/counter.lua")));
 
 /// Lua numbers are doubles: integers are exact up to 2^53.
 const EXACT: u128 = 1 << 53;
@@ -48,25 +48,6 @@ pub enum FailurePolicy {
     Closed,
     /// Return [`LimitError::Backend`] and let the caller decide.
     Error,
-}
-
-/// A connection the limiter can use: standalone (`ConnectionManager`,
-/// `MultiplexedConnection`) or Cluster (`ClusterConnection`).
-pub trait RedisConnection: ConnectionLike + Clone + Send + Sync + 'static {
-    /// Whether all keys of one command must live in one hash slot.
-    const CLUSTER: bool;
-}
-
-impl RedisConnection for redis::aio::ConnectionManager {
-    const CLUSTER: bool = false;
-}
-
-impl RedisConnection for redis::aio::MultiplexedConnection {
-    const CLUSTER: bool = false;
-}
-
-impl RedisConnection for redis::cluster_async::ClusterConnection {
-    const CLUSTER: bool = true;
 }
 
 /// A rate limit kept in Redis, shared by every process that uses the same
@@ -97,11 +78,10 @@ impl RedisConnection for redis::cluster_async::ClusterConnection {
 ///   timeout ([`with_timeout`](Self::with_timeout), default 250 ms) gets
 ///   the policy, whether Redis is down, a Cluster node hangs or the
 ///   connection is reconnecting. A batch's slot groups go out concurrently,
-///   so a hung node delays only the keys it owns. Give the connection its
-///   own timeouts too, so that a dead server is noticed: for example
-///   `ConnectionManagerConfig::new().set_connection_timeout(..)
-///   .set_response_timeout(..)` with `get_connection_manager_with_config`,
-///   or `ClusterClientBuilder::connection_timeout(..).response_timeout(..)`.
+///   so a hung node delays only the keys it owns. The connection is a
+///   [`RedisConnection`] (any `ConnectionManager`, `MultiplexedConnection`
+///   or `ClusterConnection` converts into one), which bounds every command
+///   on its own too (one second by default).
 /// * **Retries**: the Cluster client resends a command after an I/O error,
 ///   so a decision whose reply was lost may be made twice. That can only
 ///   over-count (deny a little sooner), never admit more than the limit.
@@ -127,8 +107,8 @@ impl RedisConnection for redis::cluster_async::ClusterConnection {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct RedisLimiter<C> {
-    shared: Arc<Shared<C>>,
+pub struct RedisLimiter {
+    shared: Arc<Shared>,
     policy: FailurePolicy,
     shortcut: Option<Shortcut>,
     fallbacks: AtomicU64,
@@ -139,8 +119,8 @@ pub struct RedisLimiter<C> {
 
 /// What the batching task needs.
 #[derive(Debug)]
-struct Shared<C> {
-    connection: C,
+struct Shared {
+    connection: RedisConnection,
     algorithm: Algorithm,
     limit: u64,
     /// Microseconds per unit (buckets) or per window (windows).
@@ -171,7 +151,7 @@ struct Queued {
     reply: oneshot::Sender<RedisResult<Decision>>,
 }
 
-impl<C: RedisConnection> Shared<C> {
+impl Shared {
     /// `prefix{key}`: the key is the hash tag, so all of a key's Redis keys
     /// share a slot. The encoding is injective: a key that is empty,
     /// contains `}` (which would end the tag) or starts with the escape
@@ -348,10 +328,7 @@ fn timed_out(bound: Duration) -> redis::RedisError {
 /// slow or hung node delays only its own keys (each call is bounded by the
 /// limiter's timeout). Requests whose caller has given up are not sent.
 /// Ends when the limiter is dropped.
-async fn batch_loop<C: RedisConnection>(
-    shared: Arc<Shared<C>>,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-) {
+async fn batch_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
@@ -367,7 +344,8 @@ async fn batch_loop<C: RedisConnection>(
         if batch.is_empty() {
             continue;
         }
-        let groups = if C::CLUSTER { group_by_slot(batch) } else { vec![batch] };
+        let groups =
+            if shared.connection.is_cluster() { group_by_slot(batch) } else { vec![batch] };
         let shared = shared.clone();
         tokio::spawn(async move {
             let calls = groups.into_iter().map(|group| {
@@ -503,9 +481,11 @@ impl Shortcut {
     }
 }
 
-impl<C: RedisConnection> RedisLimiter<C> {
-    /// A limiter on `connection` (a `redis::aio::ConnectionManager` or a
-    /// `redis::cluster_async::ClusterConnection`) whose Redis keys start
+impl RedisLimiter {
+    /// A limiter on `connection` (a [`RedisConnection`], or anything that
+    /// converts into one: a `redis::aio::ConnectionManager`, a
+    /// `MultiplexedConnection`, a `redis::cluster_async::ClusterConnection`)
+    /// whose Redis keys start
     /// with `prefix`. Fail-open, with the local shortcut on (up to 10,000
     /// keys).
     ///
@@ -514,7 +494,11 @@ impl<C: RedisConnection> RedisLimiter<C> {
     /// faster than one unit per microsecond or a limit and period whose
     /// arithmetic would exceed 2^53, and [`LimitError::BadPrefix`] for a
     /// prefix with `{` or `}` in it.
-    pub fn new(connection: C, limit: Limit, prefix: &str) -> Result<Self, LimitError> {
+    pub fn new(
+        connection: impl Into<RedisConnection>,
+        limit: Limit,
+        prefix: &str,
+    ) -> Result<Self, LimitError> {
         limit.validate()?;
         if prefix.contains(['{', '}']) {
             // A brace in the prefix would move the hash tag off the key,
@@ -547,7 +531,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
         }
         let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
         let shared = Shared {
-            connection,
+            connection: connection.into(),
             algorithm: limit.algorithm,
             limit: capacity,
             period: to_u64(period),
@@ -822,7 +806,7 @@ impl<C: RedisConnection> RedisLimiter<C> {
     }
 }
 
-impl<C: RedisConnection> crate::KeyedLimiter<str> for RedisLimiter<C> {
+impl crate::KeyedLimiter<str> for RedisLimiter {
     fn limit(&self) -> u64 {
         self.shared.limit
     }
@@ -844,7 +828,7 @@ impl<C: RedisConnection> crate::KeyedLimiter<str> for RedisLimiter<C> {
     }
 }
 
-impl<C: RedisConnection> crate::KeyedLimiter<String> for RedisLimiter<C> {
+impl crate::KeyedLimiter<String> for RedisLimiter {
     fn limit(&self) -> u64 {
         self.shared.limit
     }

@@ -1,0 +1,40 @@
+//! What the sysblocks crates share, kept small on purpose: with the `redis`
+//! feature, [`RedisConnection`], the one connection type that every
+//! Redis-backed crate of the workspace takes (the rate limiter, the sharded
+//! counters, the scheduler's queue).
+//!
+//! A `RedisConnection` is a standalone connection (`ConnectionManager` or
+//! `MultiplexedConnection`) or a Redis Cluster connection, and it bounds the
+//! time of every command it sends: when Redis is down, a node hangs or the
+//! client is reconnecting, an operation fails after the bound (one second
+//! by default) instead of waiting for the client's own retries and
+//! timeouts, which can add up to many seconds.
+//!
+//! ```no_run
+//! # #![allow(dead_code)]
+//! # #[cfg(feature = "redis")]
+//! # async fn demo() -> redis::RedisResult<()> {
+//! use std::time::Duration;
+//! use sysblocks_core::RedisConnection;
+//!
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let connection = RedisConnection::from(client.get_connection_manager().await?)
+//!     .with_timeout(Duration::from_millis(200));
+//! let pong: String = connection.run(&redis::cmd("PING")).await?;
+//! assert_eq!(pong, "PONG");
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//!
+//! * **redis** - `RedisConnection` (brings in redis and tokio's timer).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(feature = "redis")]
+mod connection;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use connection::{DEFAULT_COMMAND_TIMEOUT, RedisConnection, is_timeout};
