@@ -119,11 +119,19 @@
 //!   clocks disagree still agree on the limit. Lua numbers are doubles,
 //!   exact up to 2^53: times are integer microseconds, and limits whose
 //!   arithmetic would exceed that are refused when the limiter is built.
-//! * **The same arithmetic.** The scripts mirror the pure steps of this
-//!   crate; for GCRA the script returns only the TAT it decided on and the
-//!   client computes the decision with [`gcra_step`](crate::gcra_step)
-//!   itself. A test drives every algorithm in process and in Redis (and on
-//!   a Redis Cluster) with the same times and requires equal decisions.
+//! * **One decision function.** A script only reads and writes the
+//!   algorithm's state (atomically, applying the admission rule so that the
+//!   write is right) and returns the state it decided on: the TAT for the
+//!   buckets, the window and count for the fixed window, both counts for the
+//!   sliding counter, the cost in the window (and on a denial every entry)
+//!   for the log. The client then makes the decision with the same pure
+//!   step as in process ([`gcra_step`](crate::gcra_step),
+//!   [`fixed_window_step`](crate::fixed_window_step), ...), on
+//!   microseconds. So remaining, reset and retry are written once, in Rust;
+//!   each algorithm's file (`window/fixed.rs`) sits beside its script
+//!   (`window/fixed.lua`). Tests drive every algorithm in process and on
+//!   Redis (and a Redis Cluster) with the same times, and with batched
+//!   requests on Redis's own clock, and require equal decisions.
 //! * **Throughput.** Calling Lua costs Redis more than the reads and
 //!   writes inside. Decisions that arrive while earlier ones are in flight
 //!   go together in one call (group commit): an idle limiter sends each
@@ -173,7 +181,11 @@
 //!   the newer window, and changing the window length moves the counts to the
 //!   window that holds now.
 //! * **A slow store** is an outage too: a hung Redis node or a reconnecting
-//!   connection would hold requests for seconds. Every Redis decision is
-//!   bounded ([`RedisLimiter::with_timeout`](crate::RedisLimiter::with_timeout),
-//!   250 ms by default) and then takes the failure policy; one failing
-//!   decision (a key of the wrong type) fails alone, not its whole batch.
+//!   connection would hold requests for seconds (with the redis crate's
+//!   defaults, a request sent while Redis is down waits about nine seconds
+//!   for the reconnection attempts). Every Redis decision is bounded
+//!   ([`RedisLimiter::with_timeout`](crate::RedisLimiter::with_timeout),
+//!   250 ms by default) and then takes the failure policy, and every command
+//!   the [`RedisConnection`](crate::RedisConnection) sends is bounded too
+//!   (one second by default); one failing decision (a key of the wrong
+//!   type) fails alone, not its whole batch.

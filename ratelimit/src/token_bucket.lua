@@ -1,8 +1,7 @@
 -- GCRA (token bucket) and the leaky bucket, which is GCRA as a meter plus a
--- wait: mirrors gcra_admit / gcra_refund. The state is the TAT (absent: a
--- full bucket); the reply is the TAT decided on, from which the client
--- derives the decision with gcra_step itself.
-local width = 1
+-- wait, on Redis: the state of gcra_step, the TAT (absent: a full bucket).
+-- Applies gcra_admit / gcra_refund and replies with the TAT decided on
+-- (-1: none), from which the client derives the decision with gcra_step.
 local t = period
 -- Idle keys must vanish, but setting a TTL on every write costs more than
 -- the write. So the expiry is a step function of the stored TAT: on the
@@ -27,7 +26,7 @@ local function store(key, stored, same_quantum, value)
     call('SET', key, int(value) .. tag, 'PXAT', int(deadline(value)))
   end
 end
-local function decide(key, _, mode, cost)
+local function decide(key, _, mode, cost, out)
   local raw = call('GET', key)
   local stored, same_quantum = nil, false
   if raw then
@@ -38,14 +37,11 @@ local function decide(key, _, mode, cost)
     if stored and stored > now then
       store(key, stored, same_quantum, max(stored - t * cost, now))
     end
-    return -1
+    return reply(out)
   end
   local tat = stored or now
-  if now < tat + t * (cost - 1) - tau then
-    return tat
-  end
-  if mode == 'check' then
+  if mode == 'check' and now >= tat + t * (cost - 1) - tau then
     store(key, stored, same_quantum, max(tat, now) + t * cost)
   end
-  return tat
+  reply(out, tat)
 end

@@ -20,15 +20,31 @@ const ALGORITHMS: [Algorithm; 5] = Algorithm::ALL;
 /// so that the in-process limiter (nanoseconds) and Redis (microseconds)
 /// do the same arithmetic scaled by 1000.
 fn random_limit(rng: &mut SmallRng, algorithm: Algorithm) -> Limit {
-    let count = rng.random_range(1..=20u64);
-    let per_unit_us = rng.random_range(1..=50_000u64);
+    // Mostly small limits, where denials are frequent; one in four large
+    // (the log reads all its entries per decision: up to a few thousand).
+    let (count, per_unit_us) = match (rng.random_range(0..4), algorithm) {
+        (0, Algorithm::SlidingWindowLog) => {
+            (rng.random_range(100..=2_000u64), rng.random_range(1..=500))
+        }
+        (0, _) => (rng.random_range(1_000..=1_000_000u64), rng.random_range(1..=50)),
+        _ => (rng.random_range(1..=20u64), rng.random_range(1..=50_000u64)),
+    };
     let rate = Rate::new(count, Duration::from_micros(count * per_unit_us)).unwrap();
     let limit = Limit::new(algorithm, rate);
     match algorithm {
         Algorithm::TokenBucket | Algorithm::LeakyBucket => {
-            limit.with_burst(rng.random_range(1..=20))
+            limit.with_burst(rng.random_range(1..=count.clamp(20, 1_000_000)))
         }
         _ => limit,
+    }
+}
+
+/// A cost for `limit`: mostly small, sometimes up to the whole capacity.
+fn random_cost(rng: &mut SmallRng, limit: &Limit) -> u64 {
+    if rng.random_range(0..4) == 0 {
+        rng.random_range(1..=limit.capacity())
+    } else {
+        rng.random_range(1..=limit.capacity().min(3))
     }
 }
 
@@ -63,7 +79,8 @@ async fn differential(connection: impl Into<RedisConnection>, prefix: &str) {
                 limit,
                 &format!("{prefix}{algorithm:?}{round}:"),
             )
-            .unwrap();
+            .unwrap()
+            .with_policy(sysblocks_ratelimit::FailurePolicy::Error);
             let period_us = limit.rate.per().as_micros() as u64 / limit.rate.count();
             let mut now_us = rng.random_range(0..1_000_000_000u64);
             for step in 0..150 {
@@ -74,21 +91,21 @@ async fn differential(connection: impl Into<RedisConnection>, prefix: &str) {
                     _ => rng.random_range(0..limit.rate.per().as_micros() as u64 * 2),
                 };
                 let k = rng.random_range(0..keys.len());
-                let cost = rng.random_range(1..=limit.capacity().min(3));
+                let cost = random_cost(&mut rng, &limit);
                 let now_ns = now_us * 1000;
                 match rng.random_range(0..10) {
                     0 => {
                         local[k].refund_at(now_ns, cost);
-                        remote.refund_at(keys[k], now_us, cost).await.unwrap();
+                        remote.refund_at(keys[k], now_ns, cost).await.unwrap();
                     }
                     1 => {
                         let ours = in_micros(local[k].peek_n_at(now_ns, cost).unwrap());
-                        let theirs = remote.peek_n_at(keys[k], now_us, cost).await.unwrap();
+                        let theirs = remote.peek_n_at(keys[k], now_ns, cost).await.unwrap();
                         assert_eq!(ours, theirs, "{algorithm:?} {limit:?} peek at step {step}");
                     }
                     _ => {
                         let ours = in_micros(local[k].check_n_at(now_ns, cost).unwrap());
-                        let theirs = remote.check_n_at(keys[k], now_us, cost).await.unwrap();
+                        let theirs = remote.check_n_at(keys[k], now_ns, cost).await.unwrap();
                         assert_eq!(ours, theirs, "{algorithm:?} {limit:?} at step {step}");
                     }
                 }
@@ -112,6 +129,100 @@ async fn every_algorithm_decides_as_in_process_on_the_cluster() {
     // The limiters' keys spread over the masters (one hash tag per key).
     let per_node = cluster.keys_per_node();
     assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "keys per node: {per_node:?}");
+}
+
+/// Decisions on Redis's own clock, sent concurrently so that they are
+/// batched (many per script call, over many slots on a Cluster), with the
+/// local shortcut on: each matches an in-process limiter given the same
+/// requests. Each wave sends one request per key, all at once (concurrent
+/// requests have no order, so there is one per key), and waits for the
+/// replies: a key's requests follow each other, and later waves meet the
+/// shortcut's memory of earlier denials. The rates are so slow that
+/// nothing refills during a round (buckets gain a unit per 100 days,
+/// windows last an hour), so the server's clock does not change the
+/// outcome; a round that crosses an hour boundary (a fixed window rolls
+/// over) is run again.
+async fn batched_differential(connection: impl Into<RedisConnection>, prefix: &str) {
+    const HOUR_US: u64 = 3_600_000_000;
+    let connection: RedisConnection = connection.into();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let hour = || {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since_epoch.unwrap().as_micros() as u64 / HOUR_US
+    };
+    let mut compared = 0;
+    for algorithm in ALGORITHMS {
+        let mut round = 0;
+        while round < 4 {
+            let large = rng.random_range(0..2) == 0;
+            let limit = match algorithm {
+                Algorithm::TokenBucket | Algorithm::LeakyBucket => {
+                    let rate = Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap();
+                    let burst =
+                        if large { rng.random_range(100..=200) } else { rng.random_range(1..=20) };
+                    Limit::new(algorithm, rate).with_burst(burst)
+                }
+                _ => {
+                    let count = match (large, algorithm) {
+                        (true, Algorithm::SlidingWindowLog) => rng.random_range(100..=2_000),
+                        (true, _) => rng.random_range(1_000..=1_000_000),
+                        _ => rng.random_range(1..=20),
+                    };
+                    Limit::new(algorithm, Rate::new(count, Duration::from_secs(3600)).unwrap())
+                }
+            };
+            let started = hour();
+            let remote = RedisLimiter::new(
+                connection.clone(),
+                limit,
+                &format!("{prefix}batched{algorithm:?}{round}{started}:"),
+            )
+            .unwrap()
+            .with_policy(FailurePolicy::Error);
+            let clock = ManualClock::new();
+            let keys: Vec<String> = (0..24).map(|k| format!("k{k}")).collect();
+            let local: Vec<_> =
+                keys.iter().map(|_| limit.build_with_clock(clock.clone()).unwrap()).collect();
+            let mut outcomes = Vec::new();
+            for _ in 0..10 {
+                let requests: Vec<(usize, u64)> =
+                    (0..keys.len()).map(|k| (k, random_cost(&mut rng, &limit))).collect();
+                let theirs = futures_util::future::join_all(
+                    requests.iter().map(|&(k, cost)| remote.check_n(&keys[k], cost)),
+                )
+                .await;
+                for (&(k, cost), theirs) in requests.iter().zip(theirs) {
+                    let theirs = theirs.unwrap();
+                    let ours = local[k].check_n(cost).unwrap();
+                    outcomes.push((ours, theirs, k, cost));
+                }
+            }
+            if hour() != started {
+                continue; // an hour boundary passed: run the round again
+            }
+            for (i, (ours, theirs, k, cost)) in outcomes.into_iter().enumerate() {
+                let what = format!("{algorithm:?} {limit:?} request {i} (key {k}, cost {cost})");
+                assert_eq!(ours.allowed, theirs.allowed, "{what}");
+                assert_eq!(ours.remaining, theirs.remaining, "{what}");
+                assert_eq!(ours.retry_after.is_some(), theirs.retry_after.is_some(), "{what}");
+                compared += 1;
+            }
+            round += 1;
+        }
+    }
+    assert_eq!(compared, 5 * 4 * 10 * 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_decisions_on_server_time_match_in_process_on_redis() {
+    let redis = Redis::new();
+    batched_differential(redis.connection_manager().await, redis.prefix()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_decisions_on_server_time_match_in_process_on_the_cluster() {
+    let cluster = Cluster::new();
+    batched_differential(cluster.connection().await, cluster.prefix()).await;
 }
 
 /// 64 tasks hammer eight keys on Redis's clock, through the batching (so

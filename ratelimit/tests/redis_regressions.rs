@@ -91,7 +91,7 @@ async fn a_refund_of_cost_zero_is_a_no_op() {
             .with_policy(FailurePolicy::Error);
         assert!(limiter.check("k").await.unwrap().allowed);
         limiter.refund("k", 0).await.unwrap();
-        limiter.refund_at("k", 1_000_000, 0).await.unwrap();
+        limiter.refund_at("k", 1_000_000_000, 0).await.unwrap();
         assert!(!limiter.check("k").await.unwrap().allowed, "{algorithm:?}: nothing given back");
         // A refund above the limit gives back the limit, no more.
         limiter.refund("k", u64::MAX).await.unwrap();

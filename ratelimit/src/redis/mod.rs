@@ -1,6 +1,9 @@
 //! [`RedisLimiter`]: the five algorithms on Redis, so that many servers
 //! share one limit. Each decision is one `EVALSHA` of a Lua script that
-//! mirrors the algorithm's pure step, atomically, on Redis's own clock.
+//! reads and writes the algorithm's state atomically, on Redis's own clock,
+//! and returns the state it decided on; the decision itself (remaining,
+//! reset, retry) is made here by the algorithm's pure step, the same
+//! function the in-process limiter runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +18,10 @@ use crate::config::{Algorithm, Limit};
 use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::token_bucket::{check_cost, gcra_step};
+use crate::window::{
+    FixedWindowState, SlidingCounterState, SlidingLogState, fixed_window_step,
+    sliding_counter_step, sliding_log_step,
+};
 
 const PRELUDE: &str = include_str!("prelude.lua");
 const EPILOGUE: &str = include_str!("epilogue.lua");
@@ -57,12 +64,15 @@ pub enum FailurePolicy {
 /// * **Atomic, one round trip**: a decision is made by a Lua script (run by
 ///   `EVALSHA`; the redis crate falls back to `EVAL` after a restart empties
 ///   the script cache). Decisions that arrive while others are in flight
-///   are sent together, up to 64 per script call, and made in arrival
-///   order: under load, the per-call cost of Lua is shared (group commit),
-///   and an idle limiter sends each decision at once.
+///   are sent together, up to 64 per script call, each call making its
+///   decisions in the order they were queued: under load, the per-call
+///   cost of Lua is shared (group commit), and an idle limiter sends each
+///   decision at once. (Concurrent requests have no order between them:
+///   two batches in flight may reach Redis either way round.)
 /// * **Redis's clock**: the scripts read `TIME`, so client clock skew does
-///   not matter. Times are microseconds ([`check_n_at`](Self::check_n_at)
-///   takes the time from the caller, for tests and replays).
+///   not matter. Redis keeps microseconds; [`check_n_at`](Self::check_n_at)
+///   takes the time from the caller, for tests and replays, in nanoseconds
+///   like every `*_at` method of the crate.
 /// * **Idle keys vanish**: every write sets a TTL that ends when the state
 ///   is back to that of a fresh limiter.
 /// * **Cluster**: a limiter key's Redis keys share one hash tag
@@ -211,82 +221,107 @@ impl Shared {
             Ok(reply) => reply?,
             Err(_) => return Err(timed_out(bound)),
         };
-        let width = if self.is_gcra() { 1 } else { 5 };
         let wrong = || {
             redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
-                "rate limit script returned the wrong number of values",
+                "rate limit script returned a malformed reply",
             ))
         };
-        let (now, values) = flat.split_first().ok_or_else(wrong)?;
-        if values.len() != width * requests.len() {
+        let (now, mut rest) = flat.split_first().ok_or_else(wrong)?;
+        let now = integer(now).and_then(|n| u64::try_from(n).ok()).ok_or_else(wrong)?;
+        let mut decisions = Vec::with_capacity(requests.len());
+        for request in requests {
+            // Each request's part: the count of its values and the values,
+            // or -1 and the text of the error its decision failed with.
+            let (count, tail) = rest.split_first().ok_or_else(wrong)?;
+            let count = integer(count).ok_or_else(wrong)?;
+            if count < 0 {
+                let (why, tail) = tail.split_first().ok_or_else(wrong)?;
+                decisions.push(Err(redis::RedisError::from((
+                    redis::ErrorKind::Extension,
+                    "rate limit decision failed",
+                    text(why),
+                ))));
+                rest = tail;
+                continue;
+            }
+            let count = usize::try_from(count).map_err(|_| wrong())?;
+            if tail.len() < count {
+                return Err(wrong());
+            }
+            let (values, tail) = tail.split_at(count);
+            decisions.push(self.decision(now, request, values).ok_or_else(wrong));
+            rest = tail;
+        }
+        if !rest.is_empty() {
             return Err(wrong());
         }
-        let now = integer(now).and_then(|n| u64::try_from(n).ok()).ok_or_else(wrong)?;
-        Ok(values
-            .chunks_exact(width)
-            .zip(requests)
-            .map(|(v, r)| {
-                // At most five values per decision: read them onto the stack
-                // (no allocation per decision).
-                let mut numbers = [0i64; 5];
-                let parsed = v
-                    .iter()
-                    .zip(&mut numbers)
-                    .all(|(value, slot)| integer(value).map(|n| *slot = n).is_some());
-                if parsed {
-                    Ok(self.decision(now, r, &numbers[..width]))
-                } else {
-                    // The decision's script failed: its first value is why.
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::Extension,
-                        "rate limit decision failed",
-                        text(&v[0]),
-                    )))
-                }
-            })
-            .collect())
+        Ok(decisions)
     }
 
     fn timeout(&self) -> Duration {
         Duration::from_micros(self.timeout_us.load(Ordering::Relaxed))
     }
 
-    fn is_gcra(&self) -> bool {
-        matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket)
-    }
-
-    /// The decision for one request from its values in the reply.
-    fn decision(&self, now: u64, request: &Request, values: &[i64]) -> Decision {
-        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        if self.is_gcra() {
-            // The script returns the TAT it decided on; the same pure step
-            // as in process gives the rest (in microseconds here).
-            let tat = u64::try_from(values[0]).ok();
-            let cost = request.cost;
-            let (d, _) = gcra_step(tat, now, self.period, self.tau, self.limit, cost);
-            let wait = tat.unwrap_or(now).saturating_sub(now);
-            return Decision {
-                allowed: d.allowed,
-                limit: self.limit,
-                remaining: d.remaining,
-                reset_after: d.reset_after * 1000,
-                retry_after: d.retry_after.map(|r| r * 1000),
-                wait: if self.algorithm == Algorithm::LeakyBucket && d.allowed {
-                    Duration::from_micros(wait)
+    /// The decision for one request, from the state its script decided on
+    /// (`values`), made by the algorithm's own pure step: the same function
+    /// as in process, here on microseconds (so its durations are scaled by
+    /// 1000 into real ones). A refund's decision is not used. `None` for
+    /// values that are not what the script sends.
+    fn decision(&self, now: u64, request: &Request, values: &[redis::Value]) -> Option<Decision> {
+        let (limit, period, cost) = (self.limit, self.period, request.cost);
+        if request.mode == "refund" {
+            return Some(Decision::admit(limit, 0, Duration::ZERO));
+        }
+        let number = |i: usize| values.get(i).and_then(integer);
+        let unsigned = |i: usize| number(i).and_then(|n| u64::try_from(n).ok());
+        let decision = match self.algorithm {
+            Algorithm::TokenBucket | Algorithm::LeakyBucket => {
+                // The TAT the script decided on.
+                let tat = unsigned(0);
+                let (d, _) = gcra_step(tat, now, period, self.tau, limit, cost);
+                // The leaky bucket's departure: when the meter's TAT says.
+                let wait = if self.algorithm == Algorithm::LeakyBucket && d.allowed {
+                    Duration::from_nanos(tat.unwrap_or(now).saturating_sub(now))
                 } else {
                     Duration::ZERO
-                },
-            };
-        }
-        Decision {
-            allowed: values[0] == 1,
-            limit: self.limit,
-            remaining: u64::try_from(values[1]).unwrap_or(0),
-            reset_after: micros(values[2]),
-            retry_after: (values[3] >= 0).then(|| micros(values[3])),
-            wait: Duration::ZERO,
-        }
+                };
+                Decision { wait, ..d }
+            }
+            Algorithm::FixedWindow => {
+                let state = FixedWindowState { window: unsigned(0)?, count: unsigned(1)? };
+                fixed_window_step(state, now, period, limit, cost).0
+            }
+            Algorithm::SlidingWindowCounter => {
+                let state = SlidingCounterState {
+                    window: unsigned(0)?,
+                    current: unsigned(1)?,
+                    previous: unsigned(2)?,
+                };
+                sliding_counter_step(state, now, period, limit, cost).0
+            }
+            Algorithm::SlidingWindowLog => {
+                let (used, newest) = (unsigned(0)?, number(1)?);
+                let mut log = SlidingLogState::default();
+                if values.len() > 2 {
+                    // A denial: every entry in the window, oldest first.
+                    for pair in values[2..].chunks_exact(2) {
+                        let time = integer(&pair[0]).and_then(|n| u64::try_from(n).ok())?;
+                        let cost = integer(&pair[1]).and_then(|n| u64::try_from(n).ok())?;
+                        log.entries.push_back((time, cost));
+                    }
+                    log.used = used;
+                } else if let Ok(newest) = u64::try_from(newest) {
+                    // An admission reads only the cost in the window and the
+                    // newest time: the log summarised as one entry carrying
+                    // all of it decides the same.
+                    log.entries.push_back((newest, used));
+                    log.used = used;
+                }
+                sliding_log_step(&mut log, now, period, limit, cost)
+            }
+        };
+        Some(decision.scaled(1000))
     }
 }
 
@@ -476,6 +511,15 @@ impl Shortcut {
         denied.insert(key.to_string(), entry);
     }
 
+    /// Keeps a remembered denial's `remaining` at what Redis said last (an
+    /// admission of a smaller cost used some of it).
+    fn refresh(&self, key: &str, decision: &Decision) {
+        let mut denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = denied.get_mut(key) {
+            known.remaining = decision.remaining;
+        }
+    }
+
     fn forget(&self, key: &str) {
         self.denied.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
@@ -628,17 +672,20 @@ impl RedisLimiter {
             // A fallback denial is not remembered: Redis may be back at once.
             Err(error) => return self.on_failure(key, &error),
         };
-        if let Some(shortcut) = &self.shortcut
-            && !decision.allowed
-        {
-            shortcut.remember(key, cost, &decision);
+        if let Some(shortcut) = &self.shortcut {
+            if decision.allowed {
+                shortcut.refresh(key, &decision);
+            } else {
+                shortcut.remember(key, cost, &decision);
+            }
         }
         Ok(decision)
     }
 
-    /// As [`check_n`](Self::check_n), at a time the caller supplies (in
-    /// microseconds on any clock that never goes backwards; all callers of
-    /// one key must use the same clock). For tests and replays; bypasses
+    /// As [`check_n`](Self::check_n), at a time the caller supplies, in
+    /// nanoseconds (as every `*_at` method of the crate) on any clock that
+    /// never goes backwards; all callers of one key must use the same clock.
+    /// Redis keeps microseconds, so the time is rounded down to one. For tests and replays; bypasses
     /// the local shortcut and the batching.
     ///
     /// # Errors
@@ -646,10 +693,10 @@ impl RedisLimiter {
     pub async fn check_n_at(
         &self,
         key: &str,
-        now_micros: u64,
+        now_nanos: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        self.checked_run(key, Some(now_micros), "check", cost).await
+        self.checked_run(key, Some(now_nanos / 1000), "check", cost).await
     }
 
     /// What [`check_n`](Self::check_n) would decide, changing nothing.
@@ -668,10 +715,10 @@ impl RedisLimiter {
     pub async fn peek_n_at(
         &self,
         key: &str,
-        now_micros: u64,
+        now_nanos: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        self.checked_run(key, Some(now_micros), "peek", cost).await
+        self.checked_run(key, Some(now_nanos / 1000), "peek", cost).await
     }
 
     /// Gives back `cost` units admitted earlier to `key`. A cost of 0 is a
@@ -689,8 +736,8 @@ impl RedisLimiter {
     ///
     /// # Errors
     /// As [`check`](Self::check).
-    pub async fn refund_at(&self, key: &str, now_micros: u64, cost: u64) -> Result<(), LimitError> {
-        self.refund_inner(key, Some(now_micros), cost).await
+    pub async fn refund_at(&self, key: &str, now_nanos: u64, cost: u64) -> Result<(), LimitError> {
+        self.refund_inner(key, Some(now_nanos / 1000), cost).await
     }
 
     async fn refund_inner(&self, key: &str, now: Option<u64>, cost: u64) -> Result<(), LimitError> {

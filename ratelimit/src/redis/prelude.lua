@@ -1,6 +1,11 @@
--- Shared by every script. One call decides a batch of requests, in order,
+-- Shared by every script. One call serves a batch of requests, in order,
 -- atomically, at one instant. Times are integer microseconds; Lua numbers
 -- are doubles, exact for integers up to 2^53, which RedisLimiter::new checks.
+--
+-- The scripts only read and write each algorithm's state: each applies the
+-- algorithm's admission rule (so that the write is atomic) and returns the
+-- state it decided on. The client then makes the decision (remaining,
+-- reset, retry) with the same pure Rust step as the in-process limiter.
 --
 -- ARGV[1]: now ('' = this server's TIME), ARGV[2]: limit, ARGV[3]: the
 -- algorithm's period (t or window), ARGV[4]: the shortest key TTL in ms (0
@@ -21,11 +26,14 @@ local tau = tonumber(ARGV[5])
 -- Globals are table lookups in Lua 5.1: keep the functions used per
 -- decision in locals.
 local call, floor, ceil, max, min = redis.call, math.floor, math.ceil, math.max, math.min
-local format, match, tonum = string.format, string.match, tonumber
+local format, match, tonum, select = string.format, string.match, tonumber, select
 local function int(x) return format('%d', x) end
 local function ttl_ms(us) return max(1, ceil(us / 1000), min_ttl) end
--- Each algorithm sets `width` and defines decide(key, aux, mode, cost),
--- returning `width` numbers: for the windows, allowed (0/1), remaining,
--- reset_after, retry_after (-1: none), wait; for GCRA, the TAT it decided
--- on (-1: none), from which the client derives the decision with the same
--- pure step as in process. The reply starts with `now`.
+-- Appends one decision's values to the reply: their count, then them.
+local function reply(out, ...)
+  local n, count = #out, select('#', ...)
+  out[n + 1] = count
+  for j = 1, count do out[n + 1 + j] = (select(j, ...)) end
+end
+-- Each algorithm defines decide(key, aux, mode, cost, out), which appends
+-- its state to `out` with reply() as its last step.

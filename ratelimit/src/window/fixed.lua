@@ -1,24 +1,22 @@
--- Fixed window: mirrors fixed_window_step. The state: a hash {w = window
--- index, c = count}.
-local width = 5
+-- Fixed window, on Redis: the state of fixed_window_step in a hash
+-- {w = window index, c = count}. Replies with the stored (w, c).
 local window = period
-local current = floor(now / window)
-local until_next = (current + 1) * window - now
-local function decide(key, _, mode, cost)
+local function decide(key, _, mode, cost, out)
   local state = call('HMGET', key, 'w', 'c')
-  local count = 0
-  if tonum(state[1]) == current then count = tonum(state[2]) end
+  local w, c = tonum(state[1]) or 0, tonum(state[2]) or 0
   if mode == 'refund' then
-    if count > 0 then call('HSET', key, 'c', int(max(count - cost, 0))) end
-    return 1, 0, 0, -1, 0
+    if c > 0 and w >= floor(now / window) then
+      call('HSET', key, 'c', int(max(c - cost, 0)))
+    end
+    return reply(out)
   end
-  if count + cost > limit then
-    return 0, limit - count, until_next, until_next, 0
+  -- As in fixed_window_step: time never goes back inside the state.
+  local current = floor(max(now, w * window) / window)
+  local count = 0
+  if w == current then count = c end
+  if mode == 'check' and count + cost <= limit then
+    call('HSET', key, 'w', int(current), 'c', int(count + cost))
+    call('PEXPIRE', key, ttl_ms((current + 1) * window - now))
   end
-  count = count + cost
-  if mode == 'check' then
-    call('HSET', key, 'w', int(current), 'c', int(count))
-    call('PEXPIRE', key, ttl_ms(until_next))
-  end
-  return 1, limit - count, until_next, -1, 0
+  reply(out, w, c)
 end
