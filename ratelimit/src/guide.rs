@@ -158,6 +158,21 @@
 //! `tower`) writes them, and its clones share one limiter (a limiter per
 //! clone would multiply the limit by the number of clones).
 //!
+//! What the layer limits by is a key taken from the request. Keying by the
+//! client's IP address needs care: the TCP peer is the client only when
+//! nothing stands in between; behind a load balancer, the peer is the
+//! balancer, and the client is in `X-Forwarded-For` (or `X-Real-IP`,
+//! `Forwarded`). Those headers are written by whoever sent the request, so
+//! [`ClientIp`](crate::ClientIp) believes them only on requests from
+//! proxies you name, and walks the list from the nearest hop outwards,
+//! stopping at the first address that is not one of yours: a client that
+//! forges the header only adds entries beyond that point. A request with no
+//! key at all passes by default; a gateway usually refuses it
+//! (`deny_missing_key`) or puts all such requests under one shared key
+//! (`share_missing_key`). The refusal itself (429, or 400 for a missing key,
+//! 503 when the store fails) is an RFC 9457 `application/problem+json` body
+//! unless `with_refusal` builds another.
+//!
 //! ## Pitfalls
 //!
 //! * **A cost above the capacity** can never pass; treating it as a denial

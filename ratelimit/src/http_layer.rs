@@ -168,6 +168,41 @@ struct Policy {
 /// # drop(limited);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A gateway's setup: one limit per client IP shared by every instance on
+/// Redis, the client's address taken from `X-Forwarded-For` only when the
+/// request came through our own load balancers, requests without an
+/// address refused, and a plain-text 429:
+///
+/// ```no_run
+/// # #![allow(dead_code)]
+/// # #[cfg(feature = "redis")]
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sysblocks_ratelimit::{
+///     Algorithm, ClientIp, Limit, ProxyHeader, RateLimitLayer, RedisLimiter, Refused,
+/// };
+///
+/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+/// let limit = Limit::new(Algorithm::SlidingWindowCounter, "600/min".parse()?);
+/// let limiter = RedisLimiter::new(client.get_connection_manager().await?, limit, "ip:")?;
+/// let by_ip = ClientIp::peer().behind_proxies(ProxyHeader::XForwardedFor, &["10.0.0.0/8"])?;
+/// let layer = RateLimitLayer::new(limiter, move |req: &http::Request<()>| {
+///     by_ip.client_ip(req).map(|ip| ip.to_string())
+/// })
+/// .deny_missing_key()
+/// .with_refusal(|refused| {
+///     let status = match refused {
+///         Refused::MissingKey => http::StatusCode::BAD_REQUEST,
+///         Refused::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+///         _ => http::StatusCode::TOO_MANY_REQUESTS,
+///     };
+///     let mut response = http::Response::new("slow down\n".to_string());
+///     *response.status_mut() = status;
+///     response
+/// });
+/// # drop(layer);
+/// # Ok(()) }
+/// ```
 pub struct RateLimitLayer<D, F> {
     limiter: Arc<D>,
     key: Arc<F>,

@@ -16,7 +16,10 @@
 //! of them through the [`Limiter`] trait. [`Keyed`] holds one limiter per
 //! key with memory bounded against endless new keys. [`Limit`] describes a
 //! limit as data (`"100/s"`, burst 20) and loads from config files.
-//! [`RedisLimiter`] runs the same algorithms on Redis or Redis Cluster;
+//! [`RedisLimiter`] runs the same algorithms on Redis or Redis Cluster, and
+//! [`KeyedLimiter`] is the one async keyed interface that it, [`Keyed`]
+//! and [`Unkeyed`] share (so a user of limits, such as the scheduler's
+//! workers, takes either);
 //! [`RateLimitLayer`] puts a limit in front of a tower / axum service with
 //! the IETF `RateLimit` headers. The [`guide`] explains each algorithm and
 //! when to use which.
@@ -44,9 +47,13 @@
 //!
 //! * `async`: [`AsyncLimiter`] (`until_ready`, fair and cancel-safe, with
 //!   optional jitter), `LeakyBucket::acquire`, [`TokioClock`].
-//! * `redis`: [`RedisLimiter`], on a `ConnectionManager` or a
-//!   `ClusterConnection`.
-//! * `tower`: [`RateLimitLayer`], an HTTP layer.
+//! * `redis`: [`RedisLimiter`], on a [`RedisConnection`] (from a
+//!   `ConnectionManager` or a `ClusterConnection`), every decision bounded
+//!   in time.
+//! * `tower`: [`RateLimitLayer`], an HTTP layer over any [`KeyedLimiter`]
+//!   (in process or Redis), keyed by a closure or by [`ClientIp`] (the
+//!   peer, or a trusted proxy header), with a choice for keyless requests
+//!   and a hook for the 429.
 //! * `serde`: [`Limit`], [`Algorithm`] and [`Rate`] (de)serialise.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

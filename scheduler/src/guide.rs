@@ -103,6 +103,26 @@
 //! run the same cron job: each tick's task has an id derived from the job
 //! and the tick, so the tick is submitted once.
 //!
+//! ## Pacing: how fast tasks start
+//!
+//! A queue often feeds something with its own limit (an email provider's
+//! 100 per second). [`WorkerConfig::concurrency`](crate::WorkerConfig)
+//! bounds how many run at once in one worker; a [`RateLimit`](crate::RateLimit)
+//! bounds how many *start* per unit of time. It takes any keyed limiter of
+//! the ratelimit crate: an in-process one (`RateLimit::local`) paces one
+//! worker, a `RedisLimiter` (`RateLimit::shared`) paces every worker process
+//! that uses the same key together, which is what a limit imposed from
+//! outside needs. A worker asks for as many starts as it has free slots,
+//! gives back the grants it found no task for, and sleeps until the
+//! limiter's retry time when it is refused.
+//!
+//! ## Waiting for results
+//!
+//! [`Scheduler::wait`](crate::Scheduler::wait) resolves with a task's final
+//! state (succeeded, dead, cancelled) and its payload, or a typed timeout;
+//! it checks the task's state with a backoff that grows to a quarter of a
+//! second, so a waiter costs Redis a few reads per second, not a tight loop.
+//!
 //! ## Redis: one queue, many processes
 //!
 //! Every transition (submit, claim, renew, ack, fail, reap, replay) is one

@@ -29,16 +29,20 @@
 //!     let worker = worker.clone();
 //!     async move { worker.run(Duration::from_secs(1)).await }
 //! });
-//! tokio::time::sleep(Duration::from_secs(61)).await; // virtual time
-//! assert_eq!(scheduler.info(later.id()).await?.unwrap().state, TaskState::Succeeded);
+//! // Resolves when the task is done (60 s later, on tokio's virtual time).
+//! let done = scheduler.wait(later.id(), Duration::from_secs(120)).await?;
+//! assert_eq!(done.state, TaskState::Succeeded);
 //! worker.shutdown();
 //! running.await??;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! The [`guide`] explains at-least-once delivery, leases and fencing,
-//! backoff and jitter, and the dead-letter queue.
+//! [`Scheduler::wait`] (and `wait_all`) resolves with a task's final state;
+//! [`WorkerConfig`] sets a worker's concurrency and, with [`RateLimit`], how
+//! fast it starts tasks (a limit that many worker processes can share on
+//! Redis). The [`guide`] explains at-least-once delivery, leases and
+//! fencing, backoff and jitter, and the dead-letter queue.
 //!
 //! # Crate features
 //!

@@ -91,6 +91,18 @@
 //! shutdown flushes them; a crash loses at most one interval's worth (longer
 //! during a Redis outage, when deltas wait in memory).
 //!
+//! **Counters by name.** Page views per path, calls per API key: the set of
+//! counters is not known up front.
+//! [`KeyedBatchedCounter`](crate::KeyedBatchedCounter) takes
+//! `add("/pricing", 1)` and keeps one local delta per name, flushed to the
+//! sharded counter `prefix + name` (created on first flush) with the same
+//! exactly-once ids. Memory is what bounds such a map: a client that sends
+//! a new path every request would grow it forever. So only names with
+//! unflushed adds are held (a name is forgotten once its delta lands), at
+//! most `max_keys` of them; an add to one more is refused with a typed
+//! error, and wakes the flusher to make room, rather than growing memory or
+//! dropping the add silently.
+//!
 //! ## Trade-offs at a glance
 //!
 //! * One key: exact and simple, but capped at one node's single thread.
