@@ -33,7 +33,7 @@ struct Record {
 struct Inner {
     tasks: HashMap<TaskId, Record>,
     /// Scheduled and retrying tasks by due time.
-    delayed: BTreeSet<(u64, u64, TaskId)>,
+    delayed: BTreeSet<(u64, TaskId)>,
     /// Ready tasks: highest priority, then oldest, first.
     ready: BTreeSet<(Reverse<u8>, u64, TaskId)>,
     /// Running tasks by lease expiry.
@@ -61,7 +61,7 @@ impl Inner {
         let Some(record) = self.tasks.get_mut(id) else { return };
         match record.state {
             TaskState::Scheduled | TaskState::Retrying => {
-                self.delayed.remove(&(record.run_at, record.seq, id.clone()));
+                self.delayed.remove(&(record.run_at, id.clone()));
             }
             TaskState::Ready => {
                 self.ready.remove(&(Reverse(record.priority), record.seq, id.clone()));
@@ -81,7 +81,7 @@ impl Inner {
         *self.counts.entry(state).or_default() += 1;
         match state {
             TaskState::Scheduled | TaskState::Retrying => {
-                self.delayed.insert((record.run_at, record.seq, id.clone()));
+                self.delayed.insert((record.run_at, id.clone()));
             }
             TaskState::Ready => {
                 record.seq = seq;
@@ -210,21 +210,28 @@ impl Backend for MemoryBackend {
         // Validate the whole batch first, so that a bad task adds nothing.
         let mut batch_ids = std::collections::HashSet::new();
         for task in &tasks {
-            if inner.tasks.contains_key(&task.id) || !batch_ids.insert(task.id.clone()) {
+            if inner.tasks.contains_key(&task.id) || batch_ids.contains(&task.id) {
                 return Err(SchedulerError::DuplicateId { id: task.id.to_string() });
             }
+            // A parent exists or comes earlier in the batch (a task is not
+            // its own parent: it would wait for itself forever).
             for parent in &task.parents {
                 if !inner.tasks.contains_key(parent) && !batch_ids.contains(parent) {
                     return Err(SchedulerError::UnknownParent { parent: parent.to_string() });
                 }
             }
+            batch_ids.insert(task.id.clone());
         }
         let mut results = Vec::with_capacity(tasks.len());
+        // A task of the batch that was not added (its idempotency key is
+        // live) stands for the task that was: its children wait for that one.
+        let mut aliases: HashMap<TaskId, TaskId> = HashMap::new();
         for task in tasks {
             if let Some((key, window)) = &task.idempotency {
                 if let Some((existing, expires)) = inner.idempotency.get(key)
                     && *expires > now
                 {
+                    aliases.insert(task.id.clone(), existing.clone());
                     results.push(Submitted::Duplicate(existing.clone()));
                     continue;
                 }
@@ -232,9 +239,13 @@ impl Backend for MemoryBackend {
                 inner.idempotency.insert(key.clone(), (task.id.clone(), expires));
             }
             let seq = inner.seq();
+            let parents: Vec<TaskId> =
+                task.parents.iter().map(|p| aliases.get(p).unwrap_or(p).clone()).collect();
             let mut parents_left = 0;
             let mut parent_failed = false;
-            for parent in &task.parents {
+            // A parent that is gone was forgotten after succeeding (only
+            // succeeded tasks are forgotten): nothing to wait for.
+            for parent in &parents {
                 let Some(p) = inner.tasks.get_mut(parent) else { continue };
                 p.children.push(task.id.clone());
                 match p.state {
@@ -265,7 +276,7 @@ impl Backend for MemoryBackend {
             );
             *inner.counts.entry(TaskState::Waiting).or_default() += 1;
             if parent_failed {
-                let failed = task.parents.iter().find(|p| {
+                let failed = parents.iter().find(|p| {
                     inner
                         .tasks
                         .get(*p)
@@ -297,7 +308,7 @@ impl Backend for MemoryBackend {
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
         let mut inner = self.lock();
         inner.purge(now);
-        while let Some((due, _, id)) = inner.delayed.first().cloned()
+        while let Some((due, id)) = inner.delayed.first().cloned()
             && due <= now
         {
             inner.set_state(&id, TaskState::Ready);
@@ -324,7 +335,7 @@ impl Backend for MemoryBackend {
                 });
             }
         }
-        let next_due = inner.delayed.first().map(|&(due, _, _)| due);
+        let next_due = inner.delayed.first().map(|&(due, _)| due);
         Ok((claimed, next_due))
     }
 

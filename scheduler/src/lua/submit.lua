@@ -10,6 +10,9 @@ for _, t in ipairs(tasks) do
   batch[t.id] = true
 end
 local out = {'ok'}
+-- A task of the batch that was not added (its idempotency key is live)
+-- stands for the task that was: its children wait for that one.
+local alias = {}
 for _, t in ipairs(tasks) do
   local duplicate = false
   if t.idem_key ~= cjson.null then
@@ -19,7 +22,8 @@ for _, t in ipairs(tasks) do
     local existing = call('GET', ik)
     local sep = existing and string.find(existing, '|', 1, true)
     if sep and tonumber(string.sub(existing, sep + 1)) > now then
-      table.insert(out, 'dup:' .. string.sub(existing, 1, sep - 1))
+      alias[t.id] = string.sub(existing, 1, sep - 1)
+      table.insert(out, 'dup:' .. alias[t.id])
       duplicate = true
     else
       call('SET', ik, t.id .. '|' .. int(now + t.idem_window), 'PX', math.max(1, t.idem_window))
@@ -28,11 +32,14 @@ for _, t in ipairs(tasks) do
   if not duplicate then
     local k = tkey(t.id)
     local left, failed = 0, nil
-    for _, parent in ipairs(t.parents) do
-      call('RPUSH', p .. 'children:' .. parent, t.id)
+    for _, named in ipairs(t.parents) do
+      local parent = alias[named] or named
+      -- A parent that is gone was forgotten after succeeding (only
+      -- succeeded tasks are forgotten): nothing to wait for.
       local state = call('HGET', tkey(parent), 'state')
-      if state == 'dead' or state == 'cancelled' then failed = parent
-      elseif state ~= 'succeeded' then left = left + 1 end
+      if state then call('RPUSH', p .. 'children:' .. parent, t.id) end
+      if state == 'dead' or state == 'cancelled' then failed = failed or parent
+      elseif state and state ~= 'succeeded' then left = left + 1 end
     end
     call('HSET', k, 'name', t.name, 'payload', t.payload, 'priority', t.priority,
       'run_at', int(t.run_at), 'attempts', 0, 'token', 0, 'lease_until', 0,
