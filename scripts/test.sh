@@ -5,8 +5,10 @@
 #   2. starts a throwaway standalone Redis and a 3-master Redis Cluster on free
 #      loopback ports (scripts/redis.sh) and exports REDIS_URL and
 #      REDIS_CLUSTER_NODES for the tests,
-#   3. runs fmt, clippy, the tests (doc tests included), the docs, every
-#      crate's loom suite and a build of every bench,
+#   3. runs fmt, clippy (all features, then every feature set on its own,
+#      with cargo-hack, which it installs when missing), the tests (doc
+#      tests included), the docs, every crate's loom suite and a build of
+#      every bench,
 #   4. stops the servers it started, on failure too, and prints a summary.
 # It exits non-zero when any step failed.
 set -uo pipefail
@@ -85,8 +87,23 @@ loom_suites() {
   return $status
 }
 
+# Every feature set of every crate builds, lints and documents on its own
+# (no import or intra-doc link may lean on --all-features). cargo-hack is
+# installed into the target dir's tools folder, so CI's cache keeps it.
+feature_sets() {
+  local tools="$target/tools"
+  if [ ! -x "$tools/bin/cargo-hack" ]; then
+    cargo install cargo-hack --locked --version 0.6.46 --root "$tools" --quiet || return 1
+  fi
+  PATH="$tools/bin:$PATH" cargo hack clippy --workspace --feature-powerset --no-dev-deps \
+    -- -D warnings || return 1
+  PATH="$tools/bin:$PATH" RUSTDOCFLAGS="-D warnings" \
+    cargo hack doc --workspace --each-feature --no-dev-deps --no-deps
+}
+
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "feature sets (cargo-hack: clippy on every set, docs on each feature)" feature_sets
 run_tests() { cargo test --workspace --all-features 2>&1 | tee -a "$testlog"; }
 step "cargo test (unit, integration, doc)" run_tests
 step "cargo doc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps

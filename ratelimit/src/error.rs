@@ -68,7 +68,7 @@ pub enum LimitError {
         prefix: String,
     },
     /// A network (`10.0.0.0/8`, `::1`) that does not parse, for
-    /// [`ClientIp::behind_proxies`](crate::ClientIp::behind_proxies).
+    /// `ClientIp::behind_proxies` (feature `tower`).
     BadNetwork {
         /// The text given.
         text: String,

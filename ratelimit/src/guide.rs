@@ -111,7 +111,7 @@
 //!
 //! Ten servers each allowing 100 per second allow 1000. To share one limit
 //! the state must live in one place, and each decision must read and write
-//! it atomically: [`RedisLimiter`](crate::RedisLimiter) runs each algorithm
+//! it atomically: [`RedisLimiter`] runs each algorithm
 //! as a Lua script, which Redis executes without interleaving. Points that
 //! matter:
 //!
@@ -154,7 +154,7 @@
 //! header fields for HTTP" gives every response a `RateLimit-Policy` field
 //! (`"default";q=100;w=60`: 100 per 60 s) and a `RateLimit` field
 //! (`"default";r=42;t=17`: 42 left, full again in 17 s); a 429 adds
-//! `Retry-After`. [`RateLimitLayer`](crate::RateLimitLayer) (feature
+//! `Retry-After`. [`RateLimitLayer`] (feature
 //! `tower`) writes them, and its clones share one limiter (a limiter per
 //! clone would multiply the limit by the number of clones).
 //!
@@ -163,7 +163,7 @@
 //! nothing stands in between; behind a load balancer, the peer is the
 //! balancer, and the client is in `X-Forwarded-For` (or `X-Real-IP`,
 //! `Forwarded`). Those headers are written by whoever sent the request, so
-//! [`ClientIp`](crate::ClientIp) believes them only on requests from
+//! [`ClientIp`] believes them only on requests from
 //! proxies you name, and walks the list from the nearest hop outwards,
 //! stopping at the first address that is not one of yours: a client that
 //! forges the header only adds entries beyond that point. A request with no
@@ -199,8 +199,19 @@
 //!   connection would hold requests for seconds (with the redis crate's
 //!   defaults, a request sent while Redis is down waits about nine seconds
 //!   for the reconnection attempts). Every Redis decision is bounded
-//!   ([`RedisLimiter::with_timeout`](crate::RedisLimiter::with_timeout),
+//!   ([`RedisLimiter::with_timeout`],
 //!   250 ms by default) and then takes the failure policy, and every command
-//!   the [`RedisConnection`](crate::RedisConnection) sends is bounded too
+//!   the [`RedisConnection`] sends is bounded too
 //!   (one second by default); one failing decision (a key of the wrong
 //!   type) fails alone, not its whole batch.
+//!
+#![cfg_attr(feature = "redis", doc = "[`RedisLimiter`]: crate::RedisLimiter")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisLimiter`]: crate#crate-features")]
+#![cfg_attr(feature = "tower", doc = "[`RateLimitLayer`]: crate::RateLimitLayer")]
+#![cfg_attr(not(feature = "tower"), doc = "[`RateLimitLayer`]: crate#crate-features")]
+#![cfg_attr(feature = "tower", doc = "[`ClientIp`]: crate::ClientIp")]
+#![cfg_attr(not(feature = "tower"), doc = "[`ClientIp`]: crate#crate-features")]
+#![cfg_attr(feature = "redis", doc = "[`RedisLimiter::with_timeout`]: crate::RedisLimiter::with_timeout")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisLimiter::with_timeout`]: crate#crate-features")]
+#![cfg_attr(feature = "redis", doc = "[`RedisConnection`]: crate::RedisConnection")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]

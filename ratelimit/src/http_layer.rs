@@ -68,7 +68,7 @@ pub enum Refused {
     Limited(Decision),
     /// A new key while the key table is full of busy keys: 429 by default.
     TooManyKeys,
-    /// The backend failed (with [`FailurePolicy::Error`](crate::FailurePolicy)):
+    /// The backend failed (with `FailurePolicy::Error`):
     /// 503 by default.
     Unavailable,
     /// No key, with [`RateLimitLayer::deny_missing_key`]: 400 by default.
@@ -126,7 +126,7 @@ struct Policy {
 /// request (a [`KeyExtractor`]: a closure reading an API key or a user id,
 /// or [`ClientIp`](crate::ClientIp)), against any [`KeyedLimiter`]: in
 /// process ([`Keyed`](crate::Keyed)) or on Redis
-/// ([`RedisLimiter`](crate::RedisLimiter)), so that every instance of a
+/// (`RedisLimiter`, feature `redis`), so that every instance of a
 /// service shares one limit. Cloning the layer, or the services it makes,
 /// shares one limiter (unlike `tower::limit::RateLimit`, whose clones each
 /// get their own).
@@ -146,7 +146,7 @@ struct Policy {
 /// [`with_refusal`](Self::with_refusal) builds another). The legacy
 /// `X-RateLimit-Limit`, `-Remaining` and `-Reset` fields are optional. A
 /// full key table answers 429; a failed backend (with
-/// [`FailurePolicy::Error`](crate::FailurePolicy)) answers 503.
+/// `FailurePolicy::Error`) answers 503.
 ///
 /// A request without a key passes unlimited by default;
 /// [`deny_missing_key`](Self::deny_missing_key) refuses it (400), and

@@ -20,7 +20,7 @@ use crate::limiter::Limiter;
 /// network (Redis) fits; in-process ones answer at once.
 ///
 /// Implemented by [`Keyed`] (one in-process limiter per key), [`Unkeyed`]
-/// (one limiter for every key), [`RedisLimiter`](crate::RedisLimiter) and
+/// (one limiter for every key), `RedisLimiter` (feature `redis`) and
 /// [`AnyKeyedLimiter`] (any of them behind one type), and by `Arc`s of them.
 ///
 /// ```

@@ -109,7 +109,7 @@ impl State {
 /// one every `1 / rate`, each in the next free departure slot; at most
 /// `capacity` units wait in the queue, and a request that would overfill
 /// it is denied. An admitted request's [`Decision::wait`] says how long to
-/// hold it; with the `async` feature, [`acquire`](Self::acquire) does the
+/// hold it; with the `async` feature, `acquire` does the
 /// waiting and gives the slot back if the future is dropped early.
 ///
 /// ```

@@ -55,6 +55,13 @@
 //!   peer, or a trusted proxy header), with a choice for keyless requests
 //!   and a hook for the 429.
 //! * `serde`: [`Limit`], [`Algorithm`] and [`Rate`] (de)serialise.
+//!
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisLimiter`]: crate#crate-features")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]
+#![cfg_attr(not(feature = "tower"), doc = "[`RateLimitLayer`]: crate#crate-features")]
+#![cfg_attr(not(feature = "tower"), doc = "[`ClientIp`]: crate#crate-features")]
+#![cfg_attr(not(feature = "async"), doc = "[`AsyncLimiter`]: crate#crate-features")]
+#![cfg_attr(not(feature = "async"), doc = "[`TokioClock`]: crate#crate-features")]
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

@@ -107,7 +107,7 @@
 //!
 //! A queue often feeds something with its own limit (an email provider's
 //! 100 per second). [`WorkerConfig::concurrency`](crate::WorkerConfig)
-//! bounds how many run at once in one worker; a [`RateLimit`](crate::RateLimit)
+//! bounds how many run at once in one worker; a [`RateLimit`]
 //! bounds how many *start* per unit of time. It takes any keyed limiter of
 //! the ratelimit crate: an in-process one (`RateLimit::local`) paces one
 //! worker, a `RedisLimiter` (`RateLimit::shared`) paces every worker process
@@ -141,3 +141,6 @@
 //! | claim k tasks | O(k log n) | one script |
 //! | ack / fail / renew | O(log n) (+ children) | one script each |
 //! | reap | O(expired × log n) | one script |
+//!
+#![cfg_attr(feature = "rate-limit", doc = "[`RateLimit`]: crate::RateLimit")]
+#![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]

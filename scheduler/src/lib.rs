@@ -51,6 +51,9 @@
 //! * `redis`: [`RedisBackend`], one queue in Redis (standalone or Cluster)
 //!   shared by any number of processes, and the `scheduler-worker` binary
 //!   used by the chaos test.
+//!
+#![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisBackend`]: crate#crate-features")]
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

@@ -32,7 +32,7 @@
 //!
 //! ## Sharded counters (in Redis)
 //!
-//! [`RedisShardedCounter`](crate::RedisShardedCounter) stores one logical
+//! [`RedisShardedCounter`] stores one logical
 //! counter as N keys, `{name:0}` .. `{name:N-1}`. Each increment goes to one
 //! shard, at random (spreads load evenly) or by a hint such as a user id
 //! (keeps one user's increments together, useful for per-shard
@@ -50,7 +50,7 @@
 //! by what one key takes comfortably (tens of thousands per second), and on a
 //! cluster at least a few per node so load spreads. But every exact read
 //! touches every shard, so reads cost O(N). Sixteen to sixty-four is typical;
-//! [`reshard`](crate::RedisShardedCounter::reshard) changes it while writes
+//! [`reshard`] changes it while writes
 //! continue (shrinking stops writing to the highest shards but keeps reading
 //! them, so no count is moved or lost).
 //!
@@ -72,7 +72,7 @@
 //! ## Write-behind batching
 //!
 //! Most of the time you do not need each increment in Redis the moment it
-//! happens. [`BatchedCounter`](crate::BatchedCounter) adds to a local striped
+//! happens. [`BatchedCounter`] adds to a local striped
 //! counter (nanoseconds, no I/O) and a background task flushes the
 //! accumulated delta every interval or threshold: one Redis write carries
 //! thousands of increments.
@@ -93,7 +93,7 @@
 //!
 //! **Counters by name.** Page views per path, calls per API key: the set of
 //! counters is not known up front.
-//! [`KeyedBatchedCounter`](crate::KeyedBatchedCounter) takes
+//! [`KeyedBatchedCounter`] takes
 //! `add("/pricing", 1)` and keeps one local delta per name, flushed to the
 //! sharded counter `prefix + name` (created on first flush) with the same
 //! exactly-once ids. Memory is what bounds such a map: a client that sends
@@ -111,3 +111,12 @@
 //! * Batched: millions of increments per second from one process, at the
 //!   price of a bounded loss window on crash and reads that lag by up to one
 //!   flush interval.
+//!
+#![cfg_attr(feature = "redis", doc = "[`RedisShardedCounter`]: crate::RedisShardedCounter")]
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisShardedCounter`]: crate#crate-features")]
+#![cfg_attr(feature = "redis", doc = "[`reshard`]: crate::RedisShardedCounter::reshard")]
+#![cfg_attr(not(feature = "redis"), doc = "[`reshard`]: crate#crate-features")]
+#![cfg_attr(feature = "redis", doc = "[`BatchedCounter`]: crate::BatchedCounter")]
+#![cfg_attr(not(feature = "redis"), doc = "[`BatchedCounter`]: crate#crate-features")]
+#![cfg_attr(feature = "redis", doc = "[`KeyedBatchedCounter`]: crate::KeyedBatchedCounter")]
+#![cfg_attr(not(feature = "redis"), doc = "[`KeyedBatchedCounter`]: crate#crate-features")]

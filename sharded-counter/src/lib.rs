@@ -33,6 +33,10 @@
 //!   connection, the workspace's one connection type from `sysblocks-core`,
 //!   which bounds every command: one second by default, set with
 //!   `RedisConnection::with_timeout`); brings in tokio and redis.
+//!
+#![cfg_attr(not(feature = "redis"), doc = "[`RedisShardedCounter`]: crate#crate-features")]
+#![cfg_attr(not(feature = "redis"), doc = "[`BatchedCounter`]: crate#crate-features")]
+#![cfg_attr(not(feature = "redis"), doc = "[`KeyedBatchedCounter`]: crate#crate-features")]
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
