@@ -30,7 +30,6 @@
 //! * **redis** - `RedisConnection` (brings in redis and tokio's timer).
 //!
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]
-
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 

@@ -211,7 +211,10 @@
 #![cfg_attr(not(feature = "tower"), doc = "[`RateLimitLayer`]: crate#crate-features")]
 #![cfg_attr(feature = "tower", doc = "[`ClientIp`]: crate::ClientIp")]
 #![cfg_attr(not(feature = "tower"), doc = "[`ClientIp`]: crate#crate-features")]
-#![cfg_attr(feature = "redis", doc = "[`RedisLimiter::with_timeout`]: crate::RedisLimiter::with_timeout")]
+#![cfg_attr(
+    feature = "redis",
+    doc = "[`RedisLimiter::with_timeout`]: crate::RedisLimiter::with_timeout"
+)]
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisLimiter::with_timeout`]: crate#crate-features")]
 #![cfg_attr(feature = "redis", doc = "[`RedisConnection`]: crate::RedisConnection")]
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]

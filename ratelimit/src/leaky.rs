@@ -177,6 +177,20 @@ impl<C: Clock> LeakyBucket<C> {
         Limiter::check_n_at(self, self.clock.now_nanos(), cost)
     }
 
+    /// What [`check_n`](Self::check_n) would decide, reserving nothing.
+    ///
+    /// # Errors
+    /// As [`check_n`](Self::check_n).
+    pub fn peek_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        Limiter::peek_n_at(self, self.clock.now_nanos(), cost)
+    }
+
+    /// Gives back `cost` units reserved earlier (a request that was
+    /// admitted but not carried out): the queue gets shorter.
+    pub fn refund(&self, cost: u64) {
+        Limiter::refund_at(self, self.clock.now_nanos(), cost);
+    }
+
     /// Changes the rate and queue length of a bucket in use; requests
     /// already queued keep their slots.
     ///

@@ -62,7 +62,6 @@
 #![cfg_attr(not(feature = "tower"), doc = "[`ClientIp`]: crate#crate-features")]
 #![cfg_attr(not(feature = "async"), doc = "[`AsyncLimiter`]: crate#crate-features")]
 #![cfg_attr(not(feature = "async"), doc = "[`TokioClock`]: crate#crate-features")]
-
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

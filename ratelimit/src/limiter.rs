@@ -53,6 +53,11 @@ pub trait Limiter: Send + Sync {
         self.check_n_at(self.now(), 1).unwrap_or_else(|_| unreachable_decision(self.limit()))
     }
 
+    /// What [`check`](Self::check) would decide, changing nothing.
+    fn peek(&self) -> Decision {
+        self.peek_n(1).unwrap_or_else(|_| unreachable_decision(self.limit()))
+    }
+
     /// [`check_n_at`](Self::check_n_at) now.
     ///
     /// # Errors

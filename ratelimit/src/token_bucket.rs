@@ -215,7 +215,8 @@ impl<C: Clock> TokenBucket<C> {
     /// [`LimitError::ZeroCost`], or [`LimitError::CostAboveCapacity`] for a
     /// request that could never pass.
     pub fn check_n(&self, cost: u64) -> Result<Decision, LimitError> {
-        self.check_n_at(self.clock.now_nanos(), cost)
+        self.check_cost(cost)?;
+        Ok(self.decide(self.clock.now_nanos(), cost, true))
     }
 
     /// What [`check_n`](Self::check_n) would decide, without taking anything.
@@ -227,34 +228,10 @@ impl<C: Clock> TokenBucket<C> {
         Ok(self.decide(self.clock.now_nanos(), cost, false))
     }
 
-    /// As [`check_n`](Self::check_n) at an explicit time (nanoseconds on this
-    /// bucket's clock), for replaying arrivals.
-    ///
-    /// # Errors
-    /// As [`check_n`](Self::check_n).
-    pub fn check_n_at(&self, now_nanos: u64, cost: u64) -> Result<Decision, LimitError> {
-        self.check_cost(cost)?;
-        Ok(self.decide(now_nanos, cost, true))
-    }
-
     /// Gives back `cost` tokens taken earlier (a request that was admitted
     /// but not carried out). The bucket never holds more than its capacity.
     pub fn refund(&self, cost: u64) {
-        self.refund_at(self.clock.now_nanos(), cost);
-    }
-
-    /// As [`refund`](Self::refund) at an explicit time.
-    pub fn refund_at(&self, now: u64, cost: u64) {
-        let t = self.t.load(Ordering::Relaxed);
-        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-            gcra_refund(if tat == 0 { None } else { Some(tat) }, now, t, cost)
-        });
-    }
-
-    /// Whether the bucket is full, so that a fresh bucket would decide
-    /// exactly as this one (what [`Keyed`](crate::Keyed) evicts).
-    pub fn is_idle_at(&self, now: u64) -> bool {
-        self.tat.load(Ordering::Acquire) <= now
+        Limiter::refund_at(self, self.clock.now_nanos(), cost);
     }
 
     /// Changes the capacity and rate of a bucket in use. The tokens in use
@@ -358,8 +335,10 @@ impl<C: Clock> Limiter for TokenBucket<C> {
         self.clock.now_nanos()
     }
 
+    #[inline]
     fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        TokenBucket::check_n_at(self, now, cost)
+        self.check_cost(cost)?;
+        Ok(self.decide(now, cost, true))
     }
 
     fn peek_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
@@ -368,10 +347,15 @@ impl<C: Clock> Limiter for TokenBucket<C> {
     }
 
     fn refund_at(&self, now: u64, cost: u64) {
-        TokenBucket::refund_at(self, now, cost);
+        let t = self.t.load(Ordering::Relaxed);
+        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            gcra_refund(if tat == 0 { None } else { Some(tat) }, now, t, cost)
+        });
     }
 
+    /// Whether the bucket is full, so that a fresh bucket would decide
+    /// exactly as this one (what [`Keyed`](crate::Keyed) evicts).
     fn is_idle_at(&self, now: u64) -> bool {
-        TokenBucket::is_idle_at(self, now)
+        self.tat.load(Ordering::Acquire) <= now
     }
 }

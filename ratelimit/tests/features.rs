@@ -385,3 +385,42 @@ fn huge_windows_do_not_overflow() {
         }
     }
 }
+
+/// Every in-process limiter has the same inherent methods (`check`,
+/// `check_n`, `peek`, `peek_n`, `refund`), and peeking changes nothing:
+/// a peek agrees with the check that follows it, for the leaky bucket too.
+#[test]
+fn every_limiter_has_the_same_methods_and_peeks_without_taking() {
+    use sysblocks_ratelimit::{
+        FixedWindow, LeakyBucket, ManualClock, Rate, SlidingWindowCounter, SlidingWindowLog,
+        TokenBucket,
+    };
+    macro_rules! same_methods {
+        ($limiter:expr) => {{
+            let limiter = $limiter;
+            for _ in 0..3 {
+                let peeked = limiter.peek();
+                let peeked_n = limiter.peek_n(2).unwrap();
+                assert_eq!(limiter.peek(), peeked, "a peek takes nothing");
+                assert_eq!(limiter.peek_n(2).unwrap(), peeked_n);
+                let checked = limiter.check_n(2).unwrap();
+                assert_eq!(checked.allowed, peeked_n.allowed);
+                assert_eq!(checked.remaining, peeked_n.remaining);
+                if checked.allowed {
+                    limiter.refund(2);
+                    assert!(limiter.peek_n(2).unwrap().allowed, "the refund gave it back");
+                    let _ = limiter.check_n(2).unwrap();
+                }
+                let _ = limiter.check();
+            }
+            assert!(!limiter.check_n(4).unwrap().allowed, "4 of 4 used up");
+        }};
+    }
+    let clock = ManualClock::new();
+    let per = Duration::from_secs(10);
+    same_methods!(TokenBucket::with_clock(4, Rate::new(4, per).unwrap(), clock.clone()).unwrap());
+    same_methods!(LeakyBucket::with_clock(4, Rate::new(4, per).unwrap(), clock.clone()).unwrap());
+    same_methods!(FixedWindow::with_clock(4, per, clock.clone()).unwrap());
+    same_methods!(SlidingWindowLog::with_clock(4, per, clock.clone()).unwrap());
+    same_methods!(SlidingWindowCounter::with_clock(4, per, clock.clone()).unwrap());
+}

@@ -9,7 +9,7 @@ use governor::clock::{Clock as _, FakeRelativeClock};
 use governor::{Quota, RateLimiter};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sysblocks_ratelimit::{LimitError, ManualClock, Rate, TokenBucket};
+use sysblocks_ratelimit::{LimitError, Limiter, ManualClock, Rate, TokenBucket};
 
 #[test]
 fn a_million_decisions_match_governor() {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sysblocks_ratelimit::{
-    FixedWindow, LimitError, ManualClock, SlidingCounterState, SlidingWindowCounter,
+    FixedWindow, LimitError, Limiter, ManualClock, SlidingCounterState, SlidingWindowCounter,
     SlidingWindowLog, sliding_counter_step,
 };
 

@@ -54,7 +54,6 @@
 //!
 #![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisBackend`]: crate#crate-features")]
-
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

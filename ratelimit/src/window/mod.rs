@@ -136,16 +136,6 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
         Self::check_locked(&mut inner, now, cost)
     }
 
-    /// As [`check_n`](Self::check_n) at an explicit time on this limiter's
-    /// clock. A time earlier than one already decided at is taken as that
-    /// later time: what was admitted is never forgotten by going back.
-    ///
-    /// # Errors
-    /// As [`check_n`](Self::check_n).
-    pub fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        Self::check_locked(&mut self.lock(), now, cost)
-    }
-
     fn check_locked(
         inner: &mut Inner<A::State>,
         now: u64,
@@ -157,16 +147,12 @@ impl<A: WindowAlgorithm, C: Clock> WindowLimiter<A, C> {
         Ok(A::step(state, now, *window, *limit, cost))
     }
 
-    /// What [`check_n_at`](Self::check_n_at) would decide, changing nothing.
+    /// What [`check_n`](Self::check_n) would decide, changing nothing.
     ///
     /// # Errors
     /// As [`check_n`](Self::check_n).
-    pub fn peek_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        let inner = self.lock();
-        check_cost(cost, inner.limit)?;
-        let now = inner.latest.max(now);
-        let mut scratch = inner.state.clone();
-        Ok(A::step(&mut scratch, now, inner.window, inner.limit, cost))
+    pub fn peek_n(&self, cost: u64) -> Result<Decision, LimitError> {
+        Limiter::peek_n_at(self, self.clock.now_nanos(), cost)
     }
 
     /// Gives back `cost` admitted earlier (the most recent admissions first).
@@ -218,12 +204,18 @@ where
         Duration::from_nanos(self.lock().window)
     }
 
+    /// A time earlier than one already decided at is taken as that later
+    /// time: what was admitted is never forgotten by going back.
     fn check_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        WindowLimiter::check_n_at(self, now, cost)
+        Self::check_locked(&mut self.lock(), now, cost)
     }
 
     fn peek_n_at(&self, now: u64, cost: u64) -> Result<Decision, LimitError> {
-        self.peek_at(now, cost)
+        let inner = self.lock();
+        check_cost(cost, inner.limit)?;
+        let now = inner.latest.max(now);
+        let mut scratch = inner.state.clone();
+        Ok(A::step(&mut scratch, now, inner.window, inner.limit, cost))
     }
 
     fn refund_at(&self, now: u64, cost: u64) {
