@@ -1,7 +1,8 @@
-//! What the sysblocks crates share, kept small on purpose: with the `redis`
-//! feature, [`RedisConnection`], the one connection type that every
-//! Redis-backed crate of the workspace takes (the rate limiter, the sharded
-//! counters, the scheduler's queue).
+//! What the sysblocks crates share, kept small on purpose: [`BackendError`],
+//! the one way their errors keep a storage backend's own error as their
+//! `source()`, and, with the `redis` feature, [`RedisConnection`], the one
+//! connection type that every Redis-backed crate of the workspace takes
+//! (the rate limiter, the sharded counters, the scheduler's queue).
 //!
 //! A `RedisConnection` is a standalone connection (`ConnectionManager` or
 //! `MultiplexedConnection`) or a Redis Cluster connection, and it bounds the
@@ -35,7 +36,9 @@
 
 #[cfg(feature = "redis")]
 mod connection;
+mod error;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connection::{DEFAULT_COMMAND_TIMEOUT, RedisConnection, is_timeout};
+pub use error::BackendError;

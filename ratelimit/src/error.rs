@@ -2,7 +2,26 @@
 
 use std::fmt;
 
-/// What was wrong with a limit or a request.
+pub use sysblocks_core::BackendError;
+
+/// Which kind of problem a [`LimitError`] is, for callers that handle them
+/// differently (see [`LimitError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A limit, prefix, network or rate that can never work: building the
+    /// limiter failed, and retrying will not help (fix the configuration).
+    Config,
+    /// This request can never pass this limiter (a zero cost, a cost above
+    /// the capacity): the caller's bug, not the limiter's state.
+    Request,
+    /// The limiter could not decide now (the key table is full, the backend
+    /// failed): a later attempt may succeed.
+    Runtime,
+}
+
+/// What was wrong with a limit or a request, or why a decision could not
+/// be made; [`kind`](Self::kind) tells configuration errors, bad requests
+/// and runtime failures apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitError {
@@ -43,11 +62,9 @@ pub enum LimitError {
         /// The cap on keys.
         max: usize,
     },
-    /// The Redis backend failed and the failure policy is to report it.
-    Backend {
-        /// What went wrong.
-        message: String,
-    },
+    /// The backend (Redis) failed and the failure policy is to report it;
+    /// its own error is the `source()`.
+    Backend(BackendError),
     /// A limit outside what the Redis backend computes exactly: times are
     /// integer microseconds, and Lua numbers are doubles, exact up to 2^53.
     RedisRange {
@@ -104,7 +121,7 @@ impl fmt::Display for LimitError {
             LimitError::TooManyKeys { max } => {
                 write!(f, "too many keys: all {max} slots hold busy limiters")
             }
-            LimitError::Backend { message } => write!(f, "rate limit backend failed: {message}"),
+            LimitError::Backend(error) => write!(f, "rate limit backend failed: {error}"),
             LimitError::RedisRange { what } => write!(
                 f,
                 "{what} is outside the Redis backend's exact range (integer microseconds, values below 2^53)"
@@ -131,4 +148,37 @@ impl fmt::Display for LimitError {
     }
 }
 
-impl std::error::Error for LimitError {}
+impl LimitError {
+    /// A backend failure, keeping `error` as the source.
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        LimitError::Backend(BackendError::new(error))
+    }
+
+    /// Whether this is a configuration error, a bad request, or a runtime
+    /// failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LimitError::ZeroCost | LimitError::CostAboveCapacity { .. } => ErrorKind::Request,
+            LimitError::TooManyKeys { .. } | LimitError::Backend(_) => ErrorKind::Runtime,
+            LimitError::ZeroCapacity
+            | LimitError::ZeroRate
+            | LimitError::RateTooFast { .. }
+            | LimitError::BurstTooLong { .. }
+            | LimitError::RedisRange { .. }
+            | LimitError::BadBurst
+            | LimitError::AlgorithmChanged
+            | LimitError::BadPrefix { .. }
+            | LimitError::BadNetwork { .. }
+            | LimitError::BadRate { .. } => ErrorKind::Config,
+        }
+    }
+}
+
+impl std::error::Error for LimitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LimitError::Backend(error) => Some(error.inner()),
+            _ => None,
+        }
+    }
+}

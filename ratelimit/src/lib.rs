@@ -95,7 +95,7 @@ pub use clock::TokioClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Algorithm, AnyLimiter, Limit};
 pub use decision::Decision;
-pub use error::LimitError;
+pub use error::{BackendError, ErrorKind, LimitError};
 #[cfg(feature = "tower")]
 pub use http_layer::{
     KeyExtractor, OrShared, RateLimitLayer, RateLimitService, Refused, problem_response,

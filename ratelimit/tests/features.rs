@@ -424,3 +424,20 @@ fn every_limiter_has_the_same_methods_and_peeks_without_taking() {
     same_methods!(SlidingWindowLog::with_clock(4, per, clock.clone()).unwrap());
     same_methods!(SlidingWindowCounter::with_clock(4, per, clock.clone()).unwrap());
 }
+
+/// Configuration errors, bad requests and runtime failures are told apart.
+#[test]
+fn error_kinds_tell_configuration_requests_and_runtime_apart() {
+    use sysblocks_ratelimit::{ErrorKind, Keyed, TokenBucket};
+    let config = TokenBucket::new(0, Rate::per_second(1).unwrap()).unwrap_err();
+    assert_eq!(config.kind(), ErrorKind::Config);
+    assert_eq!("fast".parse::<Rate>().unwrap_err().kind(), ErrorKind::Config);
+    let bucket = TokenBucket::new(2, Rate::per_second(1).unwrap()).unwrap();
+    assert_eq!(bucket.check_n(3).unwrap_err().kind(), ErrorKind::Request);
+    assert_eq!(bucket.check_n(0).unwrap_err().kind(), ErrorKind::Request);
+    let keyed = Keyed::new(1, || TokenBucket::new(1, Rate::per_hour(1).unwrap())).unwrap();
+    assert!(keyed.check(&"a").unwrap().allowed, "key a takes the one slot, and is busy");
+    let full = keyed.check(&"b").unwrap_err();
+    assert_eq!(full.kind(), ErrorKind::Runtime, "{full}");
+    assert!(std::error::Error::source(&full).is_none());
+}

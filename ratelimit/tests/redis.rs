@@ -382,7 +382,12 @@ async fn redis_down_fails_open_or_closed_with_a_log_and_recovers_after_restart()
     redis.server().unwrap().stop();
     assert!(open.check("k").await.unwrap().allowed, "fail-open admits");
     assert!(!closed.check("k").await.unwrap().allowed, "fail-closed denies");
-    assert!(matches!(strict.check("k").await, Err(LimitError::Backend { .. })));
+    let error = strict.check("k").await.unwrap_err();
+    assert!(matches!(error, LimitError::Backend(_)), "{error}");
+    assert_eq!(error.kind(), sysblocks_ratelimit::ErrorKind::Runtime);
+    // The Redis error is kept whole, as the source.
+    let source = std::error::Error::source(&error).expect("a source");
+    assert!(source.downcast_ref::<redis::RedisError>().is_some(), "{source:?}");
     assert_eq!((open.fallbacks(), closed.fallbacks()), (1, 1));
     assert_eq!(warnings.load(Ordering::Relaxed), 2, "both fallbacks are logged");
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use sysblocks_core::BackendError;
+
 /// What went wrong with a request to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -85,11 +87,8 @@ pub enum SchedulerError {
         /// Its state.
         state: String,
     },
-    /// The backend (Redis) failed.
-    Backend {
-        /// What went wrong.
-        message: String,
-    },
+    /// The backend (Redis) failed; its own error is the `source()`.
+    Backend(BackendError),
 }
 
 impl fmt::Display for SchedulerError {
@@ -133,9 +132,16 @@ impl fmt::Display for SchedulerError {
             SchedulerError::WrongState { id, state } => {
                 write!(f, "task {id:?} is {state}, which does not allow this")
             }
-            SchedulerError::Backend { message } => write!(f, "scheduler backend failed: {message}"),
+            SchedulerError::Backend(error) => write!(f, "scheduler backend failed: {error}"),
         }
     }
 }
 
-impl std::error::Error for SchedulerError {}
+impl std::error::Error for SchedulerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SchedulerError::Backend(error) => Some(error.inner()),
+            _ => None,
+        }
+    }
+}

@@ -81,7 +81,7 @@ pub use backend::{AttemptLimits, Backend};
 pub const MAX_TIME_MS: u64 = (1 << 53) - 1;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use cron::CronSchedule;
-pub use error::SchedulerError;
+pub use error::{BackendError, SchedulerError};
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisConnection};

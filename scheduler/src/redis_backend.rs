@@ -6,7 +6,7 @@ use redis::{RedisError, Script, Value};
 pub use sysblocks_core::RedisConnection;
 
 use crate::backend::{AttemptLimits, Backend};
-use crate::error::SchedulerError;
+use crate::error::{BackendError, SchedulerError};
 use crate::task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
 };
@@ -141,11 +141,11 @@ fn task_info(id: TaskId, values: &[Option<String>]) -> Option<TaskInfo> {
 }
 
 fn backend_error(e: RedisError) -> SchedulerError {
-    SchedulerError::Backend { message: e.to_string() }
+    SchedulerError::Backend(BackendError::new(e))
 }
 
 fn from_value<T: redis::FromRedisValue>(value: Value) -> Result<T, SchedulerError> {
-    redis::from_redis_value(value).map_err(|e| SchedulerError::Backend { message: e.to_string() })
+    redis::from_redis_value(value).map_err(|e| backend_error(e.into()))
 }
 
 fn submission_json(tasks: &[NewTask]) -> String {
@@ -192,7 +192,9 @@ impl Backend for RedisBackend {
             Some("unknown_parent") => {
                 Err(SchedulerError::UnknownParent { parent: reply[1].clone() })
             }
-            _ => Err(SchedulerError::Backend { message: format!("unexpected reply {reply:?}") }),
+            _ => Err(SchedulerError::Backend(BackendError::message(format!(
+                "unexpected reply {reply:?}"
+            )))),
         }
     }
 
@@ -258,7 +260,7 @@ impl Backend for RedisBackend {
     async fn reap(&self, now: u64, limits: &AttemptLimits) -> Result<u64, SchedulerError> {
         let (by_name, default) = limits.parts();
         let limits = serde_json::to_string(by_name)
-            .map_err(|e| SchedulerError::Backend { message: e.to_string() })?;
+            .map_err(|e| SchedulerError::Backend(BackendError::new(e)))?;
         let args = ["reap".into(), now.to_string(), limits, default.to_string()];
         from_value(self.run(&ADMIN, &args).await?)
     }

@@ -60,7 +60,9 @@ impl<B: Backend> Scheduler<B> {
     /// [`SchedulerError::UnknownParent`], backend failures.
     pub async fn submit(&self, task: Task) -> Result<Submitted, SchedulerError> {
         let mut submitted = self.submit_all(vec![task]).await?;
-        submitted.pop().ok_or_else(|| SchedulerError::Backend { message: "no result".into() })
+        submitted
+            .pop()
+            .ok_or_else(|| SchedulerError::Backend(crate::BackendError::message("no result")))
     }
 
     /// Submits tasks in one transition (parents before children).

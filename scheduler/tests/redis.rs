@@ -338,3 +338,29 @@ async fn two_workers_share_one_redis_rate_limit() {
         break;
     }
 }
+
+/// With Redis gone, a queue operation fails within the connection's bound
+/// (not the client's own reconnection attempts) and keeps the Redis error
+/// as its source; the queue works again once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_fails_fast_with_its_error_as_the_source() {
+    use sysblocks_scheduler::{Backend, RedisConnection, SchedulerError};
+    let mut redis = Redis::private();
+    let bound = Duration::from_millis(200);
+    let connection = RedisConnection::from(redis.connection_manager().await).with_timeout(bound);
+    let backend = RedisBackend::new(connection, "q").unwrap();
+    assert_eq!(backend.counts().await.unwrap().ready, 0);
+    redis.server().unwrap().stop();
+    let started = std::time::Instant::now();
+    let error = backend.counts().await.unwrap_err();
+    assert!(started.elapsed() < bound * 10, "took {:?}", started.elapsed());
+    assert!(matches!(error, SchedulerError::Backend(_)), "{error}");
+    let source = std::error::Error::source(&error).expect("a source");
+    assert!(source.downcast_ref::<redis::RedisError>().is_some(), "{source:?}");
+    redis.server().unwrap().restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while backend.counts().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the queue works again once Redis is back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

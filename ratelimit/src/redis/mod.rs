@@ -820,7 +820,7 @@ impl RedisLimiter {
 
     fn on_failure(&self, key: &str, error: &redis::RedisError) -> Result<Decision, LimitError> {
         match self.policy {
-            FailurePolicy::Error => Err(LimitError::Backend { message: error.to_string() }),
+            FailurePolicy::Error => Err(LimitError::backend(error.clone())),
             FailurePolicy::Open => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key, %error, "rate limit store unavailable; failing open (admitting)");
