@@ -53,7 +53,7 @@ pub fn lru_hits(accesses: &[u64], capacity: usize) -> u64 {
     let Ok(mut cache) = sysblocks_lru_cache::LruCache::new(capacity) else { return 0 };
     count_hits(accesses, |block| {
         cache.get(&block).is_some() || {
-            cache.put(block, ());
+            cache.insert(block, ());
             false
         }
     })

@@ -67,7 +67,7 @@ impl Unsync for LruCache<u64, u64, Fixed> {
     }
     #[inline(always)]
     fn put(&mut self, k: u64, v: u64) {
-        black_box(LruCache::put(self, k, v));
+        black_box(LruCache::insert(self, k, v));
     }
 }
 

@@ -64,3 +64,11 @@ impl Clock for ManualClock {
         self.origin + Duration::from_nanos(self.offset_nanos.load(Ordering::Acquire))
     }
 }
+
+/// A shared clock is a clock (so that one clock can drive many caches, or
+/// every shard of a concurrent one).
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}

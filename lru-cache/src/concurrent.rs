@@ -11,8 +11,12 @@ use std::task::{Context, Poll, Waker};
 
 use hashbrown::DefaultHashBuilder;
 
+use std::borrow::Borrow;
+use std::time::Duration;
+
+use crate::clock::Clock;
 use crate::error::CacheError;
-use crate::lru::{CacheStats, LruCache};
+use crate::lru::{CacheStats, LruCache, RemovalCause};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 type AnyError = std::sync::Arc<dyn Any + Send + Sync>;
@@ -120,7 +124,7 @@ struct Shard<K, V> {
 /// shards never wait for each other.
 ///
 /// [`get`](Self::get) returns a clone of the value (store an `Arc<T>` for
-/// large values). [`get_or_insert_with`](Self::get_or_insert_with) and its
+/// large values). [`get_with`](Self::get_with) and its
 /// fallible and async variants load a missing value **once** however many
 /// callers ask for it at the same time (single flight): the first caller runs
 /// the loader, the others wait for its result. A loader's error goes to every
@@ -140,7 +144,7 @@ struct Shard<K, V> {
 /// std::thread::scope(|s| {
 ///     for _ in 0..8 {
 ///         s.spawn(|| {
-///             let v = cache.get_or_insert_with("config", || {
+///             let v = cache.get_with("config", || {
 ///                 loads.fetch_add(1, Ordering::SeqCst);
 ///                 "loaded".to_string()
 ///             });
@@ -173,8 +177,8 @@ fn default_shards() -> usize {
 
 impl<K, V> ConcurrentLruCache<K, V>
 where
-    K: Hash + Eq + Clone,
-    V: Clone,
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
 {
     /// A cache of at most `capacity` entries over `4 × cores` shards (fewer
     /// when `capacity` is smaller).
@@ -182,7 +186,7 @@ where
     /// # Errors
     /// [`CacheError::ZeroCapacity`] when `capacity` is 0.
     pub fn new(capacity: usize) -> Result<Self, CacheError> {
-        Self::with_shards(capacity, default_shards())
+        Self::builder().capacity(capacity).build()
     }
 
     /// A cache of at most `capacity` entries over `shards` shards (at most
@@ -193,26 +197,193 @@ where
     /// [`CacheError::TooManyShards`], or [`CacheError::CapacityTooLarge`]
     /// when one shard would hold more than an [`LruCache`] can.
     pub fn with_shards(capacity: usize, shards: usize) -> Result<Self, CacheError> {
-        if capacity == 0 {
-            return Err(CacheError::ZeroCapacity);
+        Self::builder().capacity(capacity).shards(shards).build()
+    }
+
+    /// A builder for everything an [`LruCache`] can have (a weight bound, a
+    /// time to live, a clock, an eviction listener) plus the shard count.
+    pub fn builder() -> ConcurrentBuilder<K, V> {
+        ConcurrentBuilder {
+            bound: None,
+            shards: None,
+            weigher: None,
+            ttl: None,
+            clock: None,
+            listener: None,
         }
+    }
+}
+
+/// Builds a [`ConcurrentLruCache`]: what [`LruBuilder`](crate::LruBuilder)
+/// offers, for every shard, and the number of shards. Statistics are
+/// always kept (counters under the shard lock already taken).
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use sysblocks_lru_cache::{ConcurrentLruCache, ManualClock, RemovalCause};
+///
+/// let clock = ManualClock::new();
+/// let expired = Arc::new(AtomicUsize::new(0));
+/// let seen = expired.clone();
+/// let cache = ConcurrentLruCache::builder()
+///     .max_weight(1 << 20) // 1 MiB of values over all shards
+///     .weigher(|_key: &String, value: &Arc<Vec<u8>>| value.len() as u64)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .eviction_listener(move |_key, _value, cause| {
+///         if cause == RemovalCause::Expired {
+///             seen.fetch_add(1, Ordering::Relaxed);
+///         }
+///     })
+///     .shards(8)
+///     .build()?;
+/// cache.insert("page".to_string(), Arc::new(vec![0; 1000]));
+/// assert!(cache.get("page").is_some()); // lookups take a &str for a String key
+/// clock.advance(Duration::from_secs(61));
+/// assert!(cache.get("page").is_none()); // expired: never returned
+/// cache.purge_expired(); // reclaimed (or by the next write to its shard)
+/// assert_eq!(expired.load(Ordering::Relaxed), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ConcurrentBuilder<K, V> {
+    bound: Option<Bound>,
+    shards: Option<usize>,
+    weigher: Option<std::sync::Arc<SharedWeigher<K, V>>>,
+    ttl: Option<Duration>,
+    clock: Option<std::sync::Arc<dyn Clock>>,
+    listener: Option<std::sync::Arc<SharedListener<K, V>>>,
+}
+
+type SharedWeigher<K, V> = dyn Fn(&K, &V) -> u64 + Send + Sync;
+type SharedListener<K, V> = dyn Fn(&K, &V, RemovalCause) + Send + Sync;
+
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Count(usize),
+    Weight(u64),
+}
+
+impl<K, V> fmt::Debug for ConcurrentBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrentBuilder")
+            .field("bound", &self.bound)
+            .field("shards", &self.shards)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> ConcurrentBuilder<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+{
+    /// At most `entries` entries in all.
+    pub fn capacity(mut self, entries: usize) -> Self {
+        self.bound = Some(Bound::Count(entries));
+        self
+    }
+
+    /// At most this much total weight (with [`weigher`](Self::weigher)),
+    /// split evenly over the shards.
+    pub fn max_weight(mut self, max: u64) -> Self {
+        self.bound = Some(Bound::Weight(max));
+        self
+    }
+
+    /// How much an entry weighs; without one, every entry weighs 1.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(std::sync::Arc::new(weigher));
+        self
+    }
+
+    /// Every entry expires this long after it was inserted (unless inserted
+    /// with its own time to live).
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The clock for time to live (a [`ManualClock`](crate::ManualClock)
+    /// in tests).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(std::sync::Arc::new(clock));
+        self
+    }
+
+    /// Called with every entry that leaves the cache or loses its value.
+    /// It runs under its shard's lock, from whichever thread caused the
+    /// removal: keep it short, and do not call the cache from it (that
+    /// would wait for the lock it holds).
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// The number of shards (default `4 × cores`, at most the capacity and
+    /// at most [`MAX_SHARDS`]).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`] for a zero bound or none at all,
+    /// [`CacheError::ZeroShards`], [`CacheError::TooManyShards`],
+    /// [`CacheError::CapacityTooLarge`] when one shard would hold more than
+    /// an [`LruCache`] can, [`CacheError::WeigherWithoutMaxWeight`].
+    pub fn build(self) -> Result<ConcurrentLruCache<K, V>, CacheError> {
+        let bound = self.bound.ok_or(CacheError::ZeroCapacity)?;
+        let total = match bound {
+            Bound::Count(0) | Bound::Weight(0) => return Err(CacheError::ZeroCapacity),
+            Bound::Count(n) => n as u64,
+            Bound::Weight(w) => w,
+        };
+        let shards = self.shards.unwrap_or_else(default_shards);
         if shards == 0 {
             return Err(CacheError::ZeroShards);
         }
         if shards > MAX_SHARDS {
             return Err(CacheError::TooManyShards { requested: shards, max: MAX_SHARDS });
         }
-        let n = shards.min(capacity);
-        let shards =
-            (0..n)
-                .map(|i| {
-                    // Split exactly: the first `capacity % n` shards take one more.
-                    let cap = capacity / n + usize::from(i < capacity % n);
-                    LruCache::builder().capacity(cap).record_stats().build().map(|cache| {
-                        Mutex::new(Shard { cache, loading: HashMap::new(), coalesced: 0 })
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+        let n = u64::try_from(shards).unwrap_or(u64::MAX).min(total);
+        let shards = (0..n)
+            .map(|i| {
+                // Split exactly: the first `total % n` shards take one more.
+                let share = total / n + u64::from(i < total % n);
+                let mut builder = LruCache::builder().record_stats();
+                builder = match bound {
+                    Bound::Count(_) => {
+                        builder.capacity(usize::try_from(share).unwrap_or(usize::MAX))
+                    }
+                    Bound::Weight(_) => builder.max_weight(share),
+                };
+                if let Some(weigher) = &self.weigher {
+                    let weigher = weigher.clone();
+                    builder = builder.weigher(move |k, v| weigher(k, v));
+                }
+                if let Some(ttl) = self.ttl {
+                    builder = builder.time_to_live(ttl);
+                }
+                if let Some(clock) = &self.clock {
+                    builder = builder.clock(clock.clone());
+                }
+                if let Some(listener) = &self.listener {
+                    let listener = listener.clone();
+                    builder = builder.eviction_listener(move |k, v, cause| listener(k, v, cause));
+                }
+                builder
+                    .build()
+                    .map(|cache| Mutex::new(Shard { cache, loading: HashMap::new(), coalesced: 0 }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ConcurrentLruCache {
             shards: shards.into_boxed_slice(),
             hasher: DefaultHashBuilder::default(),
@@ -246,7 +417,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> LeadGuard<'_, K, V, S> {
             if self.detach_from(&mut shard)
                 && let Outcome::Ready(v) = &outcome
             {
-                shard.cache.put(self.key.clone(), v.clone());
+                shard.cache.insert(self.key.clone(), v.clone());
             }
         }
         self.flight.finish(outcome);
@@ -280,15 +451,20 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    fn lock_shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
+    fn lock_shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
         let h = self.hasher.hash_one(key);
         // High bits pick the shard; the shard's own table uses its own hash.
         let i = ((h >> 32) % self.shards.len() as u64) as usize;
         lock(&self.shards[i])
     }
 
-    /// A clone of the value for `key`, marking it most recently used.
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// A clone of the value for `key`, marking it most recently used. Takes
+    /// any borrowed form of the key (`&str` for a `String` key).
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lock_shard(key).cache.get(key).cloned()
     }
 
@@ -296,28 +472,47 @@ where
     /// (0 when none is): for metrics, and for tests that must know a
     /// waiter has queued.
     #[cfg(not(sysblocks_loom))]
-    pub fn waiters(&self, key: &K) -> usize {
+    pub fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         // The flight is held by the shard, by its loader and by each waiter.
         self.lock_shard(key).loading.get(key).map_or(0, |f| Arc::strong_count(f).saturating_sub(2))
     }
 
     /// Whether `key` is cached (does not mark it used).
-    pub fn contains(&self, key: &K) -> bool {
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lock_shard(key).cache.contains(key)
     }
 
     /// Inserts or replaces `key`; returns what was pushed out of its shard
-    /// (see [`LruCache::put`]). A load of `key` in flight no longer stores
+    /// (see [`LruCache::insert`]). A load of `key` in flight no longer stores
     /// its result (this write is newer); its callers still get it.
     pub fn insert(&self, key: K, value: V) -> Option<(K, V)> {
         let mut shard = self.lock_shard(&key);
         shard.loading.remove(&key);
-        shard.cache.put(key, value)
+        shard.cache.insert(key, value)
+    }
+
+    /// As [`insert`](Self::insert), with a time to live for this entry only.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
+        let mut shard = self.lock_shard(&key);
+        shard.loading.remove(&key);
+        shard.cache.insert_with_ttl(key, value, ttl)
     }
 
     /// Removes `key` and returns its value. A load of `key` in flight no
     /// longer stores its result (as with [`insert`](Self::insert)).
-    pub fn remove(&self, key: &K) -> Option<V> {
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut shard = self.lock_shard(key);
         shard.loading.remove(key);
         shard.cache.pop(key)
@@ -336,6 +531,15 @@ where
     /// The number of shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Removes every entry whose time to live has run out, in every shard
+    /// (expired entries are never returned, and are otherwise reclaimed by
+    /// the next write to their shard).
+    pub fn purge_expired(&self) {
+        for s in self.shards.iter() {
+            lock(s).cache.purge_expired();
+        }
     }
 
     /// Removes every entry. Loads in flight still give their callers a
@@ -390,7 +594,7 @@ where
     /// own `init` and its value is returned without being cached. (The
     /// async variants cannot see this: a loader future that awaits a load
     /// of its own key waits forever.)
-    pub fn get_or_insert_with(&self, key: K, init: impl FnOnce() -> V) -> V {
+    pub fn get_with(&self, key: K, init: impl FnOnce() -> V) -> V {
         let mut init = Some(init);
         loop {
             match self.begin(&key) {
@@ -419,13 +623,13 @@ where
         }
     }
 
-    /// As [`get_or_insert_with`](Self::get_or_insert_with) for a fallible
+    /// As [`get_with`](Self::get_with) for a fallible
     /// loader: its error is returned to this caller and to every caller
     /// waiting on the same load, and nothing is cached.
     ///
     /// # Errors
     /// The loader's error, shared.
-    pub fn try_get_or_insert_with<E>(
+    pub fn try_get_with<E>(
         &self,
         key: K,
         init: impl FnOnce() -> Result<V, E>,
@@ -462,11 +666,7 @@ where
     ///
     /// # Errors
     /// The loader's error, shared.
-    pub async fn get_or_try_insert_with<E, F>(
-        &self,
-        key: K,
-        init: F,
-    ) -> Result<V, std::sync::Arc<E>>
+    pub async fn try_get_with_async<E, F>(&self, key: K, init: F) -> Result<V, std::sync::Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
@@ -492,14 +692,12 @@ where
     }
 
     /// Async single flight for an infallible loader.
-    pub async fn get_or_insert_with_async<F>(&self, key: K, init: F) -> V
+    pub async fn get_with_async<F>(&self, key: K, init: F) -> V
     where
         F: Future<Output = V>,
     {
-        let result =
-            self.get_or_try_insert_with(key, async move {
-                Ok::<V, std::convert::Infallible>(init.await)
-            })
+        let result = self
+            .try_get_with_async(key, async move { Ok::<V, std::convert::Infallible>(init.await) })
             .await;
         match result {
             Ok(v) => v,

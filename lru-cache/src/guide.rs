@@ -23,7 +23,7 @@
 //!
 //! * `get(k)`: find the slot through the table, unlink it and relink it at the
 //!   head. O(1).
-//! * `put(k, v)`: if `k` is present, replace and move to the head; otherwise,
+//! * `insert(k, v)`: if `k` is present, replace and move to the head; otherwise,
 //!   when full, unlink the tail and remove it from the table, then link the
 //!   new slot at the head. O(1).
 //!
@@ -60,7 +60,7 @@
 //! ## Weights
 //!
 //! Counting entries is a poor bound when values vary in size. With a weigher
-//! the bound is the total weight: a put evicts from the tail until the new
+//! the bound is the total weight: an insert evicts from the tail until the new
 //! entry fits, and an entry heavier than the whole bound is refused (it would
 //! otherwise flush the entire cache and still not fit). The bound is checked
 //! before every insertion, so it holds at all times, not only eventually.
@@ -92,7 +92,16 @@
 //! handed to every waiter; its error is handed to every waiter but never
 //! cached; if the loader panics or its future is dropped, a guard marks the
 //! flight abandoned and wakes the waiters, and the next one becomes the
-//! loader. Loom models check these paths in every interleaving.
+//! loader. Loom models check these paths in every interleaving. The names
+//! are moka's: `get_with` (an infallible loader), `try_get_with` (a
+//! fallible one, whose error every waiter shares), and `get_with_async` /
+//! `try_get_with_async` for loaders that are futures. Waiters that joined
+//! a load count as `coalesced` in the stats, not as misses: 32 callers
+//! served by one load are one miss and 31 coalesced waits.
+//!
+//! The concurrent cache's builder has what the single-threaded one has (a
+//! weight bound, split over the shards; a time to live; a clock; an
+//! eviction listener), and lookups take any borrowed form of the key.
 //!
 //! **Writes win over loads.** A loader read its value before a write that
 //! lands while it runs, so its result is older than that write. An insert,
@@ -104,7 +113,7 @@
 //!
 //! | operation | time | notes |
 //! |---|---|---|
-//! | `get`, `peek`, `put`, `remove`, `pop_lru` | O(1) expected | plus O(log n) per expired entry reclaimed |
+//! | `get`, `peek`, `insert`, `remove`, `pop_lru` | O(1) expected | plus O(log n) per expired entry reclaimed |
 //! | `resize` | O(evicted) | |
 //! | `iter` | O(n) | most to least recent |
 //! | memory | per entry: key, value and slot in the table; two `u32` links; hash, weight, expiry | |

@@ -2,7 +2,7 @@
 //! O(1) operations, bounded by entry count or by total weight (never
 //! exceeded), with per-cache and per-entry time to live, an eviction listener
 //! and hit/miss statistics; and a [`ConcurrentLruCache`] shared between
-//! threads, sharded by key hash, whose `get_or_insert_with` loads a missing
+//! threads, sharded by key hash, whose `get_with` loads a missing
 //! value once however many callers ask for it (single flight, sync and
 //! async).
 //!
@@ -21,10 +21,10 @@
 //!     .record_stats()
 //!     .eviction_listener(move |k: &&str, _v: &u32, cause| log.lock().unwrap().push((*k, cause)))
 //!     .build()?;
-//! cache.put("a", 1);
-//! cache.put("b", 2);
+//! cache.insert("a", 1);
+//! cache.insert("b", 2);
 //! cache.get(&"a");          // "b" is now least recently used
-//! cache.put("c", 3);        // evicts "b"
+//! cache.insert("c", 3);     // evicts "b"
 //! assert_eq!(cache.peek(&"b"), None);
 //! assert_eq!(*evicted.lock().unwrap(), [("b", RemovalCause::Capacity)]);
 //! assert_eq!(cache.stats().hits, 1);

@@ -35,7 +35,7 @@ pub enum RemovalCause {
     Capacity,
     /// Its time to live ran out.
     Expired,
-    /// A `put` for the same key replaced its value.
+    /// An `insert` for the same key replaced its value.
     Replaced,
     /// Removed by the caller (`remove`, `pop`, `pop_lru`, `clear`).
     Explicit,
@@ -142,10 +142,10 @@ struct Link {
 /// use sysblocks_lru_cache::LruCache;
 ///
 /// let mut cache = LruCache::new(2)?;
-/// cache.put("a", 1);
-/// cache.put("b", 2);
+/// cache.insert("a", 1);
+/// cache.insert("b", 2);
 /// assert_eq!(cache.get(&"a"), Some(&1)); // "a" is now most recent
-/// let evicted = cache.put("c", 3);       // so "b" is evicted
+/// let evicted = cache.insert("c", 3);       // so "b" is evicted
 /// assert_eq!(evicted, Some(("b", 2)));
 /// assert_eq!(cache.iter().map(|(k, _)| *k).collect::<Vec<_>>(), ["c", "a"]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -204,8 +204,8 @@ impl<K, V, S> fmt::Debug for LruCache<K, V, S> {
 ///     .weigher(|_key: &u32, value: &String| value.len() as u64)
 ///     .time_to_live(Duration::from_secs(60))
 ///     .build()?;
-/// cache.put(1, "x".repeat(600));
-/// cache.put(2, "y".repeat(600)); // 1200 > 1024: entry 1 is evicted
+/// cache.insert(1, "x".repeat(600));
+/// cache.insert(2, "y".repeat(600)); // 1200 > 1024: entry 1 is evicted
 /// assert!(!cache.contains(&1));
 /// assert_eq!(cache.weight(), 600);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -246,7 +246,7 @@ impl<K, V, S> LruBuilder<K, V, S> {
         self
     }
 
-    /// Every entry expires this long after it was put (unless put with its
+    /// Every entry expires this long after it was inserted (unless inserted with its
     /// own time to live). A time to live past what the clock can represent
     /// (`Duration::MAX`, say) means "never expires".
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
@@ -591,7 +591,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     }
 
     /// A mutable reference to the value for `key`, marking it most recently
-    /// used. Changing the value does not re-weigh it; `put` it to re-weigh.
+    /// used. Changing the value does not re-weigh it; `insert` it to re-weigh.
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
@@ -671,7 +671,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     }
 
     /// The number of stored entries. Expired entries count until they are
-    /// reclaimed (by an access, a `put`, or [`purge_expired`](Self::purge_expired)).
+    /// reclaimed (by an access, an `insert`, or [`purge_expired`](Self::purge_expired)).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -717,38 +717,38 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// and every one is reported to the listener.) An entry heavier than the
     /// whole bound is not stored and is handed straight back, and any entry
     /// the key had is removed (it is stale now); see
-    /// [`try_put`](Self::try_put) to get an error instead.
+    /// [`try_insert`](Self::try_insert) to get an error instead.
     #[inline]
-    pub fn put(&mut self, key: K, value: V) -> Option<(K, V)> {
+    pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
         let ttl = self.ttl;
-        match self.insert(key, value, ttl) {
+        match self.insert_entry(key, value, ttl) {
             Ok(out) => out,
             Err((key, value, _)) => Some((key, value)),
         }
     }
 
-    /// As [`put`](Self::put), with a time to live for this entry only (one
+    /// As [`insert`](Self::insert), with a time to live for this entry only (one
     /// past what the clock can represent means "never expires").
-    pub fn put_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
-        match self.insert(key, value, Some(ttl)) {
+    pub fn insert_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
+        match self.insert_entry(key, value, Some(ttl)) {
             Ok(out) => out,
             Err((key, value, _)) => Some((key, value)),
         }
     }
 
-    /// As [`put`](Self::put), but an entry heavier than the whole bound is an
-    /// error (and is dropped); as with `put`, any entry the key had is
+    /// As [`insert`](Self::insert), but an entry heavier than the whole bound is an
+    /// error (and is dropped); as with `insert`, any entry the key had is
     /// removed.
     ///
     /// # Errors
     /// [`CacheError::EntryTooHeavy`].
-    pub fn try_put(&mut self, key: K, value: V) -> Result<Option<(K, V)>, CacheError> {
+    pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<(K, V)>, CacheError> {
         let ttl = self.ttl;
-        self.insert(key, value, ttl).map_err(|(_, _, e)| e)
+        self.insert_entry(key, value, ttl).map_err(|(_, _, e)| e)
     }
 
     #[allow(clippy::type_complexity)]
-    fn insert(
+    fn insert_entry(
         &mut self,
         key: K,
         value: V,

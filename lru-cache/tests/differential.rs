@@ -74,7 +74,7 @@ fn million_random_operations_match_model_and_lru_crate() {
                 if expected.is_some() && !replaced {
                     evictions += 1;
                 }
-                assert_eq!(ours.put(k, step), expected, "put {k} at step {step}");
+                assert_eq!(ours.insert(k, step), expected, "put {k} at step {step}");
                 assert_eq!(peer.push(k, step), expected);
             }
             85..92 => {

@@ -18,7 +18,7 @@ fn single_flight_runs_the_loader_once() {
         let runs = Arc::new(AtomicUsize::new(0));
         let spawn = |cache: Arc<ConcurrentLruCache<u8, u8>>, runs: Arc<AtomicUsize>| {
             thread::spawn(move || {
-                cache.get_or_insert_with(1, || {
+                cache.get_with(1, || {
                     runs.fetch_add(1, Ordering::SeqCst);
                     10
                 })
@@ -44,7 +44,7 @@ fn loader_errors_are_shared_and_not_cached() {
         let runs = Arc::new(AtomicUsize::new(0));
         let spawn = |cache: Arc<ConcurrentLruCache<u8, u8>>, runs: Arc<AtomicUsize>, e: u8| {
             thread::spawn(move || {
-                cache.try_get_or_insert_with(1, || {
+                cache.try_get_with(1, || {
                     runs.fetch_add(1, Ordering::SeqCst);
                     Err::<u8, u8>(e)
                 })
@@ -96,7 +96,7 @@ fn a_write_during_a_load_wins() {
     loom::model(|| {
         let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
         let c = cache.clone();
-        let loader = thread::spawn(move || c.get_or_insert_with(1, || 10));
+        let loader = thread::spawn(move || c.get_with(1, || 10));
         cache.insert(1, 20);
         let got = loader.join().unwrap();
         assert!(got == 10 || got == 20);
@@ -113,11 +113,11 @@ fn a_panicking_loader_hands_over_to_a_waiter() {
         let c = cache.clone();
         let panicker = thread::spawn(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                c.get_or_insert_with(1, || panic!("loader failed"))
+                c.get_with(1, || panic!("loader failed"))
             }))
             .ok()
         });
-        let got = cache.get_or_insert_with(1, || 5);
+        let got = cache.get_with(1, || 5);
         assert_eq!(got, 5);
         // The panicking caller either panicked or found the waiter's value.
         assert!(matches!(panicker.join().unwrap(), None | Some(5)));
@@ -135,13 +135,13 @@ fn an_async_waiter_is_woken_by_a_sync_load() {
         let runs = Arc::new(AtomicUsize::new(0));
         let (c, r) = (cache.clone(), runs.clone());
         let sync = thread::spawn(move || {
-            c.get_or_insert_with(1, || {
+            c.get_with(1, || {
                 r.fetch_add(1, Ordering::SeqCst);
                 10
             })
         });
         let r = runs.clone();
-        let got = loom::future::block_on(cache.get_or_insert_with_async(1, async move {
+        let got = loom::future::block_on(cache.get_with_async(1, async move {
             r.fetch_add(1, Ordering::SeqCst);
             20
         }));
@@ -162,7 +162,7 @@ fn a_cancelled_loader_hands_over_to_a_waiter() {
         let cache = Arc::new(ConcurrentLruCache::<u8, u8>::with_shards(4, 1).unwrap());
         let c = cache.clone();
         let cancelled = thread::spawn(move || {
-            let load = c.get_or_insert_with_async(1, std::future::pending::<u8>());
+            let load = c.get_with_async(1, std::future::pending::<u8>());
             let mut load = std::pin::pin!(load);
             let mut cx = Context::from_waker(Waker::noop());
             // One poll starts the load (or queues behind the other caller's);
@@ -172,7 +172,7 @@ fn a_cancelled_loader_hands_over_to_a_waiter() {
                 Poll::Pending => None,
             }
         });
-        let got = cache.get_or_insert_with(1, || 5);
+        let got = cache.get_with(1, || 5);
         let finished = cancelled.join().unwrap();
         assert_eq!(got, 5);
         // The cancelled caller finished only by finding the other's value.

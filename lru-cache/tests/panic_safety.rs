@@ -38,7 +38,7 @@ fn panicking_drops_leave_the_cache_consistent() {
         ARMED.store(true, Ordering::SeqCst);
         let k = i % 23;
         let result = catch_unwind(AssertUnwindSafe(|| match i % 4 {
-            0 | 1 => drop(cache.put(k, Grenade(k))),
+            0 | 1 => drop(cache.insert(k, Grenade(k))),
             2 => drop(cache.remove(&k)),
             _ => cache.resize(u64::from(k % 8 + 1)).unwrap(),
         }));
@@ -54,6 +54,6 @@ fn panicking_drops_leave_the_cache_consistent() {
     ARMED.store(false, Ordering::SeqCst);
     let _ = result;
     assert!(cache.is_empty());
-    cache.put(1, Grenade(1));
+    cache.insert(1, Grenade(1));
     assert_eq!(cache.get(&1), Some(&Grenade(1)));
 }

@@ -62,7 +62,7 @@ proptest! {
             let now = sysblocks_lru_cache::Clock::now(&clock);
             match op {
                 Op::Put(k, w) => {
-                    let stored = cache.try_put(k, w);
+                    let stored = cache.try_insert(k, w);
                     if u64::from(w) > max {
                         prop_assert_eq!(stored, Err(CacheError::EntryTooHeavy { weight: u64::from(w), max_weight: max }));
                     } else {
@@ -71,7 +71,7 @@ proptest! {
                     }
                 }
                 Op::PutTtl(k, w, t) => {
-                    let back = cache.put_with_ttl(k, w, Duration::from_secs(u64::from(t)));
+                    let back = cache.insert_with_ttl(k, w, Duration::from_secs(u64::from(t)));
                     if u64::from(w) > max {
                         prop_assert_eq!(back, Some((k, w)));
                     } else {
@@ -155,8 +155,8 @@ fn ttl_expires_on_a_manual_clock_and_listener_hears_it() {
         .eviction_listener(move |k: &&str, _: &i32, cause| log.lock().unwrap().push((*k, cause)))
         .build()
         .unwrap();
-    cache.put("a", 1);
-    cache.put_with_ttl("b", 2, Duration::from_secs(30));
+    cache.insert("a", 1);
+    cache.insert_with_ttl("b", 2, Duration::from_secs(30));
     clock.advance(Duration::from_secs(10));
     assert_eq!(cache.get(&"a"), None, "expired at exactly its time to live");
     assert_eq!(cache.get(&"b"), Some(&2));

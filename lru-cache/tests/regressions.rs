@@ -18,7 +18,7 @@ fn write_during_load(
     let (go, go_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
         let loader = s.spawn(move || {
-            cache.get_or_insert_with(1, || {
+            cache.get_with(1, || {
                 started_tx.send(()).unwrap();
                 go_rx.recv().unwrap();
                 "loaded"
@@ -57,19 +57,18 @@ fn a_clear_during_a_load_is_not_undone_by_it() {
     write_during_load(&cache, ConcurrentLruCache::clear);
     assert_eq!(cache.get(&1), None);
     // The key loads normally afterwards.
-    assert_eq!(cache.get_or_insert_with(1, || "again"), "again");
+    assert_eq!(cache.get_with(1, || "again"), "again");
     assert_eq!(cache.get(&1), Some("again"));
 }
 
 #[test]
 fn a_loader_that_asks_for_its_own_key_does_not_deadlock() {
     let cache = ConcurrentLruCache::<u32, u32>::new(10).unwrap();
-    let v = cache.get_or_insert_with(1, || cache.get_or_insert_with(1, || 5) + 1);
+    let v = cache.get_with(1, || cache.get_with(1, || 5) + 1);
     assert_eq!(v, 6);
     assert_eq!(cache.get(&1), Some(6), "the outer load is the one cached");
-    let r: Result<u32, _> = cache.try_get_or_insert_with(2, || {
-        cache.try_get_or_insert_with(2, || Err::<u32, &str>("inner")).map_err(|e| *e)
-    });
+    let r: Result<u32, _> = cache
+        .try_get_with(2, || cache.try_get_with(2, || Err::<u32, &str>("inner")).map_err(|e| *e));
     assert_eq!(r.map_err(|e| *e), Err("inner"));
     assert_eq!(cache.get(&2), None);
 }
@@ -83,9 +82,9 @@ fn a_ttl_of_duration_max_never_expires_and_does_not_panic() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    cache.put(1, 1);
-    cache.put_with_ttl(2, 2, Duration::MAX);
-    cache.put_with_ttl(3, 3, Duration::from_secs(u64::MAX));
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::MAX);
+    cache.insert_with_ttl(3, 3, Duration::from_secs(u64::MAX));
     clock.advance(Duration::MAX);
     assert_eq!(cache.get(&1), Some(&1));
     assert_eq!(cache.get(&2), Some(&2));
@@ -96,13 +95,13 @@ fn a_ttl_of_duration_max_never_expires_and_does_not_panic() {
 fn weights_summing_past_u64_max_evict_instead_of_overflowing() {
     let mut cache =
         LruCache::builder().max_weight(u64::MAX).weigher(|_: &u8, w: &u64| *w).build().unwrap();
-    assert_eq!(cache.put(1, u64::MAX), None);
-    let evicted = cache.put(2, 1);
+    assert_eq!(cache.insert(1, u64::MAX), None);
+    let evicted = cache.insert(2, 1);
     assert_eq!(evicted, Some((1, u64::MAX)), "the heavy entry makes room");
     assert_eq!((cache.len(), cache.weight()), (1, 1));
-    cache.put(3, u64::MAX - 1);
+    cache.insert(3, u64::MAX - 1);
     assert_eq!((cache.len(), cache.weight()), (2, u64::MAX));
-    cache.put(4, 2);
+    cache.insert(4, 2);
     assert!(cache.len() <= 2);
     let total: u128 = cache.iter().map(|(_, w)| u128::from(*w)).sum();
     assert_eq!(total, u128::from(cache.weight()));
@@ -112,11 +111,14 @@ fn weights_summing_past_u64_max_evict_instead_of_overflowing() {
 fn a_too_heavy_replacement_removes_the_stale_value() {
     let mut cache =
         LruCache::builder().max_weight(10).weigher(|_: &u8, w: &u64| *w).build().unwrap();
-    cache.put(1, 5);
-    assert_eq!(cache.put(1, 11), Some((1, 11)), "put hands the heavy pair back");
+    cache.insert(1, 5);
+    assert_eq!(cache.insert(1, 11), Some((1, 11)), "put hands the heavy pair back");
     assert_eq!(cache.get(&1), None, "and the old value is not served any more");
-    cache.put(1, 5);
-    assert_eq!(cache.try_put(1, 11), Err(CacheError::EntryTooHeavy { weight: 11, max_weight: 10 }));
+    cache.insert(1, 5);
+    assert_eq!(
+        cache.try_insert(1, 11),
+        Err(CacheError::EntryTooHeavy { weight: 11, max_weight: 10 })
+    );
     assert_eq!(cache.get(&1), None, "try_put does the same");
     assert_eq!(cache.weight(), 0);
 }
@@ -168,8 +170,8 @@ proptest! {
         let mut bound = max;
         for op in ops {
             match op {
-                Op::Put(k, w) => { cache.put(k, w); }
-                Op::PutTtl(k, w, t) => { cache.put_with_ttl(k, w, Duration::from_secs(t)); }
+                Op::Put(k, w) => { cache.insert(k, w); }
+                Op::PutTtl(k, w, t) => { cache.insert_with_ttl(k, w, Duration::from_secs(t)); }
                 Op::Get(k) => { cache.get(&k); }
                 Op::Advance(n) => clock.advance(Duration::from_nanos(n)),
                 Op::Resize(m) => if cache.resize(m).is_ok() { bound = m },

@@ -21,7 +21,7 @@ fn sixty_four_callers_one_loader_run() {
                 s.spawn(|| {
                     start.wait();
                     arrived.fetch_add(1, Ordering::SeqCst);
-                    cache.get_or_insert_with(7, || {
+                    cache.get_with(7, || {
                         runs.fetch_add(1, Ordering::SeqCst);
                         // Hold the load open until every caller has arrived,
                         // so they really overlap with it.
@@ -51,7 +51,7 @@ fn loader_error_reaches_every_caller_and_is_not_cached() {
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    cache.try_get_or_insert_with(1, || {
+                    cache.try_get_with(1, || {
                         runs.fetch_add(1, Ordering::SeqCst);
                         // Fail only once every other caller waits on this
                         // load, so that all of them must share the error.
@@ -70,7 +70,7 @@ fn loader_error_reaches_every_caller_and_is_not_cached() {
     assert_eq!(runs.load(Ordering::SeqCst), 1, "one load, its error shared");
     assert!(!cache.contains(&1), "an error is never cached");
     // The next call loads again and succeeds.
-    assert_eq!(cache.try_get_or_insert_with(1, || Ok::<_, &str>(5)), Ok(5));
+    assert_eq!(cache.try_get_with(1, || Ok::<_, &str>(5)), Ok(5));
     assert_eq!(cache.get(&1), Some(5));
 }
 
@@ -80,7 +80,7 @@ fn panicking_loader_does_not_wedge_the_key() {
     let loading = Barrier::new(2);
     std::thread::scope(|s| {
         let panicker = s.spawn(|| {
-            cache.get_or_insert_with(9, || {
+            cache.get_with(9, || {
                 loading.wait();
                 // Panic only once the waiter is queued behind this load.
                 while cache.waiters(&9) < 1 {
@@ -90,7 +90,7 @@ fn panicking_loader_does_not_wedge_the_key() {
             })
         });
         loading.wait();
-        let waiter = s.spawn(|| cache.get_or_insert_with(9, || 99));
+        let waiter = s.spawn(|| cache.get_with(9, || 99));
         assert!(panicker.join().is_err(), "the panic goes to the loader's caller");
         assert_eq!(waiter.join().unwrap(), 99, "a waiter loads instead");
     });
@@ -107,7 +107,7 @@ async fn async_callers_share_one_load() {
         let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             cache
-                .get_or_try_insert_with(3, async move {
+                .try_get_with_async(3, async move {
                     runs.fetch_add(1, Ordering::SeqCst);
                     gate.notified().await;
                     Ok::<u64, std::io::Error>(33)
@@ -132,7 +132,7 @@ async fn cancelled_loader_hands_over_to_a_waiter() {
         let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .get_or_try_insert_with(4, async move {
+                .try_get_with_async(4, async move {
                     started.notify_one();
                     std::future::pending::<Result<u64, std::io::Error>>().await
                 })
@@ -142,7 +142,7 @@ async fn cancelled_loader_hands_over_to_a_waiter() {
     started.notified().await;
     let waiter = {
         let cache = cache.clone();
-        tokio::spawn(async move { cache.get_or_insert_with_async(4, async { 44 }).await })
+        tokio::spawn(async move { cache.get_with_async(4, async { 44 }).await })
     };
     // Cancel the leader only once the waiter is queued behind it.
     while cache.waiters(&4) < 1 {
@@ -179,7 +179,7 @@ fn stats_count_coalesced_waits_apart_from_misses() {
     std::thread::scope(|s| {
         let cache = &cache;
         let leader = s.spawn(move || {
-            cache.get_or_insert_with(5, || {
+            cache.get_with(5, || {
                 started_tx.send(()).unwrap();
                 while cache.waiters(&5) < WAITERS {
                     std::thread::yield_now();
@@ -188,14 +188,13 @@ fn stats_count_coalesced_waits_apart_from_misses() {
             })
         });
         started.recv().unwrap(); // the flight exists: everyone else waits on it
-        let waiters: Vec<_> =
-            (0..WAITERS).map(|_| s.spawn(|| cache.get_or_insert_with(5, || 0))).collect();
+        let waiters: Vec<_> = (0..WAITERS).map(|_| s.spawn(|| cache.get_with(5, || 0))).collect();
         assert_eq!(leader.join().unwrap(), 55);
         for w in waiters {
             assert_eq!(w.join().unwrap(), 55);
         }
     });
-    assert_eq!(cache.get_or_insert_with(5, || 0), 55, "a hit now");
+    assert_eq!(cache.get_with(5, || 0), 55, "a hit now");
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.coalesced), (1, 1, WAITERS as u64), "{stats:?}");
 }

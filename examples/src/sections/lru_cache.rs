@@ -42,7 +42,7 @@ pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
         let mut cache = LruCache::builder().capacity(capacity).record_stats().build()?;
         for &k in &keys {
             if cache.get(&k).is_none() {
-                cache.put(k, k);
+                cache.insert(k, k);
             }
         }
         let s = cache.stats();
@@ -85,7 +85,7 @@ pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
             let (cache, loads, keys) = (&cache, &loads, &keys);
             s.spawn(move || {
                 for &k in keys.iter().skip(t as usize).step_by(4) {
-                    cache.get_or_insert_with(k, || {
+                    cache.get_with(k, || {
                         loads.fetch_add(1, Ordering::Relaxed);
                         k * 2
                     });
