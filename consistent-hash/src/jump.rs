@@ -59,18 +59,35 @@ impl<N> JumpHash<N> {
     pub fn nodes(&self) -> &[N] {
         &self.nodes
     }
-}
 
-impl<N> Placement<N> for JumpHash<N> {
-    fn place_hash(&self, hash: u64) -> Option<&N> {
-        let count = u32::try_from(self.nodes.len()).ok()?;
+    /// The node for `key`, or `None` without nodes.
+    pub fn node_for(&self, key: &[u8]) -> Option<&N> {
+        self.node_for_hash(crate::hash::hash_key(key))
+    }
+
+    /// The node for a key already hashed with
+    /// [`hash_key`](crate::hash_key). Buckets past `u32::MAX` are never
+    /// chosen (jump hash counts buckets in 32 bits).
+    pub fn node_for_hash(&self, hash: u64) -> Option<&N> {
+        let count = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
         if count == 0 {
             return None;
         }
         self.nodes.get(jump_hash(hash, count) as usize)
     }
 
-    fn node_count(&self) -> usize {
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+}
+
+impl<N> Placement<N> for JumpHash<N> {
+    fn node_for_hash(&self, hash: u64) -> Option<&N> {
+        JumpHash::node_for_hash(self, hash)
+    }
+
+    fn node_count(&self) -> usize {
+        JumpHash::node_count(self)
     }
 }

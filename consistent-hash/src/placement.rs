@@ -9,7 +9,7 @@ use crate::hash::hash_key;
 /// use sysblocks_consistent_hash::{HashRing, JumpHash, Placement, Rendezvous};
 ///
 /// fn owner<'a, P: Placement<&'static str>>(p: &'a P) -> &'a str {
-///     p.place(b"order:7").copied().unwrap_or("none")
+///     p.node_for(b"order:7").copied().unwrap_or("none")
 /// }
 /// let names = ["a", "b", "c"];
 /// let ring = HashRing::from_weighted(160, names.iter().map(|&n| (n, 1)))?;
@@ -23,23 +23,23 @@ use crate::hash::hash_key;
 pub trait Placement<N> {
     /// The node for a key already hashed with [`hash_key`], or `None` when
     /// there are no nodes.
-    fn place_hash(&self, hash: u64) -> Option<&N>;
+    fn node_for_hash(&self, hash: u64) -> Option<&N>;
 
     /// The number of nodes.
     fn node_count(&self) -> usize;
 
     /// The node for `key`, or `None` when there are no nodes.
-    fn place(&self, key: &[u8]) -> Option<&N> {
-        self.place_hash(hash_key(key))
+    fn node_for(&self, key: &[u8]) -> Option<&N> {
+        self.node_for_hash(hash_key(key))
     }
 }
 
 impl<N: crate::RingNode> Placement<N> for crate::HashRing<N> {
-    fn place_hash(&self, hash: u64) -> Option<&N> {
-        self.node_for_hash(hash)
+    fn node_for_hash(&self, hash: u64) -> Option<&N> {
+        crate::HashRing::node_for_hash(self, hash)
     }
 
     fn node_count(&self) -> usize {
-        self.len()
+        crate::HashRing::node_count(self)
     }
 }

@@ -109,12 +109,33 @@ impl<N: RingNode> Rendezvous<N> {
 
     /// The node for `key`, or `None` without nodes.
     pub fn node_for(&self, key: &[u8]) -> Option<&N> {
-        self.place_hash(hash_key(key))
+        self.node_for_hash(hash_key(key))
     }
 
-    /// The `n` best nodes for `key`, best first (a replica list).
-    pub fn top(&self, key: &[u8], n: usize) -> Vec<&N> {
-        let h = hash_key(key);
+    /// The node for a key already hashed with [`hash_key`].
+    pub fn node_for_hash(&self, hash: u64) -> Option<&N> {
+        let mut best = self.nodes.first()?;
+        for c in &self.nodes[1..] {
+            if self.better(c, best, hash) {
+                best = c;
+            }
+        }
+        Some(&best.node)
+    }
+
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The `n` best nodes for `key`, best first: a replica list of distinct
+    /// nodes (all of them when there are fewer than `n`).
+    pub fn replicas(&self, key: &[u8], n: usize) -> impl ExactSizeIterator<Item = &N> + '_ {
+        self.replicas_for_hash(hash_key(key), n)
+    }
+
+    /// As [`replicas`](Self::replicas), for a key already hashed.
+    pub fn replicas_for_hash(&self, h: u64, n: usize) -> impl ExactSizeIterator<Item = &N> + '_ {
         let mut order: Vec<&Candidate<N>> = self.nodes.iter().collect();
         order.sort_by(|a, b| {
             if self.better(a, b, h) {
@@ -125,22 +146,17 @@ impl<N: RingNode> Rendezvous<N> {
                 std::cmp::Ordering::Equal
             }
         });
-        order.into_iter().take(n).map(|c| &c.node).collect()
+        order.truncate(n);
+        order.into_iter().map(|c| &c.node)
     }
 }
 
 impl<N: RingNode> Placement<N> for Rendezvous<N> {
-    fn place_hash(&self, hash: u64) -> Option<&N> {
-        let mut best = self.nodes.first()?;
-        for c in &self.nodes[1..] {
-            if self.better(c, best, hash) {
-                best = c;
-            }
-        }
-        Some(&best.node)
+    fn node_for_hash(&self, hash: u64) -> Option<&N> {
+        Rendezvous::node_for_hash(self, hash)
     }
 
     fn node_count(&self) -> usize {
-        self.nodes.len()
+        Rendezvous::node_count(self)
     }
 }

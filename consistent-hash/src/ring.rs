@@ -135,8 +135,9 @@ impl<N: RingNode> HashRing<N> {
         self.nodes.iter().map(|s| &s.node)
     }
 
-    /// The number of physical nodes.
-    pub fn len(&self) -> usize {
+    /// The number of physical nodes (see [`point_count`](Self::point_count)
+    /// for the virtual ones).
+    pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 

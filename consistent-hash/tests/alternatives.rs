@@ -30,9 +30,9 @@ proptest! {
         let before = hrw.clone();
         hrw.remove(&gone).unwrap();
         for h in key_hashes(2_000, seed) {
-            let old = before.place_hash(h).unwrap();
+            let old = before.node_for_hash(h).unwrap();
             if *old != gone {
-                prop_assert_eq!(hrw.place_hash(h), Some(old));
+                prop_assert_eq!(hrw.node_for_hash(h), Some(old));
             }
         }
     }
@@ -53,7 +53,7 @@ fn jump_is_balanced() {
 fn jump_with_zero_buckets_is_zero_and_placement_is_none() {
     assert_eq!(jump_hash(12345, 0), 0);
     let empty: JumpHash<String> = JumpHash::new(Vec::new());
-    assert_eq!(empty.place(b"k"), None);
+    assert_eq!(empty.node_for(b"k"), None);
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn weighted_rendezvous_follows_weights() {
     let keys = key_hashes(400_000, 8);
     let mut counts = [0f64; 3];
     for &k in &keys {
-        let i = match *hrw.place_hash(k).unwrap() {
+        let i = match *hrw.node_for_hash(k).unwrap() {
             "a" => 0,
             "b" => 1,
             _ => 2,
@@ -79,9 +79,9 @@ fn weighted_rendezvous_follows_weights() {
 }
 
 #[test]
-fn rendezvous_top_lists_distinct_nodes_best_first() {
+fn rendezvous_replicas_are_distinct_nodes_best_first() {
     let hrw = Rendezvous::from_nodes(["a", "b", "c", "d"]).unwrap();
-    let top = hrw.top(b"key", 3);
+    let top: Vec<_> = hrw.replicas(b"key", 3).collect();
     assert_eq!(top.len(), 3);
     assert_eq!(Some(top[0]), hrw.node_for(b"key"));
     assert!(top[0] != top[1] && top[1] != top[2] && top[0] != top[2]);
@@ -93,4 +93,27 @@ fn rendezvous_errors() {
     assert!(matches!(hrw.add_weighted("a", 1), Err(RingError::DuplicateNode { .. })));
     assert!(matches!(hrw.add_weighted("b", 0), Err(RingError::ZeroWeight { .. })));
     assert!(matches!(hrw.remove(&"zzz"), Err(RingError::UnknownNode { .. })));
+}
+
+/// The three placements answer through one trait with the names their own
+/// methods have (`node_for`, `node_for_hash`, `node_count`).
+#[test]
+fn every_placement_speaks_the_same_vocabulary() {
+    fn through_the_trait<P: Placement<&'static str>>(
+        p: &P,
+        key: &[u8],
+    ) -> (Option<&'static str>, usize) {
+        (p.node_for(key).copied(), p.node_count())
+    }
+    let nodes = ["a", "b", "c", "d"];
+    let ring =
+        sysblocks_consistent_hash::HashRing::from_weighted(64, nodes.map(|n| (n, 1))).unwrap();
+    let hrw = Rendezvous::from_nodes(nodes).unwrap();
+    let jump = JumpHash::new(nodes.to_vec());
+    for key in [&b"user:1"[..], b"user:2", b""] {
+        assert_eq!(through_the_trait(&ring, key), (ring.node_for(key).copied(), ring.node_count()));
+        assert_eq!(through_the_trait(&hrw, key), (hrw.node_for(key).copied(), hrw.node_count()));
+        assert_eq!(through_the_trait(&jump, key), (jump.node_for(key).copied(), jump.node_count()));
+        assert_eq!(ring.replicas(key, 2).count(), hrw.replicas(key, 2).count());
+    }
 }

@@ -18,7 +18,7 @@ fn zero_weight_duplicate_unknown_and_zero_vnodes() {
         RingError::DuplicateNode { node: "x".into() }
     );
     // The ring is unchanged by the failed calls.
-    assert_eq!(ring.len(), 1);
+    assert_eq!(ring.node_count(), 1);
     assert_eq!(ring.point_count(), 160);
 }
 
@@ -75,7 +75,7 @@ proptest! {
                     let owner = ring.node_for_hash(h);
                     prop_assert_eq!(owner.is_some(), !ring.is_empty());
                     prop_assert!(ring.replicas_for_hash(h, n).count() <= n);
-                    let loads = vec![0; ring.len()];
+                    let loads = vec![0; ring.node_count()];
                     let _ = ring.bounded_index(h, &loads, 1.5);
                 }
             }

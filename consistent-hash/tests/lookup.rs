@@ -41,7 +41,7 @@ proptest! {
     fn replicas_are_distinct_and_clockwise(ring in ring_strategy(), seed in any::<u64>(), n in 0usize..40) {
         for h in key_hashes(50, seed) {
             let list: Vec<&String> = ring.replicas_for_hash(h, n).collect();
-            prop_assert_eq!(list.len(), n.min(ring.len()));
+            prop_assert_eq!(list.len(), n.min(ring.node_count()));
             let distinct: HashSet<&String> = list.iter().copied().collect();
             prop_assert_eq!(distinct.len(), list.len(), "a node repeats: {:?}", list);
             if let Some(first) = list.first() {
@@ -67,7 +67,7 @@ proptest! {
         for key in key_hashes(20, seed) {
             let key = key.to_le_bytes();
             let list = ring.replicas_across_zones(&key, n);
-            prop_assert_eq!(list.len(), n.min(ring.len()));
+            prop_assert_eq!(list.len(), n.min(ring.node_count()));
             let distinct: HashSet<&&String> = list.iter().collect();
             prop_assert_eq!(distinct.len(), list.len());
             let first_zones: HashSet<&str> = list.iter().take(zones.len()).map(|node| ring.zone(node).unwrap()).collect();
