@@ -21,8 +21,8 @@ use crate::ring::HashRing;
 /// let before = shared.load();
 /// let plan = shared.update(|ring| ring.add("c"))?;
 /// assert!(plan.moves.iter().all(|m| m.to == Some("c")));
-/// assert_eq!(before.len(), 2); // old snapshots stay valid
-/// assert_eq!(shared.load().len(), 3);
+/// assert_eq!(before.node_count(), 2); // old snapshots stay valid
+/// assert_eq!(shared.load().node_count(), 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
