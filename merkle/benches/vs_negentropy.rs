@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
-use sysblocks_merkle::{MerkleStore, SyncConfig, sync_in_memory};
+use sysblocks_merkle::{MerkleStore, SyncConfig, SyncOutcome, sync_in_memory};
 
 type Store = MerkleStore<Vec<u8>, Vec<u8>>;
 
@@ -94,7 +94,8 @@ fn sessions(c: &mut Criterion) {
         let (na, nb) = (neg_storage(&ia), neg_storage(&ib));
         // Bytes and rounds, once: they do not vary between runs.
         let (mut a, mut b) = (sa.clone(), sb.clone());
-        let (x, y, rounds) = sync_in_memory(&mut a, &mut b, tuning()).unwrap();
+        let SyncOutcome { initiator: x, responder: y, rounds } =
+            sync_in_memory(&mut a, &mut b, tuning()).unwrap();
         let (neg_bytes, neg_messages, found) = neg_sync(&na, &nb);
         assert_eq!(x.keys_repaired + y.keys_repaired, u64::from(d));
         assert_eq!(found, 2 * d as usize, "negentropy finds both versions of each changed item");

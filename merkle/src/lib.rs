@@ -22,7 +22,7 @@
 //! assert_eq!(root.count, 2);
 //!
 //! // Prove that k1 = v1 at version 1 is in a store with this root.
-//! let proof = store.prove(&b"k1".to_vec()).unwrap();
+//! let proof = store.prove(b"k1").unwrap();
 //! assert!(proof.verify(b"k1", 1, Some(b"v1"), &root));
 //! assert!(!proof.verify(b"k1", 1, Some(b"forged"), &root));
 //!
@@ -31,9 +31,11 @@
 //! store.put(b"k3".to_vec(), b"v3".to_vec(), 2)?;
 //! store.delete(b"k1".to_vec(), 2)?;
 //! let config = sysblocks_merkle::SyncConfig::default();
-//! let (stats, _, rounds) = sysblocks_merkle::sync_in_memory(&mut store, &mut replica, config)?;
+//! let outcome = sysblocks_merkle::sync_in_memory(&mut store, &mut replica, config)?;
 //! assert_eq!(store.root_hash(), replica.root_hash());
-//! println!("{} bytes in {rounds} messages", stats.bytes_sent + stats.bytes_received);
+//! assert_eq!(replica.get(b"k3"), Some(&b"v3".to_vec()));
+//! let bytes = outcome.initiator.bytes_sent + outcome.responder.bytes_sent;
+//! println!("{bytes} bytes in {} messages", outcome.rounds);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -58,7 +60,7 @@ pub mod wire;
 
 pub use error::MerkleError;
 pub use hash::Fingerprint;
-pub use reconcile::{Reconciler, SyncConfig, SyncStats, sync_in_memory};
+pub use reconcile::{Reconciler, SyncConfig, SyncOutcome, SyncStats, sync_in_memory};
 pub use store::{
     InclusionProof, Level, MerkleStore, NodeIdHasher, SUMMARY_DEPTH, Versioned, node_of,
 };

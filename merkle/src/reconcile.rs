@@ -326,7 +326,7 @@ impl Reconciler {
                         let k = K::from(key.clone());
                         // Most entries of a range are equal on both sides:
                         // skip those (and older ones) without hashing.
-                        let skip = store.get_versioned(&k).is_some_and(|ours| {
+                        let skip = store.entry_of(&k).is_some_and(|ours| {
                             ours.version > version
                                 || (ours.version == version
                                     && ours.value.as_ref().map(AsRef::as_ref) == value.as_deref())
@@ -522,9 +522,21 @@ impl Reconciler {
     }
 }
 
+/// What [`sync_in_memory`] did: each side's work and the messages
+/// exchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// What the side that started the session (`a`) did.
+    pub initiator: SyncStats,
+    /// What the side that answered (`b`) did.
+    pub responder: SyncStats,
+    /// Messages exchanged, both ways.
+    pub rounds: u64,
+}
+
 /// Runs a whole session between two stores in memory (tests, the tour, and
-/// an example of driving the state machines). Returns each side's stats and
-/// the number of messages exchanged (rounds).
+/// an example of driving the state machines): `a` starts, `b` answers, and
+/// when it returns both hold the newer entry of every key.
 ///
 /// # Errors
 /// Any error of [`Reconciler::new`], [`Reconciler::initiate`] or
@@ -533,7 +545,7 @@ pub fn sync_in_memory<K, V>(
     a: &mut MerkleStore<K, V>,
     b: &mut MerkleStore<K, V>,
     config: SyncConfig,
-) -> Result<(SyncStats, SyncStats, u64), MerkleError>
+) -> Result<SyncOutcome, MerkleError>
 where
     K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + AsRef<[u8]> + From<Vec<u8>>,
@@ -565,5 +577,5 @@ where
             }
         }
     }
-    Ok((side_a.stats(), side_b.stats(), rounds))
+    Ok(SyncOutcome { initiator: side_a.stats(), responder: side_b.stats(), rounds })
 }

@@ -1,6 +1,7 @@
 //! [`MerkleStore`]: versioned entries and their incrementally maintained
 //! summary tree.
 
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -157,13 +158,24 @@ where
         self.entries.len()
     }
 
-    /// The live value of `key`.
-    pub fn get(&self, key: &K) -> Option<&V> {
+    /// The live value of `key` (its bytes: `store.get(b"user:1")`).
+    pub fn get(&self, key: &[u8]) -> Option<&V>
+    where
+        K: Borrow<[u8]>,
+    {
         self.entries.get(key).and_then(|s| s.entry.value.as_ref())
     }
 
     /// The entry of `key`, tombstone included.
-    pub fn get_versioned(&self, key: &K) -> Option<&Versioned<V>> {
+    pub fn get_versioned(&self, key: &[u8]) -> Option<&Versioned<V>>
+    where
+        K: Borrow<[u8]>,
+    {
+        self.entries.get(key).map(|s| &s.entry)
+    }
+
+    /// The entry of `key`, for callers that hold a `K`.
+    pub(crate) fn entry_of(&self, key: &K) -> Option<&Versioned<V>> {
         self.entries.get(key).map(|s| &s.entry)
     }
 
@@ -339,12 +351,15 @@ where
     /// A proof that `key`'s current entry is in the store whose root is
     /// [`root`](Self::root): the other entries of its bottom node, then at
     /// each level up the fingerprints of its 15 siblings.
-    pub fn prove(&self, key: &K) -> Option<InclusionProof> {
+    pub fn prove(&self, key: &[u8]) -> Option<InclusionProof>
+    where
+        K: Borrow<[u8]>,
+    {
         let stored = self.entries.get(key)?;
         let bottom = node_at(&stored.position, SUMMARY_DEPTH);
         let neighbours = self
             .entries_under(SUMMARY_DEPTH, bottom)
-            .filter(|(k, _)| *k != key)
+            .filter(|(k, _)| (*k).borrow() != key)
             .map(|(_, s)| Fingerprint::of(&s.hash))
             .collect();
         let mut siblings = Vec::with_capacity(SUMMARY_DEPTH);

@@ -77,7 +77,7 @@ proptest! {
         }
         let i = pick.index(keys.len());
         let k = keys[i].to_le_bytes().to_vec();
-        let proof = store.prove(&k).unwrap();
+        let proof = store.prove(&k[..]).unwrap();
         let root = store.root();
         prop_assert!(proof.verify(&k, i as u64, Some(&[i as u8]), &root));
         prop_assert!(!proof.verify(&k, i as u64 + 1, Some(&[i as u8]), &root));
@@ -90,9 +90,9 @@ fn newer_versions_win_and_older_ones_are_ignored() {
     let mut store = MerkleStore::new();
     assert!(store.put(b"k".to_vec(), b"v2".to_vec(), 2).unwrap());
     assert!(!store.put(b"k".to_vec(), b"v1".to_vec(), 1).unwrap(), "an older write loses");
-    assert_eq!(store.get(&b"k".to_vec()), Some(&b"v2".to_vec()));
+    assert_eq!(store.get(b"k"), Some(&b"v2".to_vec()));
     assert!(store.delete(b"k".to_vec(), 3).unwrap());
-    assert_eq!(store.get(&b"k".to_vec()), None);
+    assert_eq!(store.get(b"k"), None);
     assert_eq!(store.len(), 0);
     assert_eq!(store.entry_count(), 1, "the tombstone stays until purged");
     assert!(

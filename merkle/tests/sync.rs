@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use sysblocks_merkle::{MerkleStore, Reconciler, SyncConfig, Versioned, sync_in_memory};
+use sysblocks_merkle::{
+    MerkleStore, Reconciler, SyncConfig, SyncOutcome, Versioned, sync_in_memory,
+};
 
 type Store = MerkleStore<Vec<u8>, Vec<u8>>;
 
@@ -200,7 +202,8 @@ fn hundred_thousand_keys_bytes_and_rounds_stay_within_the_bound() {
                 _ => drop(b.put(format!("user:{i}").into_bytes(), b"newer".to_vec(), 3).unwrap()),
             }
         }
-        let (sa, sb, rounds) = sync_in_memory(&mut a, &mut b, config).unwrap();
+        let SyncOutcome { initiator: sa, responder: sb, rounds } =
+            sync_in_memory(&mut a, &mut b, config).unwrap();
         assert_eq!(a.root_hash(), b.root_hash(), "d = {d}: replicas differ");
         let bytes = sa.bytes_sent + sb.bytes_sent;
         let bound = byte_bound(u64::from(d), u64::from(N), config.list_threshold, 40);

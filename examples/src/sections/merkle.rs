@@ -45,7 +45,8 @@ pub fn run(_options: &TourOptions) -> Result<(), Box<dyn Error>> {
     );
     section.row("roots equal before", primary.root_hash() == replica.root_hash());
 
-    let (a, b, rounds) = sync_in_memory(&mut primary, &mut replica, SyncConfig::default())?;
+    let outcome = sync_in_memory(&mut primary, &mut replica, SyncConfig::default())?;
+    let (a, b, rounds) = (outcome.initiator, outcome.responder, outcome.rounds);
     section.row("roots equal after", primary.root_hash() == replica.root_hash());
     section.row("messages", rounds);
     section.row("bytes primary -> replica", a.bytes_sent);
