@@ -67,8 +67,9 @@ async fn throughput<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f6
     let pool: Vec<_> = (0..workers)
         .map(|_| {
             Arc::new(
-                Worker::new(backend.clone(), registry(), clock.clone(), config.clone())
-                    .expect("worker"),
+                Worker::new(backend.clone(), registry(), config.clone())
+                    .expect("worker")
+                    .with_clock(clock.clone()),
             )
         })
         .collect();
@@ -110,8 +111,9 @@ async fn lateness<B: Backend>(backend: Arc<B>, n: usize) -> (f64, f64) {
         });
     }
     let worker = Arc::new(
-        Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default())
-            .expect("worker"),
+        Worker::new(backend.clone(), registry, WorkerConfig::default())
+            .expect("worker")
+            .with_clock(clock.clone()),
     );
     let running = tokio::spawn({
         let worker = worker.clone();

@@ -10,6 +10,13 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn now_ms(&self) -> u64;
 }
 
+/// A shared clock is a clock.
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+}
+
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -24,7 +24,8 @@
 //! let scheduler = Scheduler::new(backend.clone(), clock.clone()).with_registry(&registry);
 //! let later = scheduler.submit(Task::new("greet", "Ada")?.after(Duration::from_secs(60))).await?;
 //!
-//! let worker = Arc::new(Worker::new(backend, registry, clock, WorkerConfig::default())?);
+//! let worker = Worker::new(backend, registry, WorkerConfig::default())?.with_clock(clock);
+//! let worker = Arc::new(worker);
 //! let running = tokio::spawn({
 //!     let worker = worker.clone();
 //!     async move { worker.run(Duration::from_secs(1)).await }

@@ -177,7 +177,8 @@ pub struct MemoryBackend {
 
 impl Default for MemoryBackend {
     fn default() -> Self {
-        Self::with_retention(std::time::Duration::from_secs(24 * 3600))
+        let retention_ms = 24 * 3600 * 1000;
+        MemoryBackend { inner: Mutex::new(Inner { retention_ms, ..Inner::default() }) }
     }
 }
 
@@ -187,10 +188,12 @@ impl MemoryBackend {
         Self::default()
     }
 
-    /// An empty queue that forgets succeeded tasks after `retention`.
-    pub fn with_retention(retention: std::time::Duration) -> Self {
-        let retention_ms = crate::clock::millis(retention);
-        MemoryBackend { inner: Mutex::new(Inner { retention_ms, ..Inner::default() }) }
+    /// Succeeded tasks are forgotten after `retention` (default a day, as
+    /// on Redis); the `succeeded` count keeps counting them.
+    #[must_use]
+    pub fn with_retention(self, retention: std::time::Duration) -> Self {
+        self.lock().retention_ms = crate::clock::millis(retention).max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -136,7 +136,8 @@ impl<B: Backend> Scheduler<B> {
     ///     println!("hello, {name}");
     ///     Ok(())
     /// });
-    /// let worker = Arc::new(Worker::new(backend, registry, clock, WorkerConfig::default())?);
+    /// let worker = Worker::new(backend, registry, WorkerConfig::default())?.with_clock(clock);
+    /// let worker = Arc::new(worker);
     /// let running = tokio::spawn({
     ///     let worker = worker.clone();
     ///     async move { worker.run(Duration::from_secs(1)).await }

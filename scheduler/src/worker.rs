@@ -243,8 +243,16 @@ pub struct WorkerConfig {
     /// must agree to within that tenth of a lease: a worker whose clock runs
     /// ahead by more may reap a lease that its holder still believes in.
     pub lease: Duration,
-    /// The longest an idle worker sleeps before looking for due tasks.
+    /// How soon an idle worker looks again after a claim that found
+    /// nothing. Each empty claim doubles the pause, up to
+    /// [`max_poll_interval`](Self::max_poll_interval); a claim that finds
+    /// work resets it. A delayed task's due time, or a finished attempt,
+    /// wakes the worker sooner.
     pub poll_interval: Duration,
+    /// The longest pause of an idle worker: about how long a task submitted
+    /// to an idle queue may wait to be noticed, and what an idle worker
+    /// costs its backend (two claims a second at 500 ms).
+    pub max_poll_interval: Duration,
     /// An optional limit on how fast this worker starts tasks: one
     /// in-process limiter ([`RateLimit::local`]), shared by the workers of
     /// one process, or a Redis-backed one shared by every process of the
@@ -339,7 +347,8 @@ impl fmt::Debug for WorkerConfig {
         let mut f = f.debug_struct("WorkerConfig");
         f.field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
-            .field("poll_interval", &self.poll_interval);
+            .field("poll_interval", &self.poll_interval)
+            .field("max_poll_interval", &self.max_poll_interval);
         #[cfg(feature = "rate-limit")]
         f.field("rate_limit", &self.rate_limit.as_ref().map(RateLimit::limit));
         f.finish()
@@ -347,29 +356,44 @@ impl fmt::Debug for WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// 16 at once, 30 s leases, 5 ms polls, no rate limit.
+    /// 16 at once, 30 s leases, idle polls from 5 ms backing off to 500 ms,
+    /// no rate limit.
     fn default() -> Self {
         WorkerConfig {
             concurrency: 16,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(5),
+            max_poll_interval: Duration::from_millis(500),
             #[cfg(feature = "rate-limit")]
             rate_limit: None,
         }
     }
 }
 
-/// What a worker did.
-#[derive(Debug, Default)]
+/// What a worker has done, as of when [`Worker::stats`] was called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerStats {
     /// Attempts that succeeded.
-    pub succeeded: AtomicU64,
+    pub succeeded: u64,
     /// Attempts that failed (and were retried or dead-lettered).
-    pub failed: AtomicU64,
+    pub failed: u64,
     /// Attempts whose lease was lost before they finished.
-    pub lost_leases: AtomicU64,
+    pub lost_leases: u64,
     /// Tasks given back at shutdown.
-    pub released: AtomicU64,
+    pub released: u64,
+    /// Claims made (including those that found nothing): with the idle
+    /// backoff, an idle worker makes a few per second, not hundreds.
+    pub claims: u64,
+}
+
+/// The counters behind [`WorkerStats`], shared with the attempts.
+#[derive(Debug, Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    lost_leases: AtomicU64,
+    released: AtomicU64,
+    claims: AtomicU64,
 }
 
 /// Claims tasks from a backend and runs them with their handlers, up to a
@@ -390,22 +414,22 @@ pub struct Worker<B: Backend> {
     registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
-    stats: Arc<WorkerStats>,
+    stats: Arc<Counters>,
     stop: watch::Sender<bool>,
     /// Each handler's attempts, for the reaper.
     attempt_limits: crate::backend::AttemptLimits,
 }
 
 impl<B: Backend> Worker<B> {
-    /// A worker on `backend` with `registry`'s handlers.
+    /// A worker on `backend` with `registry`'s handlers, on the system
+    /// clock ([`with_clock`](Self::with_clock) sets another).
     ///
     /// # Errors
-    /// [`SchedulerError::ZeroConcurrency`], or a zero lease
-    /// ([`SchedulerError::InvalidPolicy`]).
+    /// [`SchedulerError::ZeroConcurrency`], a lease under 2 ms or a zero
+    /// poll interval ([`SchedulerError::InvalidPolicy`]).
     pub fn new(
         backend: Arc<B>,
         registry: Registry,
-        clock: Arc<dyn Clock>,
         config: WorkerConfig,
     ) -> Result<Self, SchedulerError> {
         if config.concurrency == 0 {
@@ -424,16 +448,31 @@ impl<B: Backend> Worker<B> {
             attempt_limits,
             backend,
             registry: Arc::new(registry),
-            clock,
+            clock: Arc::new(crate::clock::SystemClock),
             config,
-            stats: Arc::new(WorkerStats::default()),
+            stats: Arc::new(Counters::default()),
             stop: watch::channel(false).0,
         })
     }
 
-    /// What this worker has done.
-    pub fn stats(&self) -> &WorkerStats {
-        &self.stats
+    /// The same worker on another clock (tokio's paused clock in tests, a
+    /// `TokioClock`); every worker of a queue should read the same time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// What this worker has done so far.
+    pub fn stats(&self) -> WorkerStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkerStats {
+            succeeded: read(&self.stats.succeeded),
+            failed: read(&self.stats.failed),
+            lost_leases: read(&self.stats.lost_leases),
+            released: read(&self.stats.released),
+            claims: read(&self.stats.claims),
+        }
     }
 
     /// Asks [`run`](Self::run) to stop claiming; in-flight attempts get
@@ -455,6 +494,10 @@ impl<B: Backend> Worker<B> {
         let mut attempts: HashMap<tokio::task::Id, (TaskId, u64, watch::Sender<bool>)> =
             HashMap::new();
         let mut next_reap = 0u64;
+        // The idle pause: doubles after each claim that found nothing.
+        let min_pause = self.config.poll_interval.max(Duration::from_millis(1));
+        let max_pause = self.config.max_poll_interval.max(min_pause);
+        let mut idle = min_pause;
         loop {
             if *stop.borrow() {
                 break;
@@ -483,10 +526,12 @@ impl<B: Backend> Worker<B> {
                 let (allowed, wait) = self.rate_allowance(free).await;
                 rate_wait = wait.filter(|_| allowed == 0);
                 if allowed > 0 {
+                    self.stats.claims.fetch_add(1, Ordering::Relaxed);
                     match self.backend.claim(now, lease_ms, allowed).await {
                         Ok((claimed, due)) => {
                             next_due = due;
                             claimed_any = !claimed.is_empty();
+                            idle = if claimed_any { min_pause } else { (idle * 2).min(max_pause) };
                             self.give_back(allowed - claimed.len()).await;
                             for task in claimed {
                                 let (cancel, cancelled) = watch::channel(false);
@@ -511,10 +556,8 @@ impl<B: Backend> Worker<B> {
                 // Nothing may start before the limit has room again (a
                 // second at most, so that a raised limit is noticed).
                 (Some(wait), _) => wait.clamp(Duration::from_millis(1), Duration::from_secs(1)),
-                (None, Some(due)) => {
-                    Duration::from_millis(due.saturating_sub(now)).min(self.config.poll_interval)
-                }
-                (None, None) => self.config.poll_interval,
+                (None, Some(due)) => Duration::from_millis(due.saturating_sub(now)).min(idle),
+                (None, None) => idle,
             };
             tokio::select! {
                 Some(done) = in_flight.join_next_with_id() => {

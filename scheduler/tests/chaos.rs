@@ -118,8 +118,7 @@ async fn a_redis_restart_mid_run_loses_nothing() {
     scheduler.submit_all(tasks).await.unwrap();
     let config =
         WorkerConfig { concurrency: 4, lease: Duration::from_secs(2), ..WorkerConfig::default() };
-    let worker =
-        Arc::new(Worker::new(backend.clone(), registry, Arc::new(SystemClock), config).unwrap());
+    let worker = Arc::new(Worker::new(backend.clone(), registry, config).unwrap());
     let running = tokio::spawn({
         let worker = worker.clone();
         async move { worker.run(Duration::from_secs(5)).await }

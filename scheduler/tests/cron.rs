@@ -115,7 +115,9 @@ async fn a_cron_job_fires_once_per_tick_across_runners() {
         })
         .collect();
     let worker = Arc::new(
-        Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default()).unwrap(),
+        Worker::new(backend.clone(), registry, WorkerConfig::default())
+            .unwrap()
+            .with_clock(clock.clone()),
     );
     let running = tokio::spawn({
         let worker = worker.clone();

@@ -53,7 +53,7 @@ async fn panics_unknown_names_and_bad_payloads_are_failed_attempts() {
 #[tokio::test]
 async fn succeeded_tasks_are_forgotten_after_the_retention() {
     use sysblocks_scheduler::{Backend, Scheduler, Task, TaskState};
-    let backend = Arc::new(MemoryBackend::with_retention(Duration::from_secs(60)));
+    let backend = Arc::new(MemoryBackend::new().with_retention(Duration::from_secs(60)));
     let scheduler = Scheduler::new(backend.clone(), Arc::new(common::FixedClock(START)));
     let task = scheduler.submit(Task::new("j", &()).unwrap()).await.unwrap();
     let (claimed, _) = backend.claim(START, 1_000, 1).await.unwrap();

@@ -221,7 +221,8 @@ async fn failing_renewals_cancel_the_handler_before_the_lease_runs_out() {
     });
     let lease = Duration::from_millis(900);
     let config = WorkerConfig { lease, concurrency: 1, ..WorkerConfig::default() };
-    let worker = Arc::new(Worker::new(backend.clone(), registry, clock(), config).unwrap());
+    let worker =
+        Arc::new(Worker::new(backend.clone(), registry, config).unwrap().with_clock(clock()));
     let running = tokio::spawn({
         let worker = worker.clone();
         async move { worker.run(Duration::from_millis(100)).await }
@@ -236,8 +237,8 @@ async fn failing_renewals_cancel_the_handler_before_the_lease_runs_out() {
     // lease runs from just before `claimed_by`).
     assert!(stopped - claimed_by < lease, "stopped {:?} after the claim", stopped - claimed_by);
     redis.server().unwrap().resume();
-    assert_eq!(worker.stats().lost_leases.load(Ordering::SeqCst), 1);
-    assert_eq!(worker.stats().succeeded.load(Ordering::SeqCst), 0, "no ack after a lost lease");
+    assert_eq!(worker.stats().lost_leases, 1);
+    assert_eq!(worker.stats().succeeded, 0, "no ack after a lost lease");
     let info = backend.info(&id).await.unwrap().unwrap();
     assert!(matches!(info.state, TaskState::Running | TaskState::Ready), "{info:?}");
     worker.shutdown();
@@ -304,8 +305,9 @@ async fn two_workers_share_one_redis_rate_limit() {
                 rate_limit: Some(RateLimit::shared(limiter, "starts")),
                 ..WorkerConfig::default()
             };
-            let worker =
-                Arc::new(Worker::new(backend.clone(), registry(), clock(), config).unwrap());
+            let worker = Arc::new(
+                Worker::new(backend.clone(), registry(), config).unwrap().with_clock(clock()),
+            );
             let running = tokio::spawn({
                 let worker = worker.clone();
                 async move { worker.run(Duration::from_secs(5)).await }

@@ -2,7 +2,6 @@
 //! limit, graceful shutdown, lost leases, bad configuration.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -59,14 +58,13 @@ proptest! {
 #[test]
 fn bad_configuration_is_a_typed_error() {
     let backend = Arc::new(MemoryBackend::new());
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
     let zero = WorkerConfig { concurrency: 0, ..WorkerConfig::default() };
     assert!(matches!(
-        Worker::new(backend.clone(), Registry::new(), clock.clone(), zero),
+        Worker::new(backend.clone(), Registry::new(), zero),
         Err(SchedulerError::ZeroConcurrency)
     ));
     let no_lease = WorkerConfig { lease: Duration::ZERO, ..WorkerConfig::default() };
-    assert!(Worker::new(backend, Registry::new(), clock, no_lease).is_err());
+    assert!(Worker::new(backend, Registry::new(), no_lease).is_err());
     let one_s = Duration::from_secs(1);
     assert!(RetryPolicy::new(one_s, one_s, 0).is_err());
     assert!(RetryPolicy::new(Duration::ZERO, one_s, 3).is_err());
@@ -135,8 +133,9 @@ mod rate_limited {
             rate_limit: Some(RateLimit::local(bucket)),
             ..WorkerConfig::default()
         };
-        let worker =
-            Arc::new(Worker::new(backend.clone(), registry, clock.clone(), config).unwrap());
+        let worker = Arc::new(
+            Worker::new(backend.clone(), registry, config).unwrap().with_clock(clock.clone()),
+        );
         let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
         let started = clock.now_ms();
         while scheduler.counts().await.unwrap().succeeded < 40 {
@@ -194,7 +193,9 @@ async fn shutdown_drains_within_the_deadline_then_releases_the_rest() {
     let quick = scheduler.submit(Task::new("quick", &()).unwrap()).await.unwrap();
     let stuck = scheduler.submit(Task::new("stuck", &()).unwrap()).await.unwrap();
     let worker = Arc::new(
-        Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default()).unwrap(),
+        Worker::new(backend.clone(), registry, WorkerConfig::default())
+            .unwrap()
+            .with_clock(clock.clone()),
     );
     let handle = spawn_worker(worker.clone(), Duration::from_millis(100)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -205,7 +206,7 @@ async fn shutdown_drains_within_the_deadline_then_releases_the_rest() {
     let stuck = scheduler.info(stuck.id()).await.unwrap().unwrap();
     assert_eq!(stuck.state, TaskState::Ready, "released back to the queue");
     assert_eq!(stuck.attempts, 0, "a released attempt does not count");
-    assert_eq!(worker.stats().released.load(Ordering::Relaxed), 1);
+    assert_eq!(worker.stats().released, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -234,7 +235,9 @@ async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
         });
     }
     let worker = Arc::new(
-        Worker::new(backend.clone(), registry, clock.clone(), WorkerConfig::default()).unwrap(),
+        Worker::new(backend.clone(), registry, WorkerConfig::default())
+            .unwrap()
+            .with_clock(clock.clone()),
     );
     let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
     let deadline = clock.now_ms() + 60_000;
@@ -250,4 +253,44 @@ async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
         backend.ack(task.id(), stale, clock.now_ms()).await,
         Err(SchedulerError::StaleLease { .. })
     ));
+}
+
+/// An idle worker backs off: over ten seconds with nothing to do it makes
+/// a few dozen claims, not one every 5 ms (2,000); a task submitted to the
+/// idle queue is still started within the longest pause.
+#[tokio::test(start_paused = true)]
+async fn an_idle_worker_backs_off_and_still_notices_new_work() {
+    let backend = Arc::new(MemoryBackend::new());
+    let clock = TokioClock::starting_at(START);
+    let started = Arc::new(std::sync::Mutex::new(None));
+    let mut registry = Registry::new();
+    {
+        let (started, clock) = (started.clone(), clock);
+        registry.register("job", move |_ctx, (): ()| {
+            let started = started.clone();
+            async move {
+                *started.lock().unwrap() = Some(clock.now_ms());
+                Ok(())
+            }
+        });
+    }
+    let config = WorkerConfig::default();
+    let max_pause = config.max_poll_interval;
+    let worker =
+        Arc::new(Worker::new(backend.clone(), registry, config).unwrap().with_clock(clock));
+    let handle = spawn_worker(worker.clone(), Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_claims = worker.stats().claims;
+    assert!(idle_claims <= 40, "{idle_claims} claims in 10 idle seconds");
+    assert!(idle_claims >= 10, "the worker kept looking ({idle_claims} claims)");
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(clock));
+    let submitted_at = clock.now_ms();
+    scheduler.submit(Task::new("job", &()).unwrap()).await.unwrap();
+    while started.lock().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let waited = started.lock().unwrap().unwrap() - submitted_at;
+    assert!(waited <= max_pause.as_millis() as u64, "noticed after {waited} ms");
+    worker.shutdown();
+    handle.await.unwrap();
 }

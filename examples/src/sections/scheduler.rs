@@ -107,7 +107,7 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
 
     let config =
         WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
-    let worker = Arc::new(Worker::new(backend, registry, clock.clone(), config)?);
+    let worker = Arc::new(Worker::new(backend, registry, config)?.with_clock(clock.clone()));
     let running = tokio::spawn({
         let worker = worker.clone();
         async move { worker.run(Duration::from_secs(1)).await }
@@ -178,8 +178,8 @@ async fn on_redis(section: &Section, url: &str) -> Result<(), Box<dyn Error>> {
     }
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            Worker::new(backend.clone(), registry.clone(), clock.clone(), WorkerConfig::default())
-                .map(Arc::new)
+            Worker::new(backend.clone(), registry.clone(), WorkerConfig::default())
+                .map(|w| Arc::new(w.with_clock(clock.clone())))
         })
         .collect::<Result<_, _>>()?;
     let handles: Vec<_> = workers

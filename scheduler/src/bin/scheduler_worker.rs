@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use sysblocks_scheduler::{RedisBackend, Registry, SystemClock, TaskError, Worker, WorkerConfig};
+use sysblocks_scheduler::{RedisBackend, Registry, TaskError, Worker, WorkerConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lease: Duration::from_millis(1_000),
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(backend, registry, Arc::new(SystemClock), config)?;
+    let worker = Worker::new(backend, registry, config)?;
     worker.run(Duration::from_secs(1)).await?;
     Ok(())
 }

@@ -27,7 +27,8 @@ pub async fn run_until<B, F, Fut>(
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let worker = Arc::new(Worker::new(backend, registry, clock.clone(), config).unwrap());
+    let worker =
+        Arc::new(Worker::new(backend, registry, config).unwrap().with_clock(clock.clone()));
     let running = tokio::spawn({
         let worker = worker.clone();
         async move { worker.run(Duration::from_secs(5)).await }
@@ -467,8 +468,9 @@ pub async fn wait_resolves_with_the_final_state<B: Backend>(
     let mut registry = Registry::new();
     registry.register("ok", |_ctx, _n: u32| async { Ok(()) });
     registry.register("bad", |_ctx, _n: u32| async { Err(TaskError::permanent("no")) });
-    let worker =
-        Arc::new(Worker::new(backend.clone(), registry, clock.clone(), fast_config()).unwrap());
+    let worker = Arc::new(
+        Worker::new(backend.clone(), registry, fast_config()).unwrap().with_clock(clock.clone()),
+    );
     let running = tokio::spawn({
         let worker = worker.clone();
         async move { worker.run(Duration::from_secs(5)).await }
