@@ -65,8 +65,11 @@ mod cron;
 mod error;
 pub mod guide;
 mod memory;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod registry;
 mod retry;
 mod scheduler;
 mod task;
@@ -84,13 +87,14 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use cron::CronSchedule;
 pub use error::{BackendError, SchedulerError};
 pub use memory::MemoryBackend;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::RateLimit;
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisConnection};
+pub use registry::{Context, HandlerOptions, Registry, TaskError};
 pub use retry::{Jitter, RetryPolicy};
 pub use scheduler::{CronJob, Dag, Scheduler};
 pub use task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, Task, TaskId, TaskInfo, TaskState, When,
 };
-#[cfg(feature = "rate-limit")]
-pub use worker::RateLimit;
-pub use worker::{Context, HandlerOptions, Registry, TaskError, Worker, WorkerConfig, WorkerStats};
+pub use worker::{Worker, WorkerConfig, WorkerStats};

@@ -9,8 +9,8 @@ use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::cron::CronSchedule;
 use crate::error::SchedulerError;
+use crate::registry::Registry;
 use crate::task::{Counts, Submitted, Task, TaskId, TaskInfo};
-use crate::worker::Registry;
 
 /// The client side of a queue: submits tasks and answers questions about
 /// them. Cheap to clone; any number of processes may submit to one Redis

@@ -1,233 +1,23 @@
-//! Handlers, and the [`Worker`] that claims tasks and runs them.
+//! The [`Worker`] that claims tasks and runs them with their handlers, and
+//! its [`WorkerConfig`] and [`WorkerStats`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
 use crate::clock::{Clock, millis};
 use crate::error::SchedulerError;
-use crate::retry::RetryPolicy;
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::RateLimit;
+use crate::registry::{CatchUnwind, Context, Registry, TaskError};
 use crate::task::{Claimed, TaskId};
-
-/// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskError {
-    /// Worth another attempt (per the retry policy).
-    Retry(String),
-    /// Will never succeed (bad input, ...): straight to the dead letters.
-    Permanent(String),
-}
-
-impl TaskError {
-    /// A retryable failure.
-    pub fn retry(message: impl fmt::Display) -> Self {
-        TaskError::Retry(message.to_string())
-    }
-
-    /// A permanent failure.
-    pub fn permanent(message: impl fmt::Display) -> Self {
-        TaskError::Permanent(message.to_string())
-    }
-
-    fn message(&self) -> &str {
-        match self {
-            TaskError::Retry(m) | TaskError::Permanent(m) => m,
-        }
-    }
-}
-
-impl fmt::Display for TaskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskError::Retry(m) => write!(f, "{m}"),
-            TaskError::Permanent(m) => write!(f, "{m} (permanent)"),
-        }
-    }
-}
-
-/// What a handler knows about the attempt it runs.
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// The task.
-    pub id: TaskId,
-    /// The attempt, from 1.
-    pub attempt: u32,
-    /// The lease's fencing token: pass it along to anything that must
-    /// refuse a stale writer (a database write keyed by it, say).
-    pub token: u64,
-    /// Set when the worker shuts down.
-    shutdown: watch::Receiver<bool>,
-    /// Set when the lease is lost.
-    lost: watch::Receiver<bool>,
-}
-
-impl Context {
-    /// Resolves when the attempt should stop: the lease was lost (another
-    /// worker may be running the task) or the worker is shutting down.
-    pub async fn cancelled(&self) {
-        let (mut shutdown, mut lost) = (self.shutdown.clone(), self.lost.clone());
-        tokio::select! {
-            _ = shutdown.wait_for(|&c| c) => {}
-            _ = lost.wait_for(|&c| c) => {}
-        }
-    }
-
-    /// Whether [`cancelled`](Self::cancelled) has fired.
-    pub fn is_cancelled(&self) -> bool {
-        *self.shutdown.borrow() || *self.lost.borrow()
-    }
-}
-
-/// Runs a handler's future, turning a panic into an error, so that a
-/// panicking handler is a failed attempt without a task spawn per attempt.
-struct CatchUnwind(BoxFuture);
-
-impl Future for CatchUnwind {
-    type Output = Result<Result<(), TaskError>, String>;
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let future = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(outcome)) => std::task::Poll::Ready(Ok(outcome)),
-            Err(payload) => std::task::Poll::Ready(Err(panic_message(payload.as_ref()))),
-        }
-    }
-}
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
-type ErasedHandler = Arc<dyn Fn(Context, &str) -> BoxFuture + Send + Sync>;
-/// Checks that a payload deserializes into the handler's type.
-type PayloadCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-/// A handler's settings.
-#[derive(Debug, Clone, Copy)]
-pub struct HandlerOptions {
-    /// The longest one attempt may take; a slower attempt fails (retryably).
-    pub timeout: Duration,
-    /// How failed attempts are retried.
-    pub retry: RetryPolicy,
-}
-
-impl Default for HandlerOptions {
-    /// 5 minutes per attempt, the default [`RetryPolicy`].
-    fn default() -> Self {
-        HandlerOptions { timeout: Duration::from_secs(300), retry: RetryPolicy::default() }
-    }
-}
-
-#[derive(Clone)]
-struct Entry {
-    handler: ErasedHandler,
-    options: HandlerOptions,
-    check: PayloadCheck,
-}
-
-/// Handlers by task name.
-///
-/// ```
-/// use sysblocks_scheduler::{Registry, TaskError};
-///
-/// #[derive(serde::Deserialize)]
-/// struct Email { to: String }
-///
-/// let mut registry = Registry::new();
-/// registry.register("send-email", |_ctx, email: Email| async move {
-///     if email.to.contains('@') { Ok(()) } else { Err(TaskError::permanent("no @")) }
-/// });
-/// assert!(registry.validate("send-email", r#"{"to": "a@b"}"#).is_ok());
-/// assert!(registry.validate("send-email", r#"{"from": 1}"#).is_err());
-/// assert!(registry.validate("send-fax", "{}").is_err());
-/// ```
-#[derive(Clone, Default)]
-pub struct Registry {
-    handlers: HashMap<String, Entry>,
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("names", &self.handlers.keys()).finish()
-    }
-}
-
-impl Registry {
-    /// No handlers.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers `handler` for `name` with the default options.
-    pub fn register<P, F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
-    where
-        P: DeserializeOwned + Send + 'static,
-        F: Fn(Context, P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
-    {
-        self.register_with(name, HandlerOptions::default(), handler)
-    }
-
-    /// Registers `handler` for `name` with `options`.
-    pub fn register_with<P, F, Fut>(
-        &mut self,
-        name: &str,
-        options: HandlerOptions,
-        handler: F,
-    ) -> &mut Self
-    where
-        P: DeserializeOwned + Send + 'static,
-        F: Fn(Context, P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
-    {
-        let handler = Arc::new(handler);
-        let erased: ErasedHandler = Arc::new(move |ctx: Context, payload: &str| {
-            let parsed = serde_json::from_str::<P>(payload);
-            let handler = handler.clone();
-            Box::pin(async move {
-                match parsed {
-                    Ok(payload) => handler(ctx, payload).await,
-                    Err(e) => {
-                        Err(TaskError::permanent(format!("payload does not deserialize: {e}")))
-                    }
-                }
-            }) as BoxFuture
-        });
-        let check = Arc::new(|payload: &str| {
-            serde_json::from_str::<P>(payload).map(drop).map_err(|e| e.to_string())
-        });
-        self.handlers.insert(name.to_string(), Entry { handler: erased, options, check });
-        self
-    }
-
-    /// Checks that `name` has a handler and `payload` fits its type.
-    ///
-    /// # Errors
-    /// [`SchedulerError::UnknownTask`], [`SchedulerError::BadPayload`].
-    pub fn validate(&self, name: &str, payload: &str) -> Result<(), SchedulerError> {
-        let entry = self
-            .handlers
-            .get(name)
-            .ok_or_else(|| SchedulerError::UnknownTask { name: name.to_string() })?;
-        (entry.check)(payload)
-            .map_err(|message| SchedulerError::BadPayload { name: name.to_string(), message })
-    }
-
-    /// The options of `name`'s handler.
-    pub fn options(&self, name: &str) -> Option<HandlerOptions> {
-        self.handlers.get(name).map(|e| e.options)
-    }
-}
 
 /// A worker's settings.
 #[derive(Clone)]
@@ -259,87 +49,6 @@ pub struct WorkerConfig {
     /// queue ([`RateLimit::shared`] with a `RedisLimiter`).
     #[cfg(feature = "rate-limit")]
     pub rate_limit: Option<RateLimit>,
-}
-
-/// How fast workers may start tasks: a keyed limiter (any
-/// [`KeyedLimiter`](sysblocks_ratelimit::KeyedLimiter): in process, or a
-/// `RedisLimiter` that many worker processes share) and the key that names
-/// this queue's budget. Each start takes one unit; a worker that was
-/// granted more starts than it found tasks for gives the rest back.
-///
-/// ```no_run
-/// # #[allow(dead_code)]
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use sysblocks_ratelimit::{Algorithm, Limit, RedisLimiter};
-/// use sysblocks_scheduler::{RateLimit, WorkerConfig};
-///
-/// // At most 100 task starts per second across every worker process.
-/// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
-/// let limit = Limit::new(Algorithm::SlidingWindowCounter, "100/s".parse()?);
-/// let limiter = RedisLimiter::new(client.get_connection_manager().await?, limit, "jobs:")?;
-/// let config = WorkerConfig {
-///     rate_limit: Some(RateLimit::shared(limiter, "emails")),
-///     ..WorkerConfig::default()
-/// };
-/// # drop(config);
-/// # Ok(()) }
-/// ```
-#[cfg(feature = "rate-limit")]
-#[derive(Debug, Clone)]
-pub struct RateLimit {
-    limiter: sysblocks_ratelimit::AnyKeyedLimiter<str>,
-    key: String,
-}
-
-#[cfg(feature = "rate-limit")]
-impl RateLimit {
-    /// Starts limited by `limiter` under `key` (shared by everyone who uses
-    /// the same limiter and key).
-    pub fn shared(
-        limiter: impl sysblocks_ratelimit::KeyedLimiter<str> + 'static,
-        key: impl Into<String>,
-    ) -> Self {
-        RateLimit { limiter: sysblocks_ratelimit::AnyKeyedLimiter::new(limiter), key: key.into() }
-    }
-
-    /// Starts limited by one in-process limiter (a `TokenBucket`, a
-    /// window, ...); clone the `RateLimit` to share it between workers.
-    pub fn local(limiter: impl sysblocks_ratelimit::Limiter + 'static) -> Self {
-        Self::shared(sysblocks_ratelimit::Unkeyed(limiter), "")
-    }
-
-    /// The limit per window.
-    pub fn limit(&self) -> u64 {
-        sysblocks_ratelimit::KeyedLimiter::limit(&self.limiter)
-    }
-
-    /// Takes up to `wanted` starts, one at a time: how many were granted,
-    /// and, when the limit ran out first, how long until the next would be.
-    async fn take(&self, wanted: usize) -> (usize, Option<Duration>) {
-        use sysblocks_ratelimit::KeyedLimiter;
-        let mut granted = 0;
-        while granted < wanted {
-            match self.limiter.check(self.key.as_str()).await {
-                Ok(decision) if decision.allowed => granted += 1,
-                Ok(decision) => return (granted, decision.retry_after),
-                Err(error) => {
-                    tracing::warn!(%error, "the rate limit failed; starting nothing more now");
-                    return (granted, None);
-                }
-            }
-        }
-        (granted, None)
-    }
-
-    /// Gives back `unused` starts.
-    async fn give_back(&self, unused: usize) {
-        use sysblocks_ratelimit::KeyedLimiter;
-        if unused > 0
-            && let Err(error) = self.limiter.refund(self.key.as_str(), unused as u64).await
-        {
-            tracing::warn!(%error, "giving back unused starts failed");
-        }
-    }
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -401,7 +110,7 @@ struct Counters {
 /// in the same loop returns expired leases (of any worker) to the queue.
 ///
 /// * A handler that returns an error, panics, or exceeds its timeout is a
-///   failed attempt: retried per its [`RetryPolicy`] or dead-lettered.
+///   failed attempt: retried per its [`RetryPolicy`](crate::RetryPolicy) or dead-lettered.
 /// * An unknown task name, or a payload that does not deserialize, is a
 ///   permanent failure (dead-lettered with the reason).
 /// * **At least once**: a task is acknowledged after its handler returns,
@@ -512,11 +221,7 @@ impl<B: Backend> Worker<B> {
             // Collect every finished attempt first, so that claims come in
             // batches rather than one task per round trip.
             while let Some(done) = in_flight.try_join_next_with_id() {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => e.id(),
-                };
-                attempts.remove(&id);
+                attempts.remove(&finished(done));
             }
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_due = None;
@@ -561,11 +266,7 @@ impl<B: Backend> Worker<B> {
             };
             tokio::select! {
                 Some(done) = in_flight.join_next_with_id() => {
-                    let id = match done {
-                        Ok((id, ())) => id,
-                        Err(e) => e.id(),
-                    };
-                    attempts.remove(&id);
+                    attempts.remove(&finished(done));
                 }
                 () = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
@@ -575,11 +276,7 @@ impl<B: Backend> Worker<B> {
         // rest and give their tasks back.
         let drained = tokio::time::timeout(drain_deadline, async {
             while let Some(done) = in_flight.join_next_with_id().await {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => e.id(),
-                };
-                attempts.remove(&id);
+                attempts.remove(&finished(done));
             }
         })
         .await;
@@ -752,10 +449,11 @@ async fn renew_loop<B: Backend>(
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic".into())
+/// The task id of a finished attempt, whether it returned or was aborted
+/// (attempts catch their handlers' panics, so abort is the only error).
+fn finished(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => e.id(),
+    }
 }
