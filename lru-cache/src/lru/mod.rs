@@ -1,4 +1,19 @@
-//! [`LruCache`]: an exact LRU on an index-linked slab.
+//! [`LruCache`]: an exact LRU on an index-linked slab. The slab and its
+//! recency list are in `slab.rs`, the builder in `builder.rs`, the iterator
+//! in `iter.rs`, the statistics in `stats.rs`; this file is the cache's
+//! operations.
+
+mod builder;
+mod iter;
+mod slab;
+mod stats;
+
+pub use builder::LruBuilder;
+pub use iter::Iter;
+pub use stats::{CacheStats, RemovalCause};
+
+use builder::check_bound;
+use slab::{Bucket, Entry, Link, Meta, SENTINEL, promote, sentinel_links, sentinel_meta};
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -10,14 +25,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::CacheError;
-
-/// Slot 0 is the sentinel of the circular recency list: its `next` is the
-/// most recently used slot, its `prev` the least recently used, and it links
-/// to itself when the cache is empty. With a sentinel, unlinking and
-/// relinking need no branches for the ends of the list.
-const SENTINEL: u32 = 0;
 
 /// `opt_in` bit: count hits and misses.
 const COUNT_STATS: u8 = 1;
@@ -26,54 +35,6 @@ const CHECK_EXPIRY: u8 = 2;
 
 /// Entries per cache, at most (slots are `u32`, one is the sentinel).
 const MAX_ENTRIES: usize = u32::MAX as usize - 1;
-
-/// Why an entry left the cache (or, for `Replaced`, lost its value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RemovalCause {
-    /// Evicted to make room: it was the least recently used.
-    Capacity,
-    /// Its time to live ran out.
-    Expired,
-    /// An `insert` for the same key replaced its value.
-    Replaced,
-    /// Removed by the caller (`remove`, `pop`, `pop_lru`, `clear`).
-    Explicit,
-}
-
-/// Counters of a cache's activity since it was built.
-///
-/// Evictions and expirations are always counted. Hits and misses are counted
-/// when the cache was built with [`LruBuilder::record_stats`]: a counter
-/// updated on every lookup costs about 1.5 ns in a tight loop (each update
-/// waits for the previous one to reach memory), so it is opt-in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// `get`/`get_mut` calls that found a live entry (with `record_stats`).
-    pub hits: u64,
-    /// `get`/`get_mut` calls that found nothing, or only an expired entry
-    /// (with `record_stats`).
-    pub misses: u64,
-    /// Entries evicted for capacity.
-    pub evictions: u64,
-    /// Entries removed because their time to live ran out.
-    pub expirations: u64,
-    /// Lookups of a [`ConcurrentLruCache`](crate::ConcurrentLruCache) that
-    /// missed but then waited for a load of the same key already in flight
-    /// (single flight) instead of loading; they are not in `misses`, which
-    /// for a concurrent cache counts the lookups that found nothing to wait
-    /// for. Always 0 for an [`LruCache`].
-    pub coalesced: u64,
-}
-
-impl CacheStats {
-    /// Hits divided by lookups, coalesced ones included (0 when there were
-    /// none).
-    pub fn hit_ratio(&self) -> f64 {
-        let lookups = self.hits + self.misses + self.coalesced;
-        if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
-    }
-}
 
 /// What bounds the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,43 +47,6 @@ enum Bound {
 
 type Weigher<K, V> = Box<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 type Listener<K, V> = Box<dyn FnMut(&K, &V, RemovalCause) + Send>;
-
-/// An entry taken out of the cache, with everything known about it.
-struct Entry<K, V> {
-    key: K,
-    value: V,
-    expires: Option<Instant>,
-}
-
-/// The rest of an entry, in a parallel array read on writes, evictions and
-/// (only when some entry has a time to live) reads.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    hash: u64,
-    weight: u64,
-    expires: Option<Instant>,
-    /// Whether the slot holds an entry (false: free, or the sentinel).
-    live: bool,
-}
-
-/// A hash-table bucket: the entry itself and its slot in the recency list.
-/// Key and value sit together, so a hit reads both from one cache line.
-struct Bucket<K, V> {
-    key: K,
-    value: V,
-    slot: u32,
-}
-
-/// An entry's place in the recency list. Links live in their own dense array
-/// (8 bytes per slot) so that moving an entry to the front touches a few
-/// neighbouring words, not three scattered entries.
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    /// Towards the most recently used end.
-    prev: u32,
-    /// Towards the least recently used end.
-    next: u32,
-}
 
 /// An exact least-recently-used cache with O(1) operations.
 ///
@@ -188,187 +112,6 @@ impl<K, V, S> fmt::Debug for LruCache<K, V, S> {
             .field("ttl", &self.ttl)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds an [`LruCache`] with a weight bound, a time to live, a clock, a
-/// listener or a hasher.
-///
-/// ```
-/// use std::time::Duration;
-/// use sysblocks_lru_cache::LruCache;
-///
-/// // At most 1 KiB of values, each entry lives 60 s.
-/// let mut cache = LruCache::builder()
-///     .max_weight(1024)
-///     .weigher(|_key: &u32, value: &String| value.len() as u64)
-///     .time_to_live(Duration::from_secs(60))
-///     .build()?;
-/// cache.insert(1, "x".repeat(600));
-/// cache.insert(2, "y".repeat(600)); // 1200 > 1024: entry 1 is evicted
-/// assert!(!cache.contains(&1));
-/// assert_eq!(cache.weight(), 600);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct LruBuilder<K, V, S = DefaultHashBuilder> {
-    bound: Option<Bound>,
-    weigher: Option<Weigher<K, V>>,
-    ttl: Option<Duration>,
-    clock: Option<Arc<dyn Clock>>,
-    listener: Option<Listener<K, V>>,
-    record_stats: bool,
-    hasher: S,
-}
-
-impl<K, V, S: fmt::Debug> fmt::Debug for LruBuilder<K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LruBuilder").field("bound", &self.bound).field("ttl", &self.ttl).finish()
-    }
-}
-
-impl<K, V, S> LruBuilder<K, V, S> {
-    /// Bound the cache to `entries` entries.
-    pub fn capacity(mut self, entries: usize) -> Self {
-        self.bound = Some(Bound::Count(entries));
-        self
-    }
-
-    /// Bound the cache to a total weight (with [`weigher`](Self::weigher)).
-    pub fn max_weight(mut self, max: u64) -> Self {
-        self.bound = Some(Bound::Weight(max));
-        self
-    }
-
-    /// How much an entry weighs (bytes, cost, ...). Without a weigher every
-    /// entry weighs 1.
-    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
-        self.weigher = Some(Box::new(weigher));
-        self
-    }
-
-    /// Every entry expires this long after it was inserted (unless inserted with its
-    /// own time to live). A time to live past what the clock can represent
-    /// (`Duration::MAX`, say) means "never expires".
-    pub fn time_to_live(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// The clock for time to live (a [`ManualClock`](crate::ManualClock) in tests).
-    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Called with every entry that leaves the cache or loses its value,
-    /// before it is dropped or returned.
-    pub fn eviction_listener(
-        mut self,
-        listener: impl FnMut(&K, &V, RemovalCause) + Send + 'static,
-    ) -> Self {
-        self.listener = Some(Box::new(listener));
-        self
-    }
-
-    /// Count hits and misses (see [`CacheStats`]); off by default.
-    pub fn record_stats(mut self) -> Self {
-        self.record_stats = true;
-        self
-    }
-
-    /// Use another hasher for the key index.
-    pub fn hasher<S2>(self, hasher: S2) -> LruBuilder<K, V, S2> {
-        LruBuilder {
-            bound: self.bound,
-            weigher: self.weigher,
-            ttl: self.ttl,
-            clock: self.clock,
-            listener: self.listener,
-            record_stats: self.record_stats,
-            hasher,
-        }
-    }
-
-    /// Builds the cache.
-    ///
-    /// # Errors
-    /// [`CacheError::ZeroCapacity`] for a zero bound or none at all,
-    /// [`CacheError::CapacityTooLarge`] beyond `u32::MAX - 1` entries,
-    /// [`CacheError::WeigherWithoutMaxWeight`] for a weigher with a count bound.
-    pub fn build(self) -> Result<LruCache<K, V, S>, CacheError> {
-        let bound = self.bound.ok_or(CacheError::ZeroCapacity)?;
-        check_bound(bound)?;
-        if self.weigher.is_some() && matches!(bound, Bound::Count(_)) {
-            return Err(CacheError::WeigherWithoutMaxWeight);
-        }
-        // A count-bounded cache will fill up: size the index once. (Capped so
-        // that a huge bound does not allocate up front.)
-        let reserve = match bound {
-            Bound::Count(n) => n.min(1 << 16),
-            Bound::Weight(_) => 0,
-        };
-        Ok(LruCache {
-            table: HashTable::with_capacity(reserve),
-            meta: sentinel_meta(reserve),
-            links: sentinel_links(reserve),
-            free: Vec::new(),
-            len: 0,
-            bound,
-            total_weight: 0,
-            weigher: self.weigher,
-            ttl: self.ttl,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            expiry: BinaryHeap::new(),
-            listener: self.listener,
-            stats: CacheStats::default(),
-            opt_in: if self.record_stats { COUNT_STATS } else { 0 },
-            next_fresh: 1,
-            hasher: self.hasher,
-        })
-    }
-}
-
-/// Slot arrays holding just the sentinel (slot 0), with room for `reserve`
-/// entries.
-fn sentinel_meta(reserve: usize) -> Vec<Meta> {
-    let mut v = Vec::with_capacity(reserve + 1);
-    v.push(Meta { hash: 0, weight: 0, expires: None, live: false });
-    v
-}
-
-/// The links array: a power-of-two length (see [`LruCache::promote`]), all
-/// pointing at the sentinel.
-fn sentinel_links(reserve: usize) -> Vec<Link> {
-    vec![Link { prev: SENTINEL, next: SENTINEL }; (reserve + 1).next_power_of_two()]
-}
-
-/// Moves live slot `i` to the front of the recency list: unlink and relink
-/// in one pass, with no branch (promoting the head itself works through the
-/// sentinel), so a skewed workload that often hits the head costs no
-/// mispredictions. The links' length is a power of two, so indexing with
-/// `i & (len - 1)` changes no valid slot and lets the compiler drop the
-/// bounds checks (a masked index is provably in range once the slice is
-/// known to be non-empty).
-#[inline]
-fn promote(links: &mut [Link], i: u32) {
-    if links.is_empty() {
-        return;
-    }
-    let m = links.len() - 1;
-    let Link { prev, next } = links[i as usize & m];
-    links[prev as usize & m].next = next;
-    links[next as usize & m].prev = prev;
-    let head = links[SENTINEL as usize & m].next;
-    links[i as usize & m] = Link { prev: SENTINEL, next: head };
-    links[head as usize & m].prev = i;
-    links[SENTINEL as usize & m].next = i;
-}
-
-fn check_bound(bound: Bound) -> Result<(), CacheError> {
-    match bound {
-        Bound::Count(0) | Bound::Weight(0) => Err(CacheError::ZeroCapacity),
-        Bound::Count(n) if n > MAX_ENTRIES => Err(CacheError::CapacityTooLarge { requested: n }),
-        _ => Ok(()),
     }
 }
 
@@ -916,80 +659,5 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             }
         }
         drop(table);
-    }
-}
-
-/// Iterator over live entries, most recently used first. Double-ended.
-pub struct Iter<'a, K, V, S> {
-    cache: &'a LruCache<K, V, S>,
-    next: u32,
-    back: u32,
-    remaining: usize,
-    now: Option<Instant>,
-}
-
-impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").field("remaining", &self.remaining).finish()
-    }
-}
-
-impl<'a, K, V, S> Iter<'a, K, V, S> {
-    /// The key (through the table, by the slot's stored hash) and value of
-    /// live slot `i`.
-    fn entry(&self, i: u32) -> Option<(&'a K, &'a V)> {
-        let cache = self.cache;
-        let bucket = cache.table.find(cache.meta[i as usize].hash, |b| b.slot == i)?;
-        Some((&bucket.key, &bucket.value))
-    }
-
-    fn live(&self, i: u32) -> bool {
-        match (self.cache.meta[i as usize].expires, self.now) {
-            (Some(at), Some(now)) => now < at,
-            _ => true,
-        }
-    }
-}
-
-impl<'a, K, V, S> Iterator for Iter<'a, K, V, S> {
-    type Item = (&'a K, &'a V);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.remaining > 0 {
-            let i = self.next;
-            self.next = self.cache.links[i as usize].next;
-            self.remaining -= 1;
-            if self.live(i) {
-                return self.entry(i);
-            }
-        }
-        None
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.remaining))
-    }
-}
-
-impl<K, V, S> DoubleEndedIterator for Iter<'_, K, V, S> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        while self.remaining > 0 {
-            let i = self.back;
-            self.back = self.cache.links[i as usize].prev;
-            self.remaining -= 1;
-            if self.live(i) {
-                return self.entry(i);
-            }
-        }
-        None
-    }
-}
-
-impl<'a, K: Hash + Eq, V, S: BuildHasher> IntoIterator for &'a LruCache<K, V, S> {
-    type Item = (&'a K, &'a V);
-    type IntoIter = Iter<'a, K, V, S>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
     }
 }
