@@ -18,7 +18,7 @@ pub enum RemovalCause {
 /// Counters of a cache's activity since it was built.
 ///
 /// Evictions and expirations are always counted. Hits and misses are counted
-/// when the cache was built with [`LruBuilder::record_stats`]: a counter
+/// when the cache was built with [`LruBuilder::record_stats`](crate::LruBuilder::record_stats): a counter
 /// updated on every lookup costs about 1.5 ns in a tight loop (each update
 /// waits for the previous one to reach memory), so it is opt-in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct CacheStats {
     /// missed but then waited for a load of the same key already in flight
     /// (single flight) instead of loading; they are not in `misses`, which
     /// for a concurrent cache counts the lookups that found nothing to wait
-    /// for. Always 0 for an [`LruCache`].
+    /// for. Always 0 for an [`LruCache`](crate::LruCache).
     pub coalesced: u64,
 }
 
