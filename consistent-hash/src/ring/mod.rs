@@ -1,7 +1,17 @@
-//! [`HashRing`]: the weighted virtual-node ring.
+//! [`HashRing`]: the weighted virtual-node ring. Its points and prefix
+//! index are in `index.rs`, the distinct-node walks behind replica lists in
+//! `walk.rs`, bounded loads in `bounded.rs`; this file is the ring's
+//! configuration and lookups.
+
+mod bounded;
+mod index;
+mod walk;
+
+use walk::DistinctWalk;
+pub use walk::Replicas;
 
 use crate::error::RingError;
-use crate::hash::{hash_key, vnode_position};
+use crate::hash::hash_key;
 use crate::node::{RingNode, display_id};
 
 /// Virtual nodes per unit of weight unless configured otherwise (ketama's 160).
@@ -11,19 +21,6 @@ pub const DEFAULT_VNODES: u32 = 160;
 /// which is 0.8 GB of lookup arrays. Building more is refused with
 /// [`RingError::TooManyPoints`].
 pub const MAX_POINTS: u64 = 1 << 26;
-
-/// The most bits of a prefix index; 2^20 buckets cost 4 MiB.
-const MAX_INDEX_BITS: u32 = 20;
-
-/// Prefix-index bits for `n` points: about one point per bucket,
-/// `ceil(log2(n))` within `[1, MAX_INDEX_BITS]`.
-fn index_bits(n: usize) -> u32 {
-    (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()).clamp(1, MAX_INDEX_BITS)
-}
-
-/// Replica walks remember this many chosen nodes inline; beyond it they
-/// re-scan the part of the ring already walked, so they never allocate.
-const INLINE_SEEN: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NodeSlot<N> {
@@ -315,109 +312,6 @@ impl<N: RingNode> HashRing<N> {
         self.rebuild()
     }
 
-    // ----- points and the prefix index -------------------------------------
-
-    fn vnode_points<'a>(&self, node: &'a N, weight: u32) -> impl Iterator<Item = u64> + 'a {
-        let count = weight.saturating_mul(self.vnodes_per_weight);
-        let id = node.id_bytes();
-        (0..count).map(move |i| vnode_position(&id, i))
-    }
-
-    /// Points ascending; equal points ordered by owner id bytes.
-    fn point_order(&self, a: (u64, u32), b: (u64, u32)) -> std::cmp::Ordering {
-        a.0.cmp(&b.0).then_with(|| {
-            self.nodes[a.1 as usize].node.id_bytes().cmp(&self.nodes[b.1 as usize].node.id_bytes())
-        })
-    }
-
-    fn sort_points(&self, points: &mut [(u64, u32)]) {
-        points.sort_unstable_by(|&a, &b| self.point_order(a, b));
-    }
-
-    fn rebuild(&mut self) -> Result<(), RingError> {
-        let mut all = Vec::new();
-        for (owner, slot) in self.nodes.iter().enumerate() {
-            all.extend(self.vnode_points(&slot.node, slot.weight).map(|p| (p, owner as u32)));
-        }
-        self.bucket_sort(all);
-        Ok(())
-    }
-
-    /// Sorts `items` into `points`/`owners` and builds the prefix index in
-    /// O(P): positions are uniform, so a counting sort on their top bits
-    /// leaves buckets of one or two points, finished by insertion sort.
-    fn bucket_sort(&mut self, items: Vec<(u64, u32)>) {
-        let n = items.len();
-        self.shift = 64 - index_bits(n);
-        let buckets = 1usize << (64 - self.shift);
-        let mut index = vec![0u32; buckets + 1];
-        for &(p, _) in &items {
-            index[(p >> self.shift) as usize + 1] += 1;
-        }
-        for b in 0..buckets {
-            index[b + 1] += index[b];
-        }
-        let mut cursor = index.clone();
-        let mut sorted = vec![(0u64, 0u32); n];
-        for item in items {
-            let b = (item.0 >> self.shift) as usize;
-            sorted[cursor[b] as usize] = item;
-            cursor[b] += 1;
-        }
-        for b in 0..buckets {
-            let (lo, hi) = (index[b] as usize, index[b + 1] as usize);
-            if hi - lo > 1 {
-                let bucket = &mut sorted[lo..hi];
-                bucket.sort_unstable_by(|&x, &y| self.point_order(x, y));
-            }
-        }
-        (self.points, self.owners) = sorted.into_iter().unzip();
-        self.index = index;
-    }
-
-    fn set_points(&mut self, sorted: Vec<(u64, u32)>) {
-        let (points, owners): (Vec<u64>, Vec<u32>) = sorted.into_iter().unzip();
-        self.points = points;
-        self.owners = owners;
-        self.build_index();
-    }
-
-    fn build_index(&mut self) {
-        let n = self.points.len();
-        self.shift = 64 - index_bits(n);
-        let buckets = 1usize << (64 - self.shift);
-        let mut index = Vec::with_capacity(buckets + 1);
-        let mut i = 0usize;
-        for b in 0..buckets as u64 {
-            while i < n && (self.points[i] >> self.shift) < b {
-                i += 1;
-            }
-            index.push(i as u32);
-        }
-        index.push(n as u32);
-        self.index = index;
-    }
-
-    /// The position in `points` of the first point at or after `h`,
-    /// wrapping. The ring must not be empty.
-    #[inline]
-    fn position(&self, h: u64) -> usize {
-        let bucket = (h >> self.shift) as usize;
-        let lo = self.index[bucket] as usize;
-        let hi = self.index[bucket + 1] as usize;
-        let i = lo + self.points[lo..hi].partition_point(|&p| p < h);
-        if i == self.points.len() { 0 } else { i }
-    }
-
-    /// The index in `nodes` of the owner of hash `h`.
-    #[inline]
-    pub(crate) fn owner_index(&self, h: u64) -> Option<usize> {
-        if self.points.is_empty() {
-            return None;
-        }
-        Some(self.owners[self.position(h)] as usize)
-    }
-
     // ----- lookups -------------------------------------------------------
 
     /// The node that owns `key`, or `None` when the ring is empty.
@@ -482,56 +376,6 @@ impl<N: RingNode> HashRing<N> {
         chosen.into_iter().map(|i| &self.nodes[i].node).collect()
     }
 
-    /// Consistent hashing with bounded loads (Mirrokni, Thorup and
-    /// Zadimoghaddam, 2018): the first node clockwise from `key` whose load is
-    /// below its capacity `ceil(c × (total + 1) × weight / total_weight)`,
-    /// where `total` is the sum of `loads`. Assigning keys one at a time this
-    /// way, no node ever holds more than `ceil(c × average)` (weighted) keys.
-    ///
-    /// `loads[i]` is the current load of the i-th node of [`nodes`](Self::nodes).
-    /// The caller adds 1 to the chosen node's load (and subtracts it when the
-    /// key leaves).
-    ///
-    /// # Errors
-    /// [`RingError::EmptyRing`], [`RingError::InvalidBalanceFactor`] unless
-    /// `c` is finite and above 1, [`RingError::LoadsLength`] unless there is
-    /// one load per node.
-    pub fn node_for_bounded(&self, key: &[u8], loads: &[u64], c: f64) -> Result<&N, RingError> {
-        self.bounded_index(hash_key(key), loads, c).map(|i| &self.nodes[i].node)
-    }
-
-    /// As [`node_for_bounded`](Self::node_for_bounded), returning the node's
-    /// index in [`nodes`](Self::nodes) so the caller can update `loads`.
-    ///
-    /// # Errors
-    /// As [`node_for_bounded`](Self::node_for_bounded).
-    pub fn bounded_index(&self, hash: u64, loads: &[u64], c: f64) -> Result<usize, RingError> {
-        if self.nodes.is_empty() {
-            return Err(RingError::EmptyRing);
-        }
-        if !(c.is_finite() && c > 1.0) {
-            return Err(RingError::InvalidBalanceFactor { c });
-        }
-        if loads.len() != self.nodes.len() {
-            return Err(RingError::LoadsLength { expected: self.nodes.len(), got: loads.len() });
-        }
-        let total: u128 = loads.iter().map(|&l| u128::from(l)).sum::<u128>() + 1;
-        let total_weight: u64 = self.nodes.iter().map(|s| u64::from(s.weight)).sum();
-        let capacity = |i: usize| {
-            (c * total as f64 * f64::from(self.nodes[i].weight) / total_weight as f64).ceil()
-        };
-        let mut fallback = None;
-        for owner in DistinctWalk::new(self, hash) {
-            if (loads[owner] as f64) < capacity(owner) {
-                return Ok(owner);
-            }
-            fallback.get_or_insert(owner);
-        }
-        // Unreachable for c > 1 (capacities sum to more than the loads), but
-        // rounding must never turn into a panic: fall back to the owner.
-        fallback.ok_or(RingError::EmptyRing)
-    }
-
     /// Each node's share of the hash space (the shares add up to 1), in
     /// [`nodes`](Self::nodes) order.
     pub fn ownership(&self) -> Vec<(&N, f64)> {
@@ -554,101 +398,5 @@ impl<N: RingNode> HashRing<N> {
 
     pub(crate) fn raw_points(&self) -> &[u64] {
         &self.points
-    }
-}
-
-/// Walks the ring clockwise from a hash, yielding each physical node (as its
-/// index) the first time one of its points is passed; one lap at most.
-#[derive(Debug, Clone)]
-pub(crate) struct DistinctWalk<'a, N> {
-    ring: &'a HashRing<N>,
-    start: usize,
-    walked: usize,
-    seen: [u32; INLINE_SEEN],
-    found: usize,
-    /// Past `INLINE_SEEN` distinct nodes: a bit per node index, so that a
-    /// long walk stays O(walked) instead of rescanning what it walked.
-    spill: Vec<u64>,
-}
-
-impl<'a, N: RingNode> DistinctWalk<'a, N> {
-    fn new(ring: &'a HashRing<N>, hash: u64) -> Self {
-        let start = if ring.points.is_empty() { 0 } else { ring.position(hash) };
-        DistinctWalk { ring, start, walked: 0, seen: [0; INLINE_SEEN], found: 0, spill: Vec::new() }
-    }
-
-    fn remember(&mut self, owner: u32) {
-        if self.found < INLINE_SEEN {
-            self.seen[self.found] = owner;
-        } else {
-            if self.spill.is_empty() {
-                // The first node past the inline list: move the list over.
-                self.spill = vec![0; self.ring.nodes.len().div_ceil(64)];
-                for s in self.seen {
-                    self.spill[s as usize / 64] |= 1 << (s % 64);
-                }
-            }
-            self.spill[owner as usize / 64] |= 1 << (owner % 64);
-        }
-        self.found += 1;
-    }
-
-    fn at(&self, step: usize) -> u32 {
-        let n = self.ring.points.len();
-        let i = self.start + step;
-        self.ring.owners[if i >= n { i - n } else { i }]
-    }
-
-    fn seen_before(&self, owner: u32) -> bool {
-        if self.spill.is_empty() {
-            self.seen[..self.found].contains(&owner)
-        } else {
-            self.spill[owner as usize / 64] & (1 << (owner % 64)) != 0
-        }
-    }
-}
-
-impl<N: RingNode> Iterator for DistinctWalk<'_, N> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        let n = self.ring.points.len();
-        if self.found == self.ring.nodes.len() {
-            return None;
-        }
-        while self.walked < n {
-            let owner = self.at(self.walked);
-            self.walked += 1;
-            if !self.seen_before(owner) {
-                self.remember(owner);
-                return Some(owner as usize);
-            }
-        }
-        None
-    }
-}
-
-/// The iterator of [`HashRing::replicas`]: distinct physical nodes clockwise.
-#[derive(Debug, Clone)]
-pub struct Replicas<'a, N> {
-    walk: DistinctWalk<'a, N>,
-    remaining: usize,
-}
-
-impl<'a, N: RingNode> Iterator for Replicas<'a, N> {
-    type Item = &'a N;
-
-    fn next(&mut self) -> Option<&'a N> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let owner = self.walk.next()?;
-        self.remaining -= 1;
-        Some(&self.walk.ring.nodes[owner].node)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.walk.ring.nodes.len() - self.walk.found;
-        (0, Some(self.remaining.min(left)))
     }
 }
