@@ -42,7 +42,6 @@
 //!   [`RebalancePlan`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 mod config;

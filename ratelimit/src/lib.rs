@@ -63,7 +63,6 @@
 #![cfg_attr(not(feature = "async"), doc = "[`AsyncLimiter`]: crate#crate-features")]
 #![cfg_attr(not(feature = "async"), doc = "[`TokioClock`]: crate#crate-features")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(feature = "tower")]

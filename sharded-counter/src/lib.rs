@@ -38,7 +38,6 @@
 #![cfg_attr(not(feature = "redis"), doc = "[`BatchedCounter`]: crate#crate-features")]
 #![cfg_attr(not(feature = "redis"), doc = "[`KeyedBatchedCounter`]: crate#crate-features")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(feature = "redis")]
