@@ -1,4 +1,6 @@
-//! What the sysblocks crates share, kept small on purpose: [`BackendError`],
+//! What the sysblocks crates share, kept small on purpose: [`Clock`], the
+//! one shape of time (nanoseconds since the clock's origin) with the clocks
+//! every crate uses, [`BackendError`],
 //! the one way their errors keep a storage backend's own error as their
 //! `source()`, and, with the `redis` feature, [`RedisConnection`], the one
 //! connection type that every Redis-backed crate of the workspace takes
@@ -28,16 +30,22 @@
 //!
 //! # Crate features
 //!
+//! * **tokio** - `TokioClock`, on tokio's (pausable) time.
 //! * **redis** - `RedisConnection` (brings in redis and tokio's timer).
 //!
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 #[cfg(feature = "redis")]
 mod connection;
 mod error;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use clock::TokioClock;
+pub use clock::{Clock, ManualClock, MonotonicClock, WallClock, nanos};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connection::{DEFAULT_COMMAND_TIMEOUT, RedisConnection, is_timeout};

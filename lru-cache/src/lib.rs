@@ -46,7 +46,7 @@ pub mod guide;
 mod lru;
 mod sync;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use concurrent::{ConcurrentLruCache, MAX_SHARDS};
 pub use error::CacheError;
 pub use lru::{CacheStats, Iter, LruBuilder, LruCache, RemovalCause};

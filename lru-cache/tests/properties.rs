@@ -54,12 +54,12 @@ proptest! {
         let mut cache = builder.build().unwrap();
         let mut max = max;
         // When each key's current value expires (None: never).
-        let mut expiry: HashMap<u8, Option<std::time::Instant>> = HashMap::new();
-        let live = |expiry: &HashMap<u8, Option<std::time::Instant>>, k: u8, now| {
+        let mut expiry: HashMap<u8, Option<u64>> = HashMap::new();
+        let live = |expiry: &HashMap<u8, Option<u64>>, k: u8, now| {
             expiry.get(&k).is_some_and(|e| e.is_none_or(|at| now < at))
         };
         for op in ops {
-            let now = sysblocks_lru_cache::Clock::now(&clock);
+            let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
             match op {
                 Op::Put(k, w) => {
                     let stored = cache.try_insert(k, w);
@@ -67,7 +67,7 @@ proptest! {
                         prop_assert_eq!(stored, Err(CacheError::EntryTooHeavy { weight: u64::from(w), max_weight: max }));
                     } else {
                         prop_assert!(stored.is_ok());
-                        expiry.insert(k, cache_ttl.map(|t| now + Duration::from_secs(t)));
+                        expiry.insert(k, cache_ttl.map(|t| now + t * 1_000_000_000));
                     }
                 }
                 Op::PutTtl(k, w, t) => {
@@ -75,7 +75,7 @@ proptest! {
                     if u64::from(w) > max {
                         prop_assert_eq!(back, Some((k, w)));
                     } else {
-                        expiry.insert(k, Some(now + Duration::from_secs(u64::from(t))));
+                        expiry.insert(k, Some(now + u64::from(t) * 1_000_000_000));
                     }
                 }
                 Op::Get(k) => {
@@ -110,13 +110,13 @@ proptest! {
                 Op::Purge => cache.purge_expired(),
             }
             prop_assert!(cache.weight() <= max, "weight {} over bound {}", cache.weight(), max);
-            let now = sysblocks_lru_cache::Clock::now(&clock);
+            let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
             for (k, _) in cache.iter() {
                 prop_assert!(live(&expiry, *k, now), "iter yielded an expired entry");
             }
         }
         cache.purge_expired();
-        let now = sysblocks_lru_cache::Clock::now(&clock);
+        let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
         let total: u64 = cache.iter().map(|(_, v)| u64::from(*v)).sum();
         prop_assert_eq!(total, cache.weight(), "after purging, every stored entry is live");
         prop_assert!(cache.iter().all(|(k, _)| live(&expiry, *k, now)));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sysblocks_scheduler::{
-    Backend, Clock, MemoryBackend, RedisBackend, Registry, Scheduler, SystemClock, Task, Worker,
+    Backend, Clock, MemoryBackend, RedisBackend, Registry, Scheduler, Task, WallClock, Worker,
     WorkerConfig,
 };
 
@@ -56,7 +56,7 @@ fn registry() -> Registry {
 
 /// Submits `n` no-op tasks, then times `workers` workers draining them.
 async fn throughput<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f64 {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let scheduler = Scheduler::new(backend.clone(), clock.clone());
     let tasks: Vec<Task> = (0..n).map(|_| Task::new("noop", &()).expect("serialises")).collect();
     for chunk in tasks.chunks(1_000) {
@@ -96,7 +96,7 @@ async fn throughput<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f6
 /// Submits `n` tasks due at random times over the next 2 s and measures
 /// how late each starts (p50, p99 in ms).
 async fn lateness<B: Backend>(backend: Arc<B>, n: usize) -> (f64, f64) {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let late: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut registry = Registry::new();
     {

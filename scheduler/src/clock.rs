@@ -1,55 +1,13 @@
-//! Wall-clock time in milliseconds since the Unix epoch, from the system or
-//! from tokio's (pausable) clock.
+//! Time for the scheduler: the workspace's one [`Clock`] shape (nanoseconds
+//! since the clock's origin, from `sysblocks-core`), read here in
+//! milliseconds (`Clock::now_ms`). The scheduler shares times between
+//! processes (due times, lease ends), so its clocks count from the Unix
+//! epoch: the [`WallClock`] by default, a [`TokioClock`] started at a wall
+//! time under tokio's paused test time, or a [`ManualClock`].
 
-use std::fmt::Debug;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A source of the current time, in milliseconds since the Unix epoch.
-pub trait Clock: Send + Sync + Debug + 'static {
-    /// Now.
-    fn now_ms(&self) -> u64;
-}
-
-/// A shared clock is a clock.
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
-    fn now_ms(&self) -> u64 {
-        (**self).now_ms()
-    }
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, millis)
-    }
-}
-
-/// Tokio's clock, anchored to a wall-clock time: it starts at `start_ms`
-/// and moves with `tokio::time`, so under `#[tokio::test(start_paused =
-/// true)]` retries, delays and cron ticks run in virtual time, instantly
-/// and deterministically.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    start_ms: u64,
-    origin: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock that reads `start_ms` now.
-    pub fn starting_at(start_ms: u64) -> Self {
-        TokioClock { start_ms, origin: tokio::time::Instant::now() }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        let elapsed = millis(self.origin.elapsed());
-        self.start_ms.saturating_add(elapsed)
-    }
-}
+pub use sysblocks_core::{Clock, ManualClock, TokioClock, WallClock};
 
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -16,7 +16,7 @@
 //! };
 //!
 //! let backend = Arc::new(MemoryBackend::new());
-//! let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+//! let clock = Arc::new(TokioClock::starting_at(Duration::from_millis(1_700_000_000_000)));
 //! let mut registry = Registry::new();
 //! registry.register("greet", |_ctx, name: String| async move {
 //!     if name.is_empty() { Err(TaskError::permanent("no name")) } else { Ok(()) }
@@ -87,7 +87,7 @@ pub use backend::{AttemptLimits, Backend};
 /// [`SchedulerError::TimeOutOfRange`]; a later retry or lease end is
 /// clamped to it.
 pub const MAX_TIME_MS: u64 = (1 << 53) - 1;
-pub use clock::{Clock, SystemClock, TokioClock};
+pub use clock::{Clock, ManualClock, TokioClock, WallClock};
 #[cfg(feature = "cron")]
 pub use cron::{CronJob, CronSchedule};
 pub use error::{BackendError, SchedulerError};

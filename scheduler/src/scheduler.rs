@@ -135,7 +135,7 @@ impl<B: Backend> Scheduler<B> {
     /// };
     ///
     /// let backend = Arc::new(MemoryBackend::new());
-    /// let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+    /// let clock = Arc::new(TokioClock::starting_at(Duration::from_millis(1_700_000_000_000)));
     /// let scheduler = Scheduler::new(backend.clone(), clock.clone());
     /// let mut registry = Registry::new();
     /// registry.register("greet", |_ctx, name: String| async move {

@@ -157,7 +157,7 @@ impl<B: Backend> Worker<B> {
             attempt_limits,
             backend,
             registry: Arc::new(registry),
-            clock: Arc::new(crate::clock::SystemClock),
+            clock: Arc::new(crate::clock::WallClock),
             config,
             stats: Arc::new(Counters::default()),
             stop: watch::channel(false).0,
@@ -167,7 +167,7 @@ impl<B: Backend> Worker<B> {
     /// The same worker on another clock (tokio's paused clock in tests, a
     /// `TokioClock`); every worker of a queue should read the same time.
     #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sysblocks_scheduler::{
-    Backend, RedisBackend, Registry, Scheduler, SystemClock, Task, Worker, WorkerConfig,
+    Backend, RedisBackend, Registry, Scheduler, Task, WallClock, Worker, WorkerConfig,
 };
 use sysblocks_testkit::Redis;
 use tokio::process::{Child, Command};
@@ -32,7 +32,7 @@ async fn killed_workers_lose_no_task() {
     let queue = format!("{}chaos", redis.prefix());
     let mut connection = redis.connection_manager().await;
     let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
-    let scheduler = Scheduler::new(backend.clone(), Arc::new(SystemClock));
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(WallClock));
     let tasks: Vec<Task> = (0..TASKS).map(|n| Task::new("record", &n).unwrap()).collect();
     for chunk in tasks.chunks(500) {
         scheduler.submit_all(chunk.to_vec()).await.unwrap();
@@ -112,7 +112,7 @@ async fn a_redis_restart_mid_run_loses_nothing() {
             }
         });
     }
-    let scheduler = Scheduler::new(backend.clone(), Arc::new(SystemClock));
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(WallClock));
     let total = 600u64;
     let tasks: Vec<Task> = (0..total).map(|n| Task::new("note", &n).unwrap()).collect();
     scheduler.submit_all(tasks).await.unwrap();

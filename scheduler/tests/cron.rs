@@ -91,7 +91,7 @@ fn invalid_cron_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn a_cron_job_fires_once_per_tick_across_runners() {
     let start = utc_ms(2026, 6, 1, 12, 0);
-    let clock = Arc::new(TokioClock::starting_at(start));
+    let clock = Arc::new(TokioClock::starting_at(Duration::from_millis(start)));
     let backend = Arc::new(MemoryBackend::new());
     let runs: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
     let mut registry = Registry::new();

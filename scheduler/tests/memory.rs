@@ -10,7 +10,10 @@ use sysblocks_scheduler::{Clock, MemoryBackend, TokioClock};
 const START: u64 = 1_700_000_000_000;
 
 fn setup() -> (Arc<MemoryBackend>, Arc<dyn Clock>) {
-    (Arc::new(MemoryBackend::new()), Arc::new(TokioClock::starting_at(START)))
+    (
+        Arc::new(MemoryBackend::new()),
+        Arc::new(TokioClock::starting_at(Duration::from_millis(START))),
+    )
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,11 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sysblocks_scheduler::{Clock, RedisBackend, SystemClock};
+use sysblocks_scheduler::{Clock, RedisBackend, WallClock};
 use sysblocks_testkit::{Cluster, Redis};
 
 fn clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
+    Arc::new(WallClock)
 }
 
 async fn standalone(redis: &Redis, queue: &str) -> Arc<RedisBackend> {

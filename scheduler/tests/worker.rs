@@ -97,7 +97,7 @@ mod rate_limited {
     #[tokio::test(start_paused = true)]
     async fn concurrency_and_rate_limit_are_respected() {
         let backend = Arc::new(MemoryBackend::new());
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Duration::from_millis(START)));
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let starts: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
@@ -178,7 +178,7 @@ mod rate_limited {
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_within_the_deadline_then_releases_the_rest() {
     let backend = Arc::new(MemoryBackend::new());
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Duration::from_millis(START)));
     let mut registry = Registry::new();
     registry.register("quick", |_ctx, (): ()| async {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -212,7 +212,7 @@ async fn shutdown_drains_within_the_deadline_then_releases_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
     let backend = Arc::new(MemoryBackend::new());
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(START));
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Duration::from_millis(START)));
     let scheduler = Scheduler::new(backend.clone(), clock.clone());
     let task = scheduler.submit(Task::new("job", &()).unwrap()).await.unwrap();
     // A worker claims it and vanishes without renewing.
@@ -261,7 +261,7 @@ async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_worker_backs_off_and_still_notices_new_work() {
     let backend = Arc::new(MemoryBackend::new());
-    let clock = TokioClock::starting_at(START);
+    let clock = TokioClock::starting_at(Duration::from_millis(START));
     let started = Arc::new(std::sync::Mutex::new(None));
     let mut registry = Registry::new();
     {

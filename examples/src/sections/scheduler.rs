@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sysblocks_scheduler::{
     Clock, CronJob, CronSchedule, Dag, HandlerOptions, MemoryBackend, RedisBackend, Registry,
-    RetryPolicy, Scheduler, SystemClock, Task, TaskError, TaskState, TokioClock, Worker,
+    RetryPolicy, Scheduler, Task, TaskError, TaskState, TokioClock, WallClock, Worker,
     WorkerConfig,
 };
 
@@ -34,7 +34,7 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
 
 async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
     let backend = Arc::new(MemoryBackend::new());
-    let clock = Arc::new(TokioClock::starting_at(START));
+    let clock = Arc::new(TokioClock::starting_at(Duration::from_millis(START)));
     let attempts: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
     let order: Arc<Mutex<Vec<String>>> = Arc::default();
     let ticks: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -165,7 +165,7 @@ async fn on_redis(section: &Section, url: &str) -> Result<(), Box<dyn Error>> {
     let connection = redis::Client::open(url)?.get_connection_manager().await?;
     let queue = format!("sysblocks-tour-{}", std::process::id());
     let backend = Arc::new(RedisBackend::new(connection.clone(), &queue)?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let mut registry = Registry::new();
     registry.register("noop", |_ctx, _n: u32| async { Ok(()) });
     let scheduler = Scheduler::new(backend.clone(), clock.clone());

@@ -12,7 +12,7 @@ use super::slab::{sentinel_links, sentinel_meta};
 use super::{
     Bound, COUNT_STATS, CacheStats, Listener, LruCache, MAX_ENTRIES, RemovalCause, Weigher,
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, MonotonicClock};
 use crate::error::CacheError;
 
 /// Builds an [`LruCache`] with a weight bound, a time to live, a clock, a
@@ -141,7 +141,7 @@ impl<K, V, S> LruBuilder<K, V, S> {
             total_weight: 0,
             weigher: self.weigher,
             ttl: self.ttl,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock: self.clock.unwrap_or_else(|| Arc::new(MonotonicClock::new())),
             expiry: BinaryHeap::new(),
             listener: self.listener,
             stats: CacheStats::default(),

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::time::Instant;
 
 use super::LruCache;
 
@@ -12,7 +11,7 @@ pub struct Iter<'a, K, V, S> {
     pub(super) next: u32,
     pub(super) back: u32,
     pub(super) remaining: usize,
-    pub(super) now: Option<Instant>,
+    pub(super) now: Option<u64>,
 }
 
 impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {

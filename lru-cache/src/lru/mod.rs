@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -92,7 +92,7 @@ pub struct LruCache<K, V, S = DefaultHashBuilder> {
     clock: Arc<dyn Clock>,
     /// Expiry times of entries that have one (min-heap; stale items are
     /// skipped when they surface).
-    expiry: BinaryHeap<Reverse<(Instant, u32)>>,
+    expiry: BinaryHeap<Reverse<(u64, u32)>>,
     listener: Option<Listener<K, V>>,
     stats: CacheStats,
     /// Opt-in work on reads, as bits ([`COUNT_STATS`], [`CHECK_EXPIRY`]), so
@@ -224,14 +224,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     #[inline]
     fn is_expired(&self, e: &Entry<K, V>) -> bool {
-        e.expires.is_some_and(|t| self.clock.now() >= t)
+        e.expires.is_some_and(|t| self.clock.now_nanos() >= t)
     }
 
     /// Whether the live entry in slot `i` has expired.
     #[inline]
     fn live_expired(&self, i: u32) -> bool {
         self.opt_in & CHECK_EXPIRY != 0
-            && self.meta[i as usize].expires.is_some_and(|t| self.clock.now() >= t)
+            && self.meta[i as usize].expires.is_some_and(|t| self.clock.now_nanos() >= t)
     }
 
     fn weigh(&self, key: &K, value: &V) -> u64 {
@@ -269,7 +269,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         if self.expiry.is_empty() {
             return;
         }
-        let now = self.clock.now();
+        let now = self.clock.now_nanos();
         while let Some(&Reverse((at, i))) = self.expiry.peek() {
             if at > now {
                 break;
@@ -317,7 +317,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         };
         if self.opt_in != 0 {
             let expired = self.opt_in & CHECK_EXPIRY != 0
-                && self.meta[bucket.slot as usize].expires.is_some_and(|t| self.clock.now() >= t);
+                && self.meta[bucket.slot as usize]
+                    .expires
+                    .is_some_and(|t| self.clock.now_nanos() >= t);
             if self.opt_in & COUNT_STATS != 0 {
                 if expired {
                     self.stats.misses += 1;
@@ -361,7 +363,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         if self.opt_in != 0 {
             if self.opt_in & CHECK_EXPIRY != 0
                 && let Some(at) = self.meta[i as usize].expires
-                && self.clock.now() >= at
+                && self.clock.now_nanos() >= at
             {
                 self.expire_on_read(i);
                 return None;
@@ -446,7 +448,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// Live entries from most to least recently used.
     pub fn iter(&self) -> Iter<'_, K, V, S> {
-        let now = if self.opt_in & CHECK_EXPIRY != 0 { Some(self.clock.now()) } else { None };
+        let now = if self.opt_in & CHECK_EXPIRY != 0 { Some(self.clock.now_nanos()) } else { None };
         Iter { cache: self, next: self.head(), back: self.tail(), remaining: self.len, now }
     }
 
@@ -511,8 +513,10 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             }
             return Err((key, value, CacheError::EntryTooHeavy { weight, max_weight: max }));
         }
-        // A time to live too long for the clock's `Instant` never expires.
-        let expires = ttl.and_then(|d| self.clock.now().checked_add(d));
+        // A time to live past the end of the clock (u64 nanoseconds, about
+        // 584 years from its origin) never expires.
+        let expires =
+            ttl.and_then(|d| self.clock.now_nanos().checked_add(u64::try_from(d.as_nanos()).ok()?));
         if expires.is_some() {
             self.opt_in |= CHECK_EXPIRY;
         }

@@ -2,8 +2,6 @@
 //! the circular recency list linked by `u32` slot indices, with slot 0 as
 //! its sentinel.
 
-use std::time::Instant;
-
 /// Slot 0 is the sentinel of the circular recency list: its `next` is the
 /// most recently used slot, its `prev` the least recently used, and it links
 /// to itself when the cache is empty. With a sentinel, unlinking and
@@ -14,7 +12,7 @@ pub(super) const SENTINEL: u32 = 0;
 pub(super) struct Entry<K, V> {
     pub(super) key: K,
     pub(super) value: V,
-    pub(super) expires: Option<Instant>,
+    pub(super) expires: Option<u64>,
 }
 
 /// The rest of an entry, in a parallel array read on writes, evictions and
@@ -23,7 +21,7 @@ pub(super) struct Entry<K, V> {
 pub(super) struct Meta {
     pub(super) hash: u64,
     pub(super) weight: u64,
-    pub(super) expires: Option<Instant>,
+    pub(super) expires: Option<u64>,
     /// Whether the slot holds an entry (false: free, or the sentinel).
     pub(super) live: bool,
 }

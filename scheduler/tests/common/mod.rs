@@ -382,13 +382,13 @@ pub async fn panics_and_bad_tasks_are_failed_attempts<B: Backend>(
     ));
 }
 
-/// A clock that stands still.
+/// A clock that stands still, at a time in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub u64);
 
 impl Clock for FixedClock {
-    fn now_ms(&self) -> u64 {
-        self.0
+    fn now_nanos(&self) -> u64 {
+        self.0 * 1_000_000
     }
 }
 
