@@ -199,7 +199,7 @@ impl Shared {
                 } else {
                     Duration::ZERO
                 };
-                Decision { wait, ..d }
+                d.with_wait(wait)
             }
             Algorithm::FixedWindow => {
                 let state = FixedWindowState { window: unsigned(0)?, count: unsigned(1)? };

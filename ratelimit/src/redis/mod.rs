@@ -411,14 +411,7 @@ impl RedisLimiter {
             FailurePolicy::Open => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key, %error, "rate limit store unavailable; failing open (admitting)");
-                Ok(Decision {
-                    allowed: true,
-                    limit: self.shared.limit,
-                    remaining: 0,
-                    reset_after: Duration::ZERO,
-                    retry_after: None,
-                    wait: Duration::ZERO,
-                })
+                Ok(Decision::admit(self.shared.limit, 0, Duration::ZERO))
             }
             FailurePolicy::Closed => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -429,14 +422,7 @@ impl RedisLimiter {
     }
 
     fn denial(&self, retry_after: Duration) -> Decision {
-        Decision {
-            allowed: false,
-            limit: self.shared.limit,
-            remaining: 0,
-            reset_after: retry_after,
-            retry_after: Some(retry_after),
-            wait: Duration::ZERO,
-        }
+        Decision::deny(self.shared.limit, 0, retry_after, retry_after)
     }
 }
 

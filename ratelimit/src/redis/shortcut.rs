@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::decision::Decision;
 
@@ -39,14 +39,8 @@ impl Shortcut {
         if cost < known.cost || left.is_zero() {
             return None;
         }
-        Some(Decision {
-            allowed: false,
-            limit,
-            remaining: known.remaining,
-            reset_after: known.reset.saturating_duration_since(now),
-            retry_after: Some(left),
-            wait: Duration::ZERO,
-        })
+        let reset = known.reset.saturating_duration_since(now);
+        Some(Decision::deny(limit, known.remaining, reset, left))
     }
 
     pub(super) fn remember(&self, key: &str, cost: u64, decision: &Decision) {

@@ -43,26 +43,12 @@ pub fn sliding_counter_step(
     let estimate = u64::try_from(weighted).unwrap_or(u64::MAX).saturating_add(current);
     let until_next = Duration::from_nanos(window - elapsed);
     if estimate.checked_add(cost).is_none_or(|e| e > limit) {
-        let decision = Decision {
-            allowed: false,
-            limit,
-            remaining: limit.saturating_sub(estimate),
-            reset_after: until_next,
-            retry_after: Some(Duration::from_nanos(counter_retry(
-                previous, current, elapsed, window, limit, cost,
-            ))),
-            wait: Duration::ZERO,
-        };
+        let retry = counter_retry(previous, current, elapsed, window, limit, cost);
+        let remaining = limit.saturating_sub(estimate);
+        let decision = Decision::deny(limit, remaining, until_next, Duration::from_nanos(retry));
         return (decision, next);
     }
-    let decision = Decision {
-        allowed: true,
-        limit,
-        remaining: limit - estimate - cost,
-        reset_after: until_next,
-        retry_after: None,
-        wait: Duration::ZERO,
-    };
+    let decision = Decision::admit(limit, limit - estimate - cost, until_next);
     (decision, SlidingCounterState { current: current.saturating_add(cost), ..next })
 }
 

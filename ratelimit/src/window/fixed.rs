@@ -36,26 +36,12 @@ pub fn fixed_window_step(
     let count = if state.window == current { state.count } else { 0 };
     let until_next = Duration::from_nanos(window - now % window);
     let Some(count_after) = count.checked_add(cost).filter(|&c| c <= limit) else {
-        let decision = Decision {
-            allowed: false,
-            limit,
-            // A limit lowered below what was admitted leaves no room.
-            remaining: limit.saturating_sub(count),
-            reset_after: until_next,
-            retry_after: Some(until_next),
-            wait: Duration::ZERO,
-        };
+        // A limit lowered below what was admitted leaves no room.
+        let decision = Decision::deny(limit, limit.saturating_sub(count), until_next, until_next);
         return (decision, FixedWindowState { window: current, count });
     };
     let count = count_after;
-    let decision = Decision {
-        allowed: true,
-        limit,
-        remaining: limit - count,
-        reset_after: until_next,
-        retry_after: None,
-        wait: Duration::ZERO,
-    };
+    let decision = Decision::admit(limit, limit - count, until_next);
     (decision, FixedWindowState { window: current, count })
 }
 

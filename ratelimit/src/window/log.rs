@@ -67,25 +67,12 @@ pub fn sliding_log_step(
                 break;
             }
         }
-        return Decision {
-            allowed: false,
-            limit,
-            remaining: limit.saturating_sub(used),
-            reset_after,
-            retry_after: Some(Duration::from_nanos(wait)),
-            wait: Duration::ZERO,
-        };
+        let remaining = limit.saturating_sub(used);
+        return Decision::deny(limit, remaining, reset_after, Duration::from_nanos(wait));
     }
     log.entries.push_back((now, cost));
     log.used += cost;
-    Decision {
-        allowed: true,
-        limit,
-        remaining: limit - used - cost,
-        reset_after: Duration::from_nanos(window),
-        retry_after: None,
-        wait: Duration::ZERO,
-    }
+    Decision::admit(limit, limit - used - cost, Duration::from_nanos(window))
 }
 
 /// The exact sliding log ([`sliding_log_step`]).
