@@ -90,12 +90,41 @@ pub(crate) trait Flush: Send + Sync + 'static {
     fn label(&self) -> &str;
 }
 
-/// Flushes every `interval`, or when woken, until `stop`.
-pub(crate) async fn flusher<F: Flush>(
-    inner: Arc<F>,
-    interval: Duration,
+/// The background task of a batcher: flushes every `interval`, or when
+/// woken, until stopped (at shutdown) or aborted (when the batcher is
+/// dropped).
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    task: Option<tokio::task::JoinHandle<()>>,
     stop: Arc<tokio::sync::Notify>,
-) {
+}
+
+impl Flusher {
+    /// Starts flushing `inner`. Needs a tokio runtime.
+    pub(crate) fn start<F: Flush>(inner: Arc<F>, interval: Duration) -> Self {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(flush_loop(inner, interval, Arc::clone(&stop)));
+        Flusher { task: Some(task), stop }
+    }
+
+    /// Stops the task and waits for it (a flush in progress completes).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.stop.notify_one();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn flush_loop<F: Flush>(inner: Arc<F>, interval: Duration, stop: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -161,8 +190,7 @@ pub(crate) async fn flusher<F: Flush>(
 #[derive(Debug)]
 pub struct BatchedCounter {
     inner: Arc<Inner>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    stop: Arc<tokio::sync::Notify>,
+    flusher: Flusher,
 }
 
 /// One batched counter: where it flushes to, and what it has gathered.
@@ -231,9 +259,8 @@ impl BatchedCounter {
             ids: FlushIds::new(),
             failures: AtomicU64::new(0),
         });
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(flusher(Arc::clone(&inner), interval, Arc::clone(&stop)));
-        Ok(BatchedCounter { inner, task: Some(task), stop })
+        let flusher = Flusher::start(Arc::clone(&inner), interval);
+        Ok(BatchedCounter { inner, flusher })
     }
 
     /// Adds `n` locally to the (first) counter. Never blocks and never
@@ -288,19 +315,8 @@ impl BatchedCounter {
     /// A Redis error on the final flush. The deltas are kept: call
     /// `shutdown` or `flush` again (dropping the counter instead loses them).
     pub async fn shutdown(&mut self) -> Result<(), CounterError> {
-        if let Some(task) = self.task.take() {
-            self.stop.notify_one();
-            let _ = task.await;
-        }
+        self.flusher.stop().await;
         self.inner.flush().await
-    }
-}
-
-impl Drop for BatchedCounter {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use rand::Rng;
 
-use crate::batched::{Flush, FlushIds, Pending, flusher, send};
+use crate::batched::{Flush, FlushIds, Flusher, Pending, send};
 use crate::error::CounterError;
 use crate::sharded::{RedisShardedCounter, check_name, check_shards, shard_key};
 use sysblocks_core::RedisConnection;
@@ -84,8 +84,7 @@ impl Default for KeyedBatchConfig {
 #[derive(Debug)]
 pub struct KeyedBatchedCounter {
     inner: Arc<Inner>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    stop: Arc<tokio::sync::Notify>,
+    flusher: Flusher,
 }
 
 #[derive(Debug)]
@@ -151,9 +150,8 @@ impl KeyedBatchedCounter {
             ids: FlushIds::new(),
             failures: AtomicU64::new(0),
         });
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(flusher(Arc::clone(&inner), interval, Arc::clone(&stop)));
-        Ok(KeyedBatchedCounter { inner, task: Some(task), stop })
+        let flusher = Flusher::start(Arc::clone(&inner), interval);
+        Ok(KeyedBatchedCounter { inner, flusher })
     }
 
     /// Adds `n` locally to the counter `name`; Redis sees it at the next
@@ -233,19 +231,8 @@ impl KeyedBatchedCounter {
     /// A Redis error on the final flush; the deltas are kept (call `flush`
     /// again).
     pub async fn shutdown(&mut self) -> Result<(), CounterError> {
-        if let Some(task) = self.task.take() {
-            self.stop.notify_one();
-            let _ = task.await;
-        }
+        self.flusher.stop().await;
         self.inner.flush().await
-    }
-}
-
-impl Drop for KeyedBatchedCounter {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 

@@ -426,7 +426,11 @@ impl RedisLimiter {
     }
 }
 
-impl crate::KeyedLimiter<str> for RedisLimiter {
+/// Keys by anything that reads as a string (`str`, `String`, ...).
+impl<K> crate::KeyedLimiter<K> for RedisLimiter
+where
+    K: AsRef<str> + ?Sized + Sync,
+{
     fn limit(&self) -> u64 {
         self.shared.limit
     }
@@ -437,39 +441,13 @@ impl crate::KeyedLimiter<str> for RedisLimiter {
 
     fn check_n(
         &self,
-        key: &str,
+        key: &K,
         cost: u64,
     ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        RedisLimiter::check_n(self, key, cost)
+        RedisLimiter::check_n(self, key.as_ref(), cost)
     }
 
-    fn refund(&self, key: &str, cost: u64) -> impl Future<Output = Result<(), LimitError>> + Send {
-        RedisLimiter::refund(self, key, cost)
-    }
-}
-
-impl crate::KeyedLimiter<String> for RedisLimiter {
-    fn limit(&self) -> u64 {
-        self.shared.limit
-    }
-
-    fn window(&self) -> Duration {
-        RedisLimiter::window(self)
-    }
-
-    fn check_n(
-        &self,
-        key: &String,
-        cost: u64,
-    ) -> impl Future<Output = Result<Decision, LimitError>> + Send {
-        RedisLimiter::check_n(self, key, cost)
-    }
-
-    fn refund(
-        &self,
-        key: &String,
-        cost: u64,
-    ) -> impl Future<Output = Result<(), LimitError>> + Send {
-        RedisLimiter::refund(self, key, cost)
+    fn refund(&self, key: &K, cost: u64) -> impl Future<Output = Result<(), LimitError>> + Send {
+        RedisLimiter::refund(self, key.as_ref(), cost)
     }
 }
