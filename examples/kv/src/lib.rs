@@ -9,6 +9,9 @@
 //!   speaks, so that `redis-cli`, `redis-benchmark` and the redis crate work
 //!   against a node unchanged; a parser that refuses oversized and
 //!   malformed input with a clear error before allocating for it.
+//! * [`cluster`]: the cluster file (TOML: nodes, addresses, zones,
+//!   weights, N, W, R, partitions), refused with the line of the first
+//!   mistake.
 //! * [`hlc`]: versions from a hybrid logical clock, so that last-writer-wins
 //!   resolves the same way on every replica and never goes back in time.
 //! * [`history`]: the checker the fault tests use: clients record every
@@ -16,6 +19,7 @@
 //!   that no acknowledged write was lost and that no read returned a value
 //!   older than the last write acknowledged before the read began.
 
+pub mod cluster;
 pub mod history;
 pub mod hlc;
 pub mod resp;
