@@ -12,6 +12,9 @@
 //! * [`cluster`]: the cluster file (TOML: nodes, addresses, zones,
 //!   weights, N, W, R, partitions), refused with the line of the first
 //!   mistake.
+//! * [`placement`]: a fixed number of partitions of the hash space, each
+//!   placed on the weighted ring on N distinct nodes (one per zone first),
+//!   and which partitions move when membership changes.
 //! * [`hlc`]: versions from a hybrid logical clock, so that last-writer-wins
 //!   resolves the same way on every replica and never goes back in time.
 //! * [`history`]: the checker the fault tests use: clients record every
@@ -22,4 +25,5 @@
 pub mod cluster;
 pub mod history;
 pub mod hlc;
+pub mod placement;
 pub mod resp;
