@@ -49,6 +49,23 @@ pub struct Versioned<V> {
     pub value: Option<V>,
 }
 
+impl<V: AsRef<[u8]>> Versioned<V> {
+    /// This entry's hash as `key`'s (what the summary adds up).
+    pub fn entry_hash(&self, key: &[u8]) -> [u8; 32] {
+        entry_hash(key, self.version, self.value.as_ref().map(AsRef::as_ref))
+    }
+
+    /// Whether this entry of `key` wins over `other`, as every store
+    /// decides ([`MerkleStore::apply`] keeps the winner): the larger
+    /// version, a tie broken by the larger entry hash, so that every
+    /// replica keeps the same entry whatever order they arrive in. The one
+    /// rule for "newer" wherever entries meet (a read that compares
+    /// replicas, a repair).
+    pub fn beats(&self, key: &[u8], other: &Versioned<V>) -> bool {
+        (self.version, self.entry_hash(key)) > (other.version, other.entry_hash(key))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Stored<V> {
     entry: Versioned<V>,

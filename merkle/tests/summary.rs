@@ -119,3 +119,31 @@ fn root_does_not_depend_on_insertion_order() {
     b.put(7u32.to_le_bytes().to_vec(), vec![2], 2).unwrap();
     assert_ne!(a.root_hash(), b.root_hash());
 }
+
+/// `Versioned::beats` is the rule `apply` keeps entries by: whatever order
+/// two entries of a key arrive in, the store keeps the one that beats the
+/// other, ties in version included.
+#[test]
+fn beats_is_the_rule_apply_keeps_entries_by() {
+    let key = b"k".to_vec();
+    let entries = [
+        Versioned { version: 1, value: Some(b"a".to_vec()) },
+        Versioned { version: 2, value: Some(b"b".to_vec()) },
+        Versioned { version: 2, value: Some(b"c".to_vec()) },
+        Versioned { version: 2, value: None },
+        Versioned { version: 3, value: None },
+    ];
+    for x in &entries {
+        for y in &entries {
+            if x == y {
+                continue;
+            }
+            assert_ne!(x.beats(&key, y), y.beats(&key, x), "exactly one of two entries wins");
+            let winner = if x.beats(&key, y) { x } else { y };
+            let mut store = MerkleStore::new();
+            store.apply(key.clone(), x.clone()).unwrap();
+            store.apply(key.clone(), y.clone()).unwrap();
+            assert_eq!(store.get_versioned(&key), Some(winner), "{x:?} then {y:?}");
+        }
+    }
+}

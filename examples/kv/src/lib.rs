@@ -15,6 +15,9 @@
 //! * [`placement`]: a fixed number of partitions of the hash space, each
 //!   placed on the weighted ring on N distinct nodes (one per zone first),
 //!   and which partitions move when membership changes.
+//! * [`quorum`]: what a coordinator makes of its replicas' replies (the
+//!   newest entry by the merkle crate's one rule for "newer", the replicas
+//!   to repair, whether a quorum answered).
 //! * [`hlc`]: versions from a hybrid logical clock, so that last-writer-wins
 //!   resolves the same way on every replica and never goes back in time.
 //! * [`history`]: the checker the fault tests use: clients record every
@@ -26,4 +29,5 @@ pub mod cluster;
 pub mod history;
 pub mod hlc;
 pub mod placement;
+pub mod quorum;
 pub mod resp;
