@@ -9,6 +9,9 @@
 //!   speaks, so that `redis-cli`, `redis-benchmark` and the redis crate work
 //!   against a node unchanged; a parser that refuses oversized and
 //!   malformed input with a clear error before allocating for it.
+//! * [`command`]: the data port's commands (GET, SET, DEL, EXISTS, PING,
+//!   and `R`/`W` per request or per connection), with limits on keys and
+//!   values and errors worded as Redis words them.
 //! * [`cluster`]: the cluster file (TOML: nodes, addresses, zones,
 //!   weights, N, W, R, partitions), refused with the line of the first
 //!   mistake.
@@ -26,6 +29,7 @@
 //!   older than the last write acknowledged before the read began.
 
 pub mod cluster;
+pub mod command;
 pub mod history;
 pub mod hlc;
 pub mod placement;
