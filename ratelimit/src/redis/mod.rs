@@ -272,8 +272,8 @@ impl RedisLimiter {
     /// As [`check_n`](Self::check_n), at a time the caller supplies, in
     /// nanoseconds (as every `*_at` method of the crate) on any clock that
     /// never goes backwards; all callers of one key must use the same clock.
-    /// Redis keeps microseconds, so the time is rounded down to one. For tests and replays; bypasses
-    /// the local shortcut and the batching.
+    /// Redis keeps microseconds, so the time is rounded down to one. For
+    /// tests and replays; bypasses the local shortcut and the batching.
     ///
     /// # Errors
     /// As [`check_n`](Self::check_n).
