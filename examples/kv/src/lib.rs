@@ -12,6 +12,10 @@
 //! * [`command`]: the data port's commands (GET, SET, DEL, EXISTS, PING,
 //!   and `R`/`W` per request or per connection), with limits on keys and
 //!   values and errors worded as Redis words them.
+//! * [`connection`]: one client connection of the data port (pipelined
+//!   commands answered in order, a protocol error answered and then the
+//!   connection closed, nothing half-run when a client leaves mid-command),
+//!   over any [`Handler`](connection::Handler).
 //! * [`cluster`]: the cluster file (TOML: nodes, addresses, zones,
 //!   weights, N, W, R, partitions), refused with the line of the first
 //!   mistake.
@@ -30,6 +34,7 @@
 
 pub mod cluster;
 pub mod command;
+pub mod connection;
 pub mod history;
 pub mod hlc;
 pub mod placement;
