@@ -328,7 +328,15 @@ impl Inner {
             self.wake.notify_one();
         }
     }
+}
 
+impl Flush for Inner {
+    fn wake(&self) -> &tokio::sync::Notify {
+        &self.wake
+    }
+
+    /// Takes what was added, sends it (with the deltas still pending)
+    /// exactly once, and keeps what failed for the next attempt.
     async fn flush(&self) -> Result<(), CounterError> {
         let mut pending = self.pending.lock().await;
         self.since_flush.store(0, Ordering::Relaxed);
@@ -354,16 +362,6 @@ impl Inner {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         result
-    }
-}
-
-impl Flush for Inner {
-    fn wake(&self) -> &tokio::sync::Notify {
-        &self.wake
-    }
-
-    fn flush(&self) -> impl std::future::Future<Output = Result<(), CounterError>> + Send {
-        Inner::flush(self)
     }
 
     fn label(&self) -> &str {

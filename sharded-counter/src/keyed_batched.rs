@@ -267,6 +267,50 @@ impl Inner {
         Ok(())
     }
 
+    /// Opens (concurrently) the counters of the names in `taken` not opened
+    /// yet, forgetting the others first if the cache is full. Returns the
+    /// first error; the names whose counter failed to open stay unopened.
+    async fn open_counters(
+        &self,
+        state: &mut State,
+        taken: &[(String, i64)],
+    ) -> Option<CounterError> {
+        let mut missing: Vec<&str> = taken
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !state.counters.contains_key(*name))
+            .collect();
+        if state.counters.len() + missing.len() > self.config.max_keys {
+            state.counters.clear();
+            missing = taken.iter().map(|(name, _)| name.as_str()).collect();
+        }
+        let opened = join_all(missing.iter().map(|name| async move {
+            let full = self.full_name(name)?;
+            RedisShardedCounter::open(self.conn.clone(), &full, self.config.shards).await
+        }))
+        .await;
+        let mut first_error = None;
+        for (name, result) in missing.into_iter().zip(opened) {
+            match result {
+                Ok(counter) => {
+                    state.counters.insert(name.to_string(), counter);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error
+    }
+}
+
+impl Flush for Inner {
+    fn wake(&self) -> &tokio::sync::Notify {
+        &self.wake
+    }
+
+    /// Takes what was added, sends it (with the deltas still pending)
+    /// exactly once, and keeps what failed for the next attempt.
     async fn flush(&self) -> Result<(), CounterError> {
         let mut state = self.state.lock().await;
         self.since_flush.store(0, Ordering::Relaxed);
@@ -314,52 +358,6 @@ impl Inner {
                 Err(e)
             }
         }
-    }
-
-    /// Opens (concurrently) the counters of the names in `taken` not opened
-    /// yet, forgetting the others first if the cache is full. Returns the
-    /// first error; the names whose counter failed to open stay unopened.
-    async fn open_counters(
-        &self,
-        state: &mut State,
-        taken: &[(String, i64)],
-    ) -> Option<CounterError> {
-        let mut missing: Vec<&str> = taken
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .filter(|name| !state.counters.contains_key(*name))
-            .collect();
-        if state.counters.len() + missing.len() > self.config.max_keys {
-            state.counters.clear();
-            missing = taken.iter().map(|(name, _)| name.as_str()).collect();
-        }
-        let opened = join_all(missing.iter().map(|name| async move {
-            let full = self.full_name(name)?;
-            RedisShardedCounter::open(self.conn.clone(), &full, self.config.shards).await
-        }))
-        .await;
-        let mut first_error = None;
-        for (name, result) in missing.into_iter().zip(opened) {
-            match result {
-                Ok(counter) => {
-                    state.counters.insert(name.to_string(), counter);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error
-    }
-}
-
-impl Flush for Inner {
-    fn wake(&self) -> &tokio::sync::Notify {
-        &self.wake
-    }
-
-    fn flush(&self) -> impl std::future::Future<Output = Result<(), CounterError>> + Send {
-        Inner::flush(self)
     }
 
     fn label(&self) -> &str {
