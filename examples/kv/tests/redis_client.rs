@@ -2,42 +2,17 @@
 //! works against it unchanged: commands, pipelines, errors, over real TCP
 //! on loopback.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use sysblocks_kv::command::Request;
-use sysblocks_kv::connection::{ConnectionLimits, Handler, Session, serve};
-use sysblocks_kv::resp::Reply;
+use std::sync::Arc;
 
-/// A map, enough to answer the client.
-#[derive(Default)]
-struct Map(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
-
-impl Handler for Map {
-    async fn handle(&self, _session: &Session, request: Request) -> Reply {
-        let mut map = self.0.lock().unwrap();
-        match request {
-            Request::Get { key, .. } => Reply::Bulk(map.get(&key).cloned()),
-            Request::Set { key, value, .. } => {
-                map.insert(key, value);
-                Reply::ok()
-            }
-            Request::Del { keys } => {
-                Reply::Integer(keys.iter().filter(|k| map.remove(*k).is_some()).count() as i64)
-            }
-            Request::Exists { keys } => {
-                Reply::Integer(keys.iter().filter(|k| map.contains_key(*k)).count() as i64)
-            }
-            other => Reply::error(format!("ERR unexpected {other:?}")),
-        }
-    }
-}
+use sysblocks_kv::connection::{ConnectionLimits, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_crate_works_against_the_data_port() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handler = Arc::new(Map::default());
+    let handler = Arc::new(common::Map::default());
     let server = {
         let handler = handler.clone();
         tokio::spawn(async move {
