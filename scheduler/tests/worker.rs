@@ -262,14 +262,15 @@ async fn a_worker_that_loses_its_lease_stops_and_another_finishes() {
 async fn an_idle_worker_backs_off_and_still_notices_new_work() {
     let backend = Arc::new(MemoryBackend::new());
     let clock = TokioClock::starting_at(Duration::from_millis(START));
-    let started = Arc::new(std::sync::Mutex::new(None));
+    // The handler sends the time it started at.
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
     let mut registry = Registry::new();
     {
-        let (started, clock) = (started.clone(), clock);
+        let (started, clock) = (started_tx, clock);
         registry.register("job", move |_ctx, (): ()| {
             let started = started.clone();
             async move {
-                *started.lock().unwrap() = Some(clock.now_ms());
+                let _ = started.send(clock.now_ms());
                 Ok(())
             }
         });
@@ -286,10 +287,7 @@ async fn an_idle_worker_backs_off_and_still_notices_new_work() {
     let scheduler = Scheduler::new(backend.clone(), Arc::new(clock));
     let submitted_at = clock.now_ms();
     scheduler.submit(Task::new("job", &()).unwrap()).await.unwrap();
-    while started.lock().unwrap().is_none() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let waited = started.lock().unwrap().unwrap() - submitted_at;
+    let waited = started.recv().await.unwrap() - submitted_at;
     assert!(waited <= max_pause.as_millis() as u64, "noticed after {waited} ms");
     worker.shutdown();
     handle.await.unwrap();
