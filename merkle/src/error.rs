@@ -53,6 +53,12 @@ pub enum MerkleError {
         /// The cap.
         max: usize,
     },
+    /// The storage behind a [`SyncStore`](crate::SyncStore) failed to read
+    /// or write an entry.
+    Store {
+        /// What the storage said.
+        message: String,
+    },
 }
 
 impl fmt::Display for MerkleError {
@@ -82,6 +88,7 @@ impl fmt::Display for MerkleError {
             MerkleError::MessageTooLarge { len, max } => {
                 write!(f, "sync message of {len} bytes exceeds the cap of {max} bytes")
             }
+            MerkleError::Store { message } => write!(f, "the store failed: {message}"),
         }
     }
 }

@@ -12,6 +12,11 @@
 //! Merkle trees, anti-entropy, over-streaming and what this crate does
 //! instead.
 //!
+//! A store whose values live elsewhere (on disk) keeps a [`MerkleSummary`]
+//! instead: the same summary, 48 bytes per key and no values, and
+//! implements [`SyncStore`] over the pair, so that a session reads from
+//! disk only the entries that differ.
+//!
 //! ```
 //! use sysblocks_merkle::MerkleStore;
 //!
@@ -53,6 +58,8 @@ pub mod guide;
 pub mod hash;
 mod reconcile;
 mod store;
+mod summary;
+mod sync_store;
 #[cfg(feature = "tokio")]
 mod transport;
 pub mod wire;
@@ -63,6 +70,8 @@ pub use reconcile::{Reconciler, SyncConfig, SyncOutcome, SyncStats, sync_in_memo
 pub use store::{
     InclusionProof, Level, MerkleStore, NodeIdHasher, SUMMARY_DEPTH, Versioned, node_of,
 };
+pub use summary::{MerkleSummary, SUMMARY_CACHED_LEVELS};
+pub use sync_store::{EntrySummary, SyncStore};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use transport::sync_stream;

@@ -22,8 +22,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::error::MerkleError;
-use crate::store::{MerkleStore, Versioned};
-use crate::wire::{Item, ListedItem, MAX_LEVEL, TRUNC, WireFp, encode_message, items};
+use crate::hash::{entry_hash, key_position};
+use crate::sync_store::{EntrySummary, SyncStore, truncate};
+use crate::wire::{
+    Children, Item, ListedItem, MAX_LEVEL, TRUNC, WireEntry, WireFp, encode_message, items,
+};
 
 /// At most this many differing children make a node's differences sparse.
 const SPARSE_CHILDREN: usize = 2;
@@ -203,26 +206,22 @@ impl Reconciler {
     /// # Errors
     /// [`MerkleError::MessageTooLarge`] when the first item does not fit in
     /// a message (a listed entry larger than `max_message`).
-    pub fn initiate<K, V>(&mut self, store: &MerkleStore<K, V>) -> Result<Vec<u8>, MerkleError>
-    where
-        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
-        V: Clone + AsRef<[u8]>,
-    {
+    pub fn initiate<S: SyncStore + ?Sized>(&mut self, store: &S) -> Result<Vec<u8>, MerkleError> {
         // Open one level down, as the peer would answer a differing root
         // anyway: a large store starts with its 16 children, a small one
         // with its listing, an empty one with its (empty) root.
-        let root = store.wire_fp(0, 0);
+        let root = store.node_fingerprint(0, 0);
         self.answered.insert((0, 0));
         if root.count == 0 {
             self.outbox.push_back(Item::Fingerprint { level: 0, node: 0, fp: root });
         } else if root.count <= self.config.list_threshold {
             self.settled.insert((0, 0));
-            self.describe(store, 0, 0);
+            self.describe(store, 0, 0)?;
         } else {
             self.outbox.push_back(Item::Children {
                 level: 0,
                 node: 0,
-                children: store.wire_children(0, 0),
+                children: children(store, 0, 0),
             });
         }
         self.next_message().map(Option::unwrap_or_default)
@@ -234,15 +233,11 @@ impl Reconciler {
     /// # Errors
     /// A malformed, oversized or wrong-version message; the store is then
     /// unchanged by it.
-    pub fn receive<K, V>(
+    pub fn receive<S: SyncStore + ?Sized>(
         &mut self,
-        store: &mut MerkleStore<K, V>,
+        store: &mut S,
         message: &[u8],
-    ) -> Result<Option<Vec<u8>>, MerkleError>
-    where
-        K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
-        V: Clone + AsRef<[u8]> + From<Vec<u8>>,
-    {
+    ) -> Result<Option<Vec<u8>>, MerkleError> {
         // Check the whole message first, so that a malformed one changes
         // nothing; then decode it again one item at a time, so that the
         // decoded form of the whole message is never held at once.
@@ -255,7 +250,7 @@ impl Reconciler {
                 Item::Fingerprint { level, node, fp } => {
                     if !self.answered_before(level, node) {
                         let threshold = self.config.list_threshold;
-                        if self.on_fingerprint(store, level, node, fp, threshold) {
+                        if self.on_fingerprint(store, level, node, fp, threshold)? {
                             self.answered.insert((level, node));
                         }
                     }
@@ -272,7 +267,7 @@ impl Reconciler {
                     // differ, keep splitting, which moves fewer bytes.
                     let differing = (0..16)
                         .filter(|&c| {
-                            store.wire_fp(usize::from(child_level), child(c))
+                            store.node_fingerprint(usize::from(child_level), child(c))
                                 != children.get(c).unwrap_or_default()
                         })
                         .count();
@@ -286,25 +281,22 @@ impl Reconciler {
                         // The parent is not covered (checked above), so a
                         // child is only if it was settled itself.
                         if !self.settled.contains(&(child_level, child(c))) {
-                            self.on_fingerprint(store, child_level, child(c), theirs, threshold);
+                            self.on_fingerprint(store, child_level, child(c), theirs, threshold)?;
                         }
                     }
                 }
                 Item::Listing { level, node, items } => {
                     if self.settle(level, node) {
-                        self.on_listing(store, level, node, &items);
+                        self.on_listing(store, level, node, &items)?;
                     }
                 }
                 Item::Want(positions) => {
-                    for p in positions {
-                        if let Some((key, entry)) = store.entry_at(&p) {
-                            self.send_entry(&key, entry);
-                        }
+                    for entry in store.read_entries(&positions)? {
+                        self.send_entry(entry);
                     }
                 }
                 Item::Entry { key, version, value } => {
-                    let entry = Versioned { version, value: value.map(V::from) };
-                    if store.apply(K::from(key), entry)? {
+                    if store.store_entry(key, version, value)? {
                         self.stats.keys_repaired += 1;
                     }
                 }
@@ -312,41 +304,36 @@ impl Reconciler {
                     if !self.settle(level, node) {
                         // Already settled: only their newer entries matter.
                         for (key, version, value) in entries {
-                            let entry = Versioned { version, value: value.map(V::from) };
-                            if store.apply(K::from(key), entry)? {
+                            if store.store_entry(key, version, value)? {
                                 self.stats.keys_repaired += 1;
                             }
                         }
                         continue;
                     }
                     // Take what is newer from them, then send back every
-                    // entry of ours there that they do not hold as it is.
+                    // entry of ours there that they lack or hold older.
+                    let ours = by_position(store.entries_under(usize::from(level), node));
                     let mut theirs = HashMap::with_capacity(entries.len());
                     for (key, version, value) in entries {
-                        let k = K::from(key.clone());
+                        let position = truncate(&key_position(&key));
+                        let hash = truncate(&entry_hash(&key, version, value.as_deref()));
                         // Most entries of a range are equal on both sides:
-                        // skip those (and older ones) without hashing.
-                        let skip = store.entry_of(&k).is_some_and(|ours| {
-                            ours.version > version
-                                || (ours.version == version
-                                    && ours.value.as_ref().map(AsRef::as_ref) == value.as_deref())
-                        });
-                        if !skip {
-                            let entry = Versioned { version, value: value.clone().map(V::from) };
-                            if store.apply(k, entry)? {
-                                self.stats.keys_repaired += 1;
-                            }
+                        // those (and older ones) are not stored again.
+                        let newer = ours
+                            .get(&position)
+                            .is_none_or(|o| (o.version, o.hash) < (version, hash));
+                        if newer && store.store_entry(key, version, value)? {
+                            self.stats.keys_repaired += 1;
                         }
-                        theirs.insert(key, (version, value));
+                        theirs.insert(position, (version, hash));
                     }
-                    for (key, entry) in store.entries_in(usize::from(level), node) {
-                        let held = theirs.get(key.as_ref()).is_some_and(|(version, value)| {
-                            *version == entry.version
-                                && value.as_deref() == entry.value.as_ref().map(AsRef::as_ref)
-                        });
-                        if !held {
-                            self.send_entry(&key, entry);
-                        }
+                    let ahead: Vec<[u8; TRUNC]> = ours
+                        .values()
+                        .filter(|o| theirs.get(&o.position).is_none_or(|(v, h)| o.beats(*v, h)))
+                        .map(|o| o.position)
+                        .collect();
+                    for entry in store.read_entries(&ahead)? {
+                        self.send_entry(entry);
                     }
                 }
             }
@@ -388,26 +375,29 @@ impl Reconciler {
     /// Describes this side's entries under a node: in full (a `Range`) when
     /// that is no bigger than a `Listing` of positions and hashes, which
     /// spares the peer a `Want` round trip; else the listing.
-    fn describe<K, V>(&mut self, store: &MerkleStore<K, V>, level: u8, node: u64)
-    where
-        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
-        V: Clone + AsRef<[u8]>,
-    {
-        let lvl = usize::from(level);
-        let (listing_len, range_len) = store.description_sizes(lvl, node);
+    fn describe<S: SyncStore + ?Sized>(
+        &mut self,
+        store: &S,
+        level: u8,
+        node: u64,
+    ) -> Result<(), MerkleError> {
+        let summaries = store.entries_under(usize::from(level), node);
+        let varint = |v: u64| (64 - v.leading_zeros() as usize).max(1).div_ceil(7);
+        let (mut listing_len, mut range_len) = (0, 0);
+        for s in &summaries {
+            let version = varint(s.version);
+            let (key, value) = (u64::from(s.key_len), u64::from(s.value_len.unwrap_or(0)));
+            listing_len += 2 * TRUNC + version;
+            range_len += varint(key) + key as usize + version + 1 + varint(value) + value as usize;
+        }
         let item = if range_len <= listing_len {
-            let entries = store
-                .entries_in(lvl, node)
-                .into_iter()
-                .map(|(k, e)| {
-                    (k.as_ref().to_vec(), e.version, e.value.map(|v| v.as_ref().to_vec()))
-                })
-                .collect();
-            Item::Range { level, node, entries }
+            let positions: Vec<[u8; TRUNC]> = summaries.iter().map(|s| s.position).collect();
+            Item::Range { level, node, entries: store.read_entries(&positions)? }
         } else {
-            Item::Listing { level, node, items: store.listing(lvl, node) }
+            Item::Listing { level, node, items: summaries.iter().map(listed).collect() }
         };
         self.outbox.push_back(item);
+        Ok(())
     }
 
     /// Marks a node settled (every entry of ours there described or
@@ -420,45 +410,36 @@ impl Reconciler {
         true
     }
 
-    fn send_entry<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: &K, entry: Versioned<V>) {
-        let position = crate::hash::key_position(key.as_ref());
-        let mut short = [0u8; TRUNC];
-        short.copy_from_slice(&position[..TRUNC]);
-        if !self.sent.insert(short) {
+    fn send_entry(&mut self, (key, version, value): WireEntry) {
+        if !self.sent.insert(truncate(&key_position(&key))) {
             return;
         }
         self.stats.entries_sent += 1;
-        self.outbox.push_back(Item::Entry {
-            key: key.as_ref().to_vec(),
-            version: entry.version,
-            value: entry.value.map(|v| v.as_ref().to_vec()),
-        });
+        self.outbox.push_back(Item::Entry { key, version, value });
     }
 
     /// Answers their fingerprint of a node; returns whether it split the
     /// node (sent our children), which the caller may need to remember.
-    fn on_fingerprint<K, V>(
+    fn on_fingerprint<S: SyncStore + ?Sized>(
         &mut self,
-        store: &MerkleStore<K, V>,
+        store: &S,
         level: u8,
         node: u64,
         theirs: WireFp,
         threshold: u64,
-    ) -> bool
-    where
-        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
-        V: Clone + AsRef<[u8]>,
-    {
+    ) -> Result<bool, MerkleError> {
         let lvl = usize::from(level);
-        let ours = store.wire_fp(lvl, node);
+        let ours = store.node_fingerprint(lvl, node);
         if ours == theirs {
-            return false;
+            return Ok(false);
         }
         if theirs.count == 0 {
             // They have nothing here: everything of ours is a difference.
             self.settled.insert((level, node));
-            for (key, entry) in store.entries_in(lvl, node) {
-                self.send_entry(&key, entry);
+            let positions: Vec<[u8; TRUNC]> =
+                store.entries_under(lvl, node).iter().map(|s| s.position).collect();
+            for entry in store.read_entries(&positions)? {
+                self.send_entry(entry);
             }
         } else if ours.count == 0
             || (ours.count <= threshold && theirs.count <= threshold)
@@ -466,35 +447,29 @@ impl Reconciler {
         {
             // Small (or we are empty): describe ours, and they settle it.
             self.settled.insert((level, node));
-            self.describe(store, level, node);
+            self.describe(store, level, node)?;
         } else {
             self.outbox.push_back(Item::Children {
                 level,
                 node,
-                children: store.wire_children(lvl, node),
+                children: children(store, lvl, node),
             });
-            return true;
+            return Ok(true);
         }
-        false
+        Ok(false)
     }
 
-    fn on_listing<K, V>(
+    fn on_listing<S: SyncStore + ?Sized>(
         &mut self,
-        store: &MerkleStore<K, V>,
+        store: &S,
         level: u8,
         node: u64,
         theirs: &[ListedItem],
-    ) where
-        K: std::hash::Hash + Eq + Clone + AsRef<[u8]>,
-        V: Clone + AsRef<[u8]>,
-    {
-        let ours: HashMap<[u8; 16], ListedItem> = store
-            .listing(usize::from(level), node)
-            .into_iter()
-            .map(|it| (it.position, it))
-            .collect();
+    ) -> Result<(), MerkleError> {
+        let ours = by_position(store.entries_under(usize::from(level), node));
         let mut want = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut ahead = Vec::new();
+        let mut seen = HashSet::new();
         for it in theirs {
             seen.insert(it.position);
             match ours.get(&it.position) {
@@ -503,23 +478,43 @@ impl Reconciler {
                     let (m, t) = ((mine.version, mine.hash), (it.version, it.hash));
                     if m < t {
                         want.push(it.position);
-                    } else if m > t
-                        && let Some((key, entry)) = store.entry_at(&it.position)
-                    {
-                        self.send_entry(&key, entry);
+                    } else if m > t {
+                        ahead.push(it.position);
                     }
                 }
             }
         }
-        for (position, _) in ours.iter().filter(|(p, _)| !seen.contains(*p)) {
-            if let Some((key, entry)) = store.entry_at(position) {
-                self.send_entry(&key, entry);
-            }
+        ahead.extend(ours.keys().filter(|p| !seen.contains(*p)));
+        for entry in store.read_entries(&ahead)? {
+            self.send_entry(entry);
         }
         if !want.is_empty() {
             self.outbox.push_back(Item::Want(want));
         }
+        Ok(())
     }
+}
+
+/// The wire fingerprints of a node's 16 children (`None` for empty ones).
+fn children<S: SyncStore + ?Sized>(store: &S, level: usize, node: u64) -> Children {
+    let mut children = [None; 16];
+    for (c, slot) in children.iter_mut().enumerate() {
+        let fp = store.node_fingerprint(level + 1, (node << 4) | c as u64);
+        if fp.count > 0 {
+            *slot = Some(fp);
+        }
+    }
+    Children::from_array(children)
+}
+
+/// Summaries by position.
+fn by_position(summaries: Vec<EntrySummary>) -> HashMap<[u8; TRUNC], EntrySummary> {
+    summaries.into_iter().map(|s| (s.position, s)).collect()
+}
+
+/// A summary as a listing names it.
+fn listed(s: &EntrySummary) -> ListedItem {
+    ListedItem { position: s.position, version: s.version, hash: s.hash }
 }
 
 /// What [`sync_in_memory`] did: each side's work and the messages
@@ -541,15 +536,11 @@ pub struct SyncOutcome {
 /// # Errors
 /// Any error of [`Reconciler::new`], [`Reconciler::initiate`] or
 /// [`Reconciler::receive`].
-pub fn sync_in_memory<K, V>(
-    a: &mut MerkleStore<K, V>,
-    b: &mut MerkleStore<K, V>,
+pub fn sync_in_memory<A: SyncStore + ?Sized, B: SyncStore + ?Sized>(
+    a: &mut A,
+    b: &mut B,
     config: SyncConfig,
-) -> Result<SyncOutcome, MerkleError>
-where
-    K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
-    V: Clone + AsRef<[u8]> + From<Vec<u8>>,
-{
+) -> Result<SyncOutcome, MerkleError> {
     let mut side_a = Reconciler::new(config)?;
     let mut side_b = Reconciler::new(config)?;
     let mut message = side_a.initiate(a)?;

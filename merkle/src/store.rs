@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::error::MerkleError;
 use crate::hash::{Fingerprint, entry_hash, key_position};
+use crate::sync_store::truncate;
 
 /// Levels of the summary below the root. Level `l` has up to `16^l` nodes,
 /// each covering the keys whose position starts with the same `l` nibbles;
@@ -188,11 +189,6 @@ where
     where
         K: Borrow<[u8]>,
     {
-        self.entries.get(key).map(|s| &s.entry)
-    }
-
-    /// The entry of `key`, for callers that hold a `K`.
-    pub(crate) fn entry_of(&self, key: &K) -> Option<&Versioned<V>> {
         self.entries.get(key).map(|s| &s.entry)
     }
 
@@ -409,53 +405,22 @@ where
         crate::wire::WireFp { count: fp.count, sum }
     }
 
-    /// The wire fingerprints of a node's 16 children (`None` for empty ones).
-    pub(crate) fn wire_children(&self, level: usize, node: u64) -> crate::wire::Children {
-        let mut children = [None; 16];
-        for (c, slot) in children.iter_mut().enumerate() {
-            let fp = self.wire_fp(level + 1, (node << 4) | c as u64);
-            if fp.count > 0 {
-                *slot = Some(fp);
-            }
-        }
-        crate::wire::Children::from_array(children)
-    }
-
-    /// Every entry under a node, as listed on the wire.
-    pub(crate) fn listing(&self, level: usize, node: u64) -> Vec<crate::wire::ListedItem> {
+    /// The entries under a node, as the sync protocol summarises them.
+    pub(crate) fn summaries_under(
+        &self,
+        level: usize,
+        node: u64,
+    ) -> Vec<crate::sync_store::EntrySummary> {
+        let len = |bytes: &[u8]| u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         self.entries_under(level, node)
-            .map(|(_, s)| crate::wire::ListedItem {
+            .map(|(key, s)| crate::sync_store::EntrySummary {
                 position: truncate(&s.position),
                 version: s.entry.version,
                 hash: truncate(&s.hash),
+                key_len: len(key.as_ref()),
+                value_len: s.entry.value.as_ref().map(|v| len(v.as_ref())),
             })
             .collect()
-    }
-
-    /// The encoded sizes of the items describing a node: a listing
-    /// (positions and hashes) and a range (the entries in full), without
-    /// building either.
-    pub(crate) fn description_sizes(&self, level: usize, node: u64) -> (usize, usize) {
-        let varint = |v: u64| (64 - v.leading_zeros() as usize).max(1).div_ceil(7);
-        let (mut listing, mut range) = (0, 0);
-        for (key, stored) in self.entries_under(level, node) {
-            let version = varint(stored.entry.version);
-            listing += 2 * crate::wire::TRUNC + version;
-            let key_len = key.as_ref().len();
-            let value_len = stored.entry.value.as_ref().map_or(0, |v| v.as_ref().len());
-            range += varint(key_len as u64)
-                + key_len
-                + version
-                + 1
-                + varint(value_len as u64)
-                + value_len;
-        }
-        (listing, range)
-    }
-
-    /// Every entry under a node, key and all.
-    pub(crate) fn entries_in(&self, level: usize, node: u64) -> Vec<(K, Versioned<V>)> {
-        self.entries_under(level, node).map(|(k, s)| (k.clone(), s.entry.clone())).collect()
     }
 
     /// The entry whose position starts with `prefix`, if any.
@@ -467,12 +432,6 @@ where
         let (_, key) = self.by_position.range(low..=high).next()?;
         self.entries.get(key).map(|s| (key.clone(), s.entry.clone()))
     }
-}
-
-fn truncate(bytes: &[u8; 32]) -> [u8; crate::wire::TRUNC] {
-    let mut out = [0u8; crate::wire::TRUNC];
-    out.copy_from_slice(&bytes[..crate::wire::TRUNC]);
-    out
 }
 
 /// Applies `change` to the fingerprint of every node on `position`'s path,

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::MerkleError;
 use crate::reconcile::{Reconciler, SyncConfig, SyncStats};
-use crate::store::MerkleStore;
+use crate::sync_store::SyncStore;
 
 async fn write_frame<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -58,16 +58,15 @@ async fn read_frame<S: AsyncRead + Unpin>(
 /// # Errors
 /// A transport error, or any error of [`Reconciler::new`],
 /// [`Reconciler::initiate`] or [`Reconciler::receive`].
-pub async fn sync_stream<S, K, V>(
+pub async fn sync_stream<S, T>(
     stream: &mut S,
-    store: &mut MerkleStore<K, V>,
+    store: &mut T,
     config: SyncConfig,
     initiate: bool,
 ) -> Result<SyncStats, MerkleError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    K: std::hash::Hash + Eq + Clone + AsRef<[u8]> + From<Vec<u8>>,
-    V: Clone + AsRef<[u8]> + From<Vec<u8>>,
+    T: SyncStore + ?Sized,
 {
     let mut side = Reconciler::new(config)?;
     let mut said_nothing = false;
