@@ -40,3 +40,4 @@ pub mod hlc;
 pub mod placement;
 pub mod quorum;
 pub mod resp;
+pub mod store;
