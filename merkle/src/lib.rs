@@ -74,4 +74,4 @@ pub use summary::{MerkleSummary, SUMMARY_CACHED_LEVELS};
 pub use sync_store::{EntrySummary, SyncStore};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use transport::sync_stream;
+pub use transport::{read_frame, sync_stream, write_frame};

@@ -12,7 +12,13 @@ use crate::error::MerkleError;
 use crate::reconcile::{Reconciler, SyncConfig, SyncStats};
 use crate::sync_store::SyncStore;
 
-async fn write_frame<S: AsyncWrite + Unpin>(
+/// Writes one frame: a 4-byte big-endian length, then `message` (an empty
+/// message is the "nothing to say" frame). For services that drive a
+/// [`Reconciler`] themselves and want [`sync_stream`]'s framing.
+///
+/// # Errors
+/// The transport failed, or the message is over 4 GiB.
+pub async fn write_frame<S: AsyncWrite + Unpin>(
     stream: &mut S,
     message: &[u8],
 ) -> Result<(), MerkleError> {
@@ -24,7 +30,12 @@ async fn write_frame<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(
+/// Reads one frame written by [`write_frame`], refusing one longer than
+/// `max` before reading it.
+///
+/// # Errors
+/// The transport failed, or [`MerkleError::MessageTooLarge`].
+pub async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
 ) -> Result<Vec<u8>, MerkleError> {

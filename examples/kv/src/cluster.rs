@@ -7,6 +7,13 @@
 //! write_quorum = 2  # W: acknowledgements a write waits for (default N/2 + 1)
 //! read_quorum = 2   # R: replies a read waits for (default N/2 + 1)
 //! partitions = 64   # fixed partitions of the hash space (a power of two)
+//! timeout_ms = 500          # how long a coordinator waits for a replica
+//! sync_interval_ms = 1000   # how often each partition is synced with its replicas
+//! cache_ttl_ms = 0          # the read cache's staleness bound (0: no cache)
+//! cache_entries = 10000     # the read cache's size
+//! tombstone_horizon_s = 86400  # deletes are forgotten after this long
+//! client_rps = 100000       # requests per second per client address
+//! client_connections = 1024 # open connections per client address
 //!
 //! [[node]]
 //! id = "n1"
@@ -59,6 +66,44 @@ pub struct ClusterConfig {
     pub partitions: u32,
     /// The nodes, in file order.
     pub nodes: Vec<NodeConfig>,
+    /// Timeouts, intervals, the cache and the client limits.
+    pub tuning: Tuning,
+}
+
+/// The settings of `[cluster]` beyond N, W, R and the partitions; the same
+/// on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// How long a coordinator waits for a replica's answer (ms).
+    pub timeout_ms: u64,
+    /// How often a node syncs each of its partitions with the other
+    /// replicas (ms).
+    pub sync_interval_ms: u64,
+    /// How long the coordinator's read cache may serve an entry (ms); 0
+    /// turns the cache off.
+    pub cache_ttl_ms: u64,
+    /// Entries the read cache holds.
+    pub cache_entries: u64,
+    /// Tombstones older than this are purged (s).
+    pub tombstone_horizon_s: u64,
+    /// Requests per second one client address may send.
+    pub client_rps: u64,
+    /// Connections one client address may hold open.
+    pub client_connections: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            timeout_ms: 500,
+            sync_interval_ms: 1000,
+            cache_ttl_ms: 0,
+            cache_entries: 10_000,
+            tombstone_horizon_s: 86_400,
+            client_rps: 100_000,
+            client_connections: 1024,
+        }
+    }
 }
 
 /// One node of the cluster file.
@@ -115,6 +160,13 @@ struct RawCluster {
     write_quorum: Option<Spanned<u64>>,
     read_quorum: Option<Spanned<u64>>,
     partitions: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+    sync_interval_ms: Option<Spanned<u64>>,
+    cache_ttl_ms: Option<Spanned<u64>>,
+    cache_entries: Option<Spanned<u64>>,
+    tombstone_horizon_s: Option<Spanned<u64>>,
+    client_rps: Option<Spanned<u64>>,
+    client_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -161,7 +213,7 @@ impl ClusterConfig {
         for spanned in &raw.node {
             let node = spanned.get_ref();
             let id = node.id.get_ref().trim();
-            if id.is_empty() || id.chars().any(char::is_whitespace) {
+            if id.is_empty() || id.len() > 255 || id.chars().any(char::is_whitespace) {
                 return Err(at(
                     node.id.span().start,
                     format!("invalid node id {:?}", node.id.get_ref()),
@@ -273,7 +325,66 @@ impl ClusterConfig {
                     )
                 })?,
         };
-        Ok(ClusterConfig { replicas, write_quorum, read_quorum, partitions, nodes })
+        let defaults = Tuning::default();
+        let tune = |value: Option<&Spanned<u64>>,
+                    name: &str,
+                    default: u64,
+                    range: std::ops::RangeInclusive<u64>|
+         -> Result<u64, ConfigError> {
+            match value {
+                None => Ok(default),
+                Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(at(
+                    v.span().start,
+                    format!(
+                        "{name} = {} must be between {} and {}",
+                        v.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            }
+        };
+        let tuning = Tuning {
+            timeout_ms: tune(
+                setting(|c| &c.timeout_ms),
+                "timeout_ms",
+                defaults.timeout_ms,
+                1..=60_000,
+            )?,
+            sync_interval_ms: tune(
+                setting(|c| &c.sync_interval_ms),
+                "sync_interval_ms",
+                defaults.sync_interval_ms,
+                10..=3_600_000,
+            )?,
+            cache_ttl_ms: tune(setting(|c| &c.cache_ttl_ms), "cache_ttl_ms", 0, 0..=3_600_000)?,
+            cache_entries: tune(
+                setting(|c| &c.cache_entries),
+                "cache_entries",
+                defaults.cache_entries,
+                1..=100_000_000,
+            )?,
+            tombstone_horizon_s: tune(
+                setting(|c| &c.tombstone_horizon_s),
+                "tombstone_horizon_s",
+                defaults.tombstone_horizon_s,
+                1..=10 * 365 * 86_400,
+            )?,
+            client_rps: tune(
+                setting(|c| &c.client_rps),
+                "client_rps",
+                defaults.client_rps,
+                1..=1_000_000_000,
+            )?,
+            client_connections: tune(
+                setting(|c| &c.client_connections),
+                "client_connections",
+                defaults.client_connections,
+                1..=1_000_000,
+            )?,
+        };
+        Ok(ClusterConfig { replicas, write_quorum, read_quorum, partitions, nodes, tuning })
     }
 
     /// The node with `id`.

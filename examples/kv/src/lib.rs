@@ -32,12 +32,21 @@
 //!   that no acknowledged write was lost and that no read returned a value
 //!   older than the last write acknowledged before the read began.
 
+pub mod admin;
 pub mod cluster;
 pub mod command;
 pub mod connection;
+pub mod coordinator;
 pub mod history;
 pub mod hlc;
+pub mod membership;
+pub mod metrics;
+pub mod node;
+pub mod peer;
 pub mod placement;
 pub mod quorum;
+pub mod rebalance;
+pub mod repair;
+pub mod replica;
 pub mod resp;
 pub mod store;
