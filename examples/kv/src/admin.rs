@@ -6,6 +6,7 @@
 //! | `GET /metrics` | Prometheus text: requests and latencies by command, keys and bytes by kind of repair, hints |
 //! | `POST /faults?drop=n2,n3` | the fault layer: drop traffic to and from these peers (`POST /faults` heals) |
 //! | `POST /reload` | read the cluster file again and start moving to it |
+//! | `POST /local` | what this replica itself holds for the keys in the body (hex, one per line): per line the value in hex, `-` for nothing, `~` for a tombstone |
 
 use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError};
@@ -29,6 +30,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/metrics", get(metrics))
         .route("/faults", post(faults))
         .route("/reload", post(reload))
+        .route("/local", post(local))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
         tracing::warn!(error = %e, "the admin port stopped");
@@ -151,4 +153,34 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
+}
+
+async fn local(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    let mut out = String::new();
+    for (i, line) in body.lines().enumerate() {
+        let Some(key) = unhex(line.trim()) else {
+            return (StatusCode::BAD_REQUEST, format!("line {}: not hex\n", i + 1)).into_response();
+        };
+        let partition = shared.partition_of(&key);
+        match shared.store.get(partition, &key) {
+            Ok(None) => out.push('-'),
+            Ok(Some(entry)) => match entry.value {
+                None => out.push('~'),
+                Some(value) => out.push_str(&hex(&value)),
+            },
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        }
+        out.push('\n');
+    }
+    out.into_response()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
 }

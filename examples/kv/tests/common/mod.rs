@@ -1,5 +1,10 @@
 //! What the kv tests share: a handler over a map, enough to exercise the
-//! data port without a store behind it.
+//! data port without a store behind it; a cluster of real node processes;
+//! clients that record what they saw.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

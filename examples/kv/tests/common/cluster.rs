@@ -1,0 +1,286 @@
+//! A cluster of real `kv-node` processes on loopback for the fault tests:
+//! free ports, a temp dir per cluster, each node's log in its own file,
+//! and everything killed and removed on drop (so a failing test leaves
+//! nothing running). Conditions are waited for with deadlines.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One node's addresses, directory and process.
+pub struct TestNode {
+    pub id: String,
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    pub sync: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of node processes.
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub nodes: Vec<TestNode>,
+    settings: String,
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    listener.local_addr().unwrap()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl TestCluster {
+    /// `n` nodes with `settings` under `[cluster]`, all started and ready.
+    pub fn start(name: &str, n: usize, settings: &str) -> TestCluster {
+        let dir = std::env::temp_dir().join(format!("sysblocks-kv-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = TestCluster { dir, nodes: Vec::new(), settings: settings.to_owned() };
+        for _ in 0..n {
+            cluster.add_node();
+        }
+        cluster.write_file(n);
+        for i in 0..n {
+            cluster.spawn(i, false);
+        }
+        for i in 0..n {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// A node with fresh ports, not started, not in the file yet.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let id = format!("n{}", i + 1);
+        let dir = self.dir.join(&id);
+        self.nodes.push(TestNode {
+            id,
+            data: free_port(),
+            admin: free_port(),
+            sync: free_port(),
+            dir,
+            child: None,
+        });
+        i
+    }
+
+    pub fn cluster_file(&self) -> PathBuf {
+        self.dir.join("cluster.toml")
+    }
+
+    /// Writes the cluster file with the first `n` nodes.
+    pub fn write_file(&self, n: usize) {
+        let mut text = format!("[cluster]\n{}\n", self.settings);
+        for node in &self.nodes[..n] {
+            let _ = write!(
+                text,
+                "[[node]]\nid = \"{}\"\ndata = \"{}\"\nadmin = \"{}\"\nsync = \"{}\"\n",
+                node.id, node.data, node.admin, node.sync
+            );
+        }
+        std::fs::write(self.cluster_file(), text).unwrap();
+    }
+
+    /// Starts node `i`'s process.
+    pub fn spawn(&mut self, i: usize, join: bool) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", node.id)))
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kv-node"));
+        command
+            .args(["--id", &node.id, "--data"])
+            .arg(&node.dir)
+            .arg("--cluster")
+            .arg(self.cluster_file())
+            .args(["--cache-mb", "16"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if join {
+            command.arg("--join");
+        }
+        let child = command.spawn().expect("kv-node starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Waits until node `i` answers on its admin port.
+    pub fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = self.http(i, "GET", "/status", "") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} did not start; see its log", self.nodes[i].id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP or SIGCONT.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("a running node").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// A tiny HTTP/1.1 client for the admin port.
+    pub fn http(&self, i: usize, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.nodes[i].admin, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("not HTTP"))?;
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        // Chunked bodies (axum streams some): join the chunks.
+        let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Ok((status, body))
+    }
+
+    pub fn status(&self, i: usize) -> Value {
+        let (code, body) = self.http(i, "GET", "/status", "").expect("status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// A metric summed over the running nodes.
+    pub fn metric(&self, series: &str) -> f64 {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .map(|i| {
+                let (_, page) = self.http(i, "GET", "/metrics", "").expect("metrics");
+                sysblocks_kv::metrics::sample(&page, series).unwrap_or(0.0)
+            })
+            .sum()
+    }
+
+    /// The running nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].child.is_some()).collect()
+    }
+
+    /// Waits until, for every partition, every running replica reports the
+    /// same root; returns how long it took.
+    pub fn wait_converged(&self, deadline: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let mut roots: std::collections::HashMap<u64, Vec<String>> = Default::default();
+            let mut holders: std::collections::HashMap<u64, usize> = Default::default();
+            for i in self.running() {
+                let status = self.status(i);
+                for p in status["partitions"].as_array().unwrap() {
+                    let partition = p["partition"].as_u64().unwrap();
+                    roots.entry(partition).or_default().push(p["root"].as_str().unwrap().to_owned());
+                    holders.insert(partition, p["replicas"].as_array().unwrap().len());
+                }
+            }
+            let converged = roots.values().all(|r| r.windows(2).all(|w| w[0] == w[1]));
+            if converged {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < deadline, "replicas did not converge within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What node `i` itself holds for each key: `Some(Some(v))`, a
+    /// tombstone `Some(None)`, or nothing.
+    pub fn local(&self, i: usize, keys: &[Vec<u8>]) -> Vec<Option<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(2000) {
+            let body: String = chunk.iter().map(|k| hex(k) + "\n").collect();
+            let (code, text) = self.http(i, "POST", "/local", &body).expect("local");
+            assert_eq!(code, 200, "{text}");
+            for line in text.lines() {
+                out.push(match line {
+                    "-" => None,
+                    "~" => Some(None),
+                    h => Some(Some(unhex(h))),
+                });
+            }
+        }
+        assert_eq!(out.len(), keys.len());
+        out
+    }
+
+    pub fn redis_url(&self, i: usize) -> String {
+        format!("redis://{}/", self.nodes[i].data)
+    }
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() {
+                let _ = self.signal_quiet(i, "-CONT");
+            }
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            eprintln!("kv test cluster kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl TestCluster {
+    fn signal_quiet(&self, i: usize, signal: &str) -> std::io::Result<()> {
+        if let Some(child) = &self.nodes[i].child {
+            Command::new("kill").args([signal, &child.id().to_string()]).status()?;
+        }
+        Ok(())
+    }
+}
