@@ -33,6 +33,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Bits of the counter within a millisecond.
 const COUNTER_BITS: u32 = 16;
 
+/// How far ahead of this node's wall clock a version from elsewhere may
+/// be: a peer whose clock (or whose bug, or malice) is further ahead is
+/// refused, or its versions would drag every later write into the future
+/// and make it lose to nothing. One minute covers any sane NTP skew.
+pub const MAX_DRIFT_MS: u64 = 60_000;
+
 /// A node's hybrid logical clock; shared by its tasks (`&self` methods).
 #[derive(Debug, Default)]
 pub struct Hlc {
@@ -76,6 +82,24 @@ impl Hlc {
                 Err(seen) => last = seen,
             }
         }
+    }
+
+    /// Whether a version from elsewhere is within [`MAX_DRIFT_MS`] of the
+    /// wall clock (ahead; any age is fine).
+    ///
+    /// # Errors
+    /// A message saying how far ahead it is.
+    pub fn check_drift(version: u64) -> Result<(), String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now = u64::try_from(now).unwrap_or(u64::MAX);
+        let at = Self::millis(version);
+        if at > now.saturating_add(MAX_DRIFT_MS) {
+            return Err(format!(
+                "a version {} ms ahead of this node's clock (at most {MAX_DRIFT_MS} ms)",
+                at - now
+            ));
+        }
+        Ok(())
     }
 
     /// Takes in a version seen on a write from elsewhere, so that versions
@@ -131,5 +155,7 @@ mod tests {
         assert_eq!(all.len(), n, "no version was issued twice");
         // On the real wall clock, versions carry today's time.
         assert!(Hlc::millis(clock.now()) >= 1_700_000_000_000);
+        assert!(Hlc::check_drift(clock.now()).is_ok() && Hlc::check_drift(0).is_ok());
+        assert!(Hlc::check_drift(u64::MAX).unwrap_err().contains("ahead"));
     }
 }

@@ -20,6 +20,7 @@ use sysblocks_merkle::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::hlc::Hlc;
 use crate::metrics::Repair;
 use crate::node::Shared;
 use crate::peer::{
@@ -127,6 +128,9 @@ async fn handle(shared: &Arc<Shared>, from: &str, request: Request) -> Reply {
                 || entry.value.as_ref().is_some_and(|v| v.len() > shared_limits().max_value_bytes)
             {
                 return Reply::Error("a key or value over the data port's limits".into());
+            }
+            if let Err(e) = Hlc::check_drift(entry.version) {
+                return Reply::Error(e);
             }
             shared.hlc.observe(entry.version);
             match shared.store.write(vec![Write { partition, key, entry }]).await {
@@ -346,6 +350,7 @@ impl SyncStore for Partition<'_> {
                 len: key.len() + value.map_or(0, |v| v.len()),
             });
         }
+        Hlc::check_drift(version).map_err(|message| MerkleError::Store { message })?;
         if !self.summary.wins(&key, version, value.as_deref()) {
             return Ok(false);
         }

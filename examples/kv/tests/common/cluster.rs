@@ -126,7 +126,11 @@ impl TestCluster {
             if let Ok((200, _)) = self.http(i, "GET", "/status", "") {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {} did not start; see its log", self.nodes[i].id);
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not start; see its log",
+                self.nodes[i].id
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -147,7 +151,13 @@ impl TestCluster {
     }
 
     /// A tiny HTTP/1.1 client for the admin port.
-    pub fn http(&self, i: usize, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    pub fn http(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.nodes[i].admin, Duration::from_secs(5))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         write!(
@@ -205,7 +215,10 @@ impl TestCluster {
                 let status = self.status(i);
                 for p in status["partitions"].as_array().unwrap() {
                     let partition = p["partition"].as_u64().unwrap();
-                    roots.entry(partition).or_default().push(p["root"].as_str().unwrap().to_owned());
+                    roots
+                        .entry(partition)
+                        .or_default()
+                        .push(p["root"].as_str().unwrap().to_owned());
                     holders.insert(partition, p["replicas"].as_array().unwrap().len());
                 }
             }

@@ -17,7 +17,12 @@ pub async fn connect(url: &str) -> Option<MultiplexedConnection> {
 }
 
 /// `SET key value`, recorded; whether it was acknowledged.
-pub async fn set(con: &mut MultiplexedConnection, recorder: &Recorder, key: &[u8], value: &[u8]) -> bool {
+pub async fn set(
+    con: &mut MultiplexedConnection,
+    recorder: &Recorder,
+    key: &[u8],
+    value: &[u8],
+) -> bool {
     let op = recorder.invoke_write(key, Some(value));
     let reply = tokio::time::timeout(
         OP_TIMEOUT,
@@ -30,7 +35,11 @@ pub async fn set(con: &mut MultiplexedConnection, recorder: &Recorder, key: &[u8
 }
 
 /// `GET key`, recorded; `None` when it failed.
-pub async fn get(con: &mut MultiplexedConnection, recorder: &Recorder, key: &[u8]) -> Option<Option<Vec<u8>>> {
+pub async fn get(
+    con: &mut MultiplexedConnection,
+    recorder: &Recorder,
+    key: &[u8],
+) -> Option<Option<Vec<u8>>> {
     let op = recorder.invoke_read(key);
     let reply = tokio::time::timeout(
         OP_TIMEOUT,
