@@ -176,7 +176,7 @@ async fn local(State(shared): State<Arc<Shared>>, body: String) -> Response {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
