@@ -33,10 +33,12 @@
 //!   older than the last write acknowledged before the read began.
 
 pub mod admin;
+pub mod client;
 pub mod cluster;
 pub mod command;
 pub mod connection;
 pub mod coordinator;
+pub mod demo;
 pub mod history;
 pub mod hlc;
 pub mod membership;
