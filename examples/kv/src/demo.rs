@@ -253,6 +253,9 @@ fn value(i: u32, bytes: usize) -> Vec<u8> {
     v
 }
 
+/// Which keys' bytes a load counts.
+type KeyFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// Writes keys `from..to` with `clients` pipelined clients over `targets`;
 /// returns how many were acknowledged and the bytes of those for which
 /// `count` holds.
@@ -261,7 +264,7 @@ async fn load(
     from: u32,
     to: u32,
     options: &DemoOptions,
-    count: Arc<dyn Fn(&[u8]) -> bool + Send + Sync>,
+    count: KeyFilter,
 ) -> Result<(u32, u64), String> {
     let next = Arc::new(AtomicU32::new(from));
     let mut tasks = Vec::new();
@@ -367,7 +370,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
         .filter_map(|n| n.child.as_ref().and_then(Child::id).and_then(resident_bytes))
         .collect();
     for (node, rss) in cluster.nodes.iter().zip(&report.rss) {
-        println!("  {} resident memory {:.1} MiB", node.id, *rss as f64 / (1 << 20) as f64);
+        println!("  {} resident memory {:.1} MiB", node.id, *rss as f64 / f64::from(1 << 20));
     }
     if options.no_kill || options.nodes < 2 {
         return Ok(report);
@@ -388,7 +391,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     let (acked, missed_bytes) = load(&others, options.keys, to, &options, theirs).await?;
     report.missed_acked = acked;
     report.missed_bytes = missed_bytes;
-    report.dataset_bytes += (acked as u64) * (options.value_bytes as u64 + 12);
+    report.dataset_bytes += u64::from(acked) * (options.value_bytes as u64 + 12);
     println!("  {acked} acknowledged; {missed_bytes} bytes of them belong to {victim_id}");
 
     let kinds = ["anti_entropy", "hinted_handoff", "read_repair"];
