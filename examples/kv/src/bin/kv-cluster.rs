@@ -36,7 +36,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<DemoOptions, String> {
         match arg.as_str() {
             "--nodes" => options.nodes = number("--nodes")? as usize,
             "--keys" => {
-                options.keys = u32::try_from(number("--keys")?).map_err(|e| e.to_string())?
+                options.keys = u32::try_from(number("--keys")?).map_err(|e| e.to_string())?;
             }
             "--missed" => {
                 options.missed = u32::try_from(number("--missed")?).map_err(|e| e.to_string())?;
