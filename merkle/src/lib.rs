@@ -70,7 +70,7 @@ pub use reconcile::{Reconciler, SyncConfig, SyncOutcome, SyncStats, sync_in_memo
 pub use store::{
     InclusionProof, Level, MerkleStore, NodeIdHasher, SUMMARY_DEPTH, Versioned, node_of,
 };
-pub use summary::{MerkleSummary, SUMMARY_CACHED_LEVELS};
+pub use summary::{MerkleSummary, SUMMARY_CACHED_LEVELS, summarise};
 pub use sync_store::{EntrySummary, SyncStore};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -120,6 +120,14 @@ impl MerkleSummary {
             .is_none_or(|old| (version, &hash) > (old.version, &old.hash))
     }
 
+    /// Whether an entry with this summary would win (see
+    /// [`wins`](Self::wins)).
+    pub fn summary_wins(&self, entry: &EntrySummary) -> bool {
+        self.entries
+            .get(&entry.position)
+            .is_none_or(|old| (entry.version, &entry.hash) > (old.version, &old.hash))
+    }
+
     /// Takes in an entry (a local write, or a replica's entry during
     /// repair) if it wins over the one summarised, by version, a tie broken
     /// by the larger entry hash. Returns whether it was taken.
@@ -133,19 +141,28 @@ impl MerkleSummary {
         version: u64,
         value: Option<&[u8]>,
     ) -> Result<bool, MerkleError> {
-        let key_len = length("key", key)?;
-        let value_len = match value {
-            Some(v) => length("value", v)?,
-            None => TOMBSTONE,
+        Ok(self.apply_summary(summarise(key, version, value)?))
+    }
+
+    /// [`apply`](Self::apply) for an owner that has the entry's summary
+    /// already ([`summarise`]), so that the two SHA-256 hashes are computed
+    /// once per write. Returns whether it was taken.
+    pub fn apply_summary(&mut self, entry: EntrySummary) -> bool {
+        let hash = entry.hash;
+        let slot = Slot {
+            version: entry.version,
+            hash,
+            key_len: entry.key_len,
+            // A length is only a size estimate: one at the mark is kept
+            // just below it rather than read as a tombstone.
+            value_len: entry.value_len.map_or(TOMBSTONE, |l| l.min(TOMBSTONE - 1)),
         };
-        let hash = truncate(&entry_hash(key, version, value));
-        let slot = Slot { version, hash, key_len, value_len };
-        let position = position_of(key);
+        let position = entry.position;
         match self.entries.entry(position) {
             MapEntry::Occupied(mut old) => {
                 let before = *old.get();
-                if (version, &hash) <= (before.version, &before.hash) {
-                    return Ok(false);
+                if (entry.version, &hash) <= (before.version, &before.hash) {
+                    return false;
                 }
                 old.insert(slot);
                 let delta = hash_sum(&hash).wrapping_sub(hash_sum(&before.hash));
@@ -154,16 +171,16 @@ impl MerkleSummary {
                         node.sum = node.sum.wrapping_add(delta);
                     }
                 }
-                self.live = self.live + usize::from(value.is_some())
+                self.live = self.live + usize::from(slot.value_len != TOMBSTONE)
                     - usize::from(before.value_len != TOMBSTONE);
             }
             MapEntry::Vacant(free) => {
                 free.insert(slot);
                 self.add_path(&position, 1, hash_sum(&hash));
-                self.live += usize::from(value.is_some());
+                self.live += usize::from(slot.value_len != TOMBSTONE);
             }
         }
-        Ok(true)
+        true
     }
 
     /// Forgets `key`'s entry (a purged tombstone, or a key this replica no
@@ -273,6 +290,24 @@ impl MerkleSummary {
         let (low, high) = prefix_range(level, node);
         self.entries.range(low..=high)
     }
+}
+
+/// The summary of an entry: its position and entry hash (16 bytes each),
+/// version and lengths. Two SHA-256 hashes.
+///
+/// # Errors
+/// [`MerkleError::TooLong`] for a key of `u32::MAX` bytes or more, or a
+/// value that long.
+pub fn summarise(key: &[u8], version: u64, value: Option<&[u8]>) -> Result<EntrySummary, MerkleError> {
+    let key_len = length("key", key)?;
+    let value_len = value.map(|v| length("value", v)).transpose()?;
+    Ok(EntrySummary {
+        position: position_of(key),
+        version,
+        hash: truncate(&entry_hash(key, version, value)),
+        key_len,
+        value_len,
+    })
 }
 
 fn summary(position: &[u8; TRUNC], slot: &Slot) -> EntrySummary {

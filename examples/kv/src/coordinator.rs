@@ -287,6 +287,10 @@ impl Shared {
         let r = self.quorum(r, false)?;
         let partition = self.partition_of(&key);
         let (sets, all) = self.targets(partition);
+        if all == [self.id.as_str()] {
+            // One replica, this node (N = 1): no fan-out, nothing to repair.
+            return self.store.get(partition, &key).map_err(|e| KvError::Storage(e.to_string()));
+        }
         let (sender, mut answers) = mpsc::unbounded_channel();
         for node in &all {
             let (shared, node, key, sender) =
@@ -334,6 +338,10 @@ impl Shared {
         let w = self.quorum(w, true)?;
         let partition = self.partition_of(&key);
         let (sets, all) = self.targets(partition);
+        if all == [self.id.as_str()] {
+            let write = Write { partition, key, entry };
+            return self.store.write(vec![write]).await.map(drop).map_err(|e| KvError::Storage(e.to_string()));
+        }
         let (sender, mut answers) = mpsc::unbounded_channel();
         for node in &all {
             let shared = self.clone();

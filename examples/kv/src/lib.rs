@@ -52,3 +52,4 @@ pub mod repair;
 pub mod replica;
 pub mod resp;
 pub mod store;
+pub mod wal;

@@ -82,6 +82,7 @@ async fn step(shared: &Arc<Shared>) -> Result<(), String> {
         if !gaining || filled {
             continue;
         }
+        shared.store.reopen_partition(*partition);
         let old = old_placement.replicas(*partition);
         let needed = old.len().saturating_sub(w_old) + 1;
         let mut synced = 0;

@@ -1,14 +1,17 @@
-//! A node's storage: entries on disk in redb, one [`MerkleSummary`] per
-//! partition in memory, and a writer thread that commits concurrent
-//! writes together (group commit: one fsync for every write that arrived
-//! while the last one ran).
+//! A node's storage: entries on disk in redb behind a write-ahead log, one
+//! [`MerkleSummary`] per partition in memory, and a writer thread that
+//! commits concurrent writes together (group commit: one fsync for every
+//! write that arrived while the last one ran).
 //!
 //! ```text
-//!  writes from any task ──▶ channel ──▶ writer thread: one transaction per batch
+//!  writes from any task ──▶ channel ──▶ writer thread, per batch:
 //!                                         │ decide each winner (summary, batch)
-//!                                         │ insert rows, commit (fsync)
-//!                                         └▶ apply winners to the summaries, answer
-//!  reads ──▶ redb read transaction (never waits for the writer)
+//!                                         │ append the winners to the log, fsync  (wal.rs)
+//!                                         │ put them in the memtable
+//!                                         └▶ apply them to the summaries, answer
+//!  memtable full ──▶ checkpoint thread: one redb transaction for all of it,
+//!                    then delete the log segments it covered
+//!  reads ──▶ memtable, then a redb read transaction (never wait for the writer)
 //! ```
 //!
 //! A row's key is its partition (4 bytes, big-endian) and the first 16
@@ -17,32 +20,62 @@
 //! is one contiguous range (dropped in one range delete). The row holds
 //! the version, a tombstone flag, the key and the value.
 //!
-//! A write is acknowledged only after its transaction committed with
-//! redb's default durability (fsync), so a node killed with SIGKILL has
-//! every write it acknowledged when it restarts; the summaries are then
-//! rebuilt from a scan of the rows.
+//! A write is acknowledged only after its log record is on disk (fsync),
+//! so a node killed with SIGKILL has every write it acknowledged when it
+//! restarts: the log segments left over are replayed into redb, and the
+//! summaries are then rebuilt from a scan of the rows. Dropping a partition
+//! and purging tombstones are rare; they first wait for the checkpoint in
+//! progress and then write the memtable and their deletions in one redb
+//! transaction.
 //!
 //! Hints (writes held for a replica that was down) live in a second table,
 //! keyed by the target node, partition and position, and are written with
 //! the same durability.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use sysblocks_merkle::hash::{entry_hash, key_position};
+use sysblocks_merkle::hash::key_position;
 use sysblocks_merkle::wire::{TRUNC, WireEntry};
-use sysblocks_merkle::{MerkleSummary, Versioned};
+use sysblocks_merkle::{EntrySummary, MerkleSummary, Versioned, summarise};
 use tokio::sync::oneshot;
+
+use crate::wal::{Record, Wal};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 const HINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hints");
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// Bytes of rows the memtable holds before a checkpoint writes them to
+/// redb; writes wait once it holds four times this while a checkpoint runs.
+const CHECKPOINT_BYTES: usize = 16 << 20;
+
+/// The length of a row key: partition and position.
+const ROW_KEY: usize = 4 + TRUNC;
+
+/// Rows logged but not yet in redb: the active table takes new rows; the
+/// frozen one is being checkpointed. Reads look in both, newest first.
+#[derive(Debug, Default)]
+struct Memtable {
+    active: HashMap<Vec<u8>, Vec<u8>>,
+    active_bytes: usize,
+    frozen: Option<Arc<HashMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl Memtable {
+    fn get(&self, row_key: &[u8]) -> Option<Vec<u8>> {
+        self.active
+            .get(row_key)
+            .or_else(|| self.frozen.as_ref().and_then(|f| f.get(row_key)))
+            .cloned()
+    }
+}
 
 /// A storage failure: the disk, a corrupt row, or a writer that stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +127,7 @@ enum Job {
 
 /// A change to the summaries, applied in order once a batch committed.
 enum SummaryOp {
-    Apply(u32, Vec<u8>, Versioned<Vec<u8>>),
+    Apply(u32, EntrySummary),
     Remove(u32, [u8; TRUNC]),
     Reset(u32),
 }
@@ -104,6 +137,9 @@ enum SummaryOp {
 pub struct OpenStats {
     /// Rows read (entries and tombstones).
     pub rows: u64,
+    /// Log records replayed into redb first (writes acknowledged after the
+    /// last checkpoint before the node stopped).
+    pub replayed: u64,
     /// Time spent rebuilding the summaries.
     pub rebuild: Duration,
 }
@@ -112,8 +148,13 @@ pub struct OpenStats {
 /// which ends when the last clone is dropped).
 #[derive(Clone)]
 pub struct Store {
+    /// Partitions dropped and not reopened: writes to them are refused,
+    /// so that nothing in flight (a sync session, a late hint) refills a
+    /// partition after its rows were removed.
+    closed: Arc<Mutex<std::collections::HashSet<u32>>>,
     db: Arc<Database>,
     summaries: Arc<Vec<Mutex<MerkleSummary>>>,
+    memtable: Arc<RwLock<Memtable>>,
     writer: Arc<Writer>,
 }
 
@@ -160,6 +201,21 @@ impl Store {
         txn.open_table(DATA).map_err(err)?;
         txn.open_table(HINTS).map_err(err)?;
         txn.commit().map_err(err)?;
+        // What the log holds beyond the last checkpoint goes into redb
+        // first, in the order it was written (each record a winner then).
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (wal, replayed, last) = Wal::open(dir, ROW_KEY).map_err(err)?;
+        if !replayed.is_empty() {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut data = txn.open_table(DATA).map_err(err)?;
+                for (key, row) in &replayed {
+                    data.insert(key.as_slice(), row.as_slice()).map_err(err)?;
+                }
+            }
+            txn.commit().map_err(err)?;
+        }
+        wal.delete_through(last).map_err(err)?;
         let mut summaries: Vec<MerkleSummary> =
             (0..partitions).map(|_| MerkleSummary::new()).collect();
         let mut rows = 0;
@@ -182,15 +238,24 @@ impl Store {
         }
         let db = Arc::new(db);
         let summaries = Arc::new(summaries.into_iter().map(Mutex::new).collect::<Vec<_>>());
+        let memtable = Arc::new(RwLock::new(Memtable::default()));
+        let closed = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let (jobs, receiver) = mpsc::channel();
-        let (writer_db, writer_summaries) = (db.clone(), summaries.clone());
+        let state = WriterState {
+            closed: closed.clone(),
+            db: db.clone(),
+            summaries: summaries.clone(),
+            memtable: memtable.clone(),
+            wal,
+        };
         let thread = std::thread::Builder::new()
             .name("kv-writer".into())
-            .spawn(move || run_writer(&writer_db, &writer_summaries, &receiver))
+            .spawn(move || run_writer(state, &receiver))
             .map_err(err)?;
         let writer = Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) });
-        let stats = OpenStats { rows, rebuild: started.elapsed() };
-        Ok((Store { db, summaries, writer }, stats))
+        let stats =
+            OpenStats { rows, replayed: replayed.len() as u64, rebuild: started.elapsed() };
+        Ok((Store { closed, db, summaries, memtable, writer }, stats))
     }
 
     /// The number of partitions.
@@ -214,13 +279,19 @@ impl Store {
         partition: u32,
         key: &[u8],
     ) -> Result<Option<Versioned<Vec<u8>>>, StoreError> {
-        let read = self.db.begin_read().map_err(err)?;
-        let table = read.open_table(DATA).map_err(err)?;
         let row_key = row_key(partition, &position(key));
-        let Some(row) = table.get(row_key.as_slice()).map_err(err)? else {
-            return Ok(None);
+        let row = match self.logged(&row_key) {
+            Some(row) => row,
+            None => {
+                let read = self.db.begin_read().map_err(err)?;
+                let table = read.open_table(DATA).map_err(err)?;
+                let Some(row) = table.get(row_key.as_slice()).map_err(err)? else {
+                    return Ok(None);
+                };
+                row.value().to_vec()
+            }
         };
-        let (stored_key, entry) = decode_entry(row.value())?;
+        let (stored_key, entry) = decode_entry(&row)?;
         // Two keys sharing 16 bytes of SHA-256 would meet here; the other
         // one is not this key's entry.
         Ok((stored_key == key).then_some(entry))
@@ -243,12 +314,23 @@ impl Store {
         let table = read.open_table(DATA).map_err(err)?;
         let mut out = Vec::with_capacity(positions.len());
         for p in positions {
-            if let Some(row) = table.get(row_key(partition, p).as_slice()).map_err(err)? {
-                let (key, entry) = decode_entry(row.value())?;
-                out.push((key, entry.version, entry.value));
-            }
+            let key = row_key(partition, p);
+            let row = match self.logged(&key) {
+                Some(row) => row,
+                None => match table.get(key.as_slice()).map_err(err)? {
+                    Some(row) => row.value().to_vec(),
+                    None => continue,
+                },
+            };
+            let (key, entry) = decode_entry(&row)?;
+            out.push((key, entry.version, entry.value));
         }
         Ok(out)
+    }
+
+    /// The row of `row_key` in the memtable, if it is there.
+    fn logged(&self, row_key: &[u8]) -> Option<Vec<u8>> {
+        self.memtable.read().unwrap_or_else(PoisonError::into_inner).get(row_key)
     }
 
     /// Stores entries that win over what is held (by the merkle crate's
@@ -321,12 +403,19 @@ impl Store {
     }
 
     /// Removes every row of a partition this node no longer holds; returns
-    /// how many.
+    /// how many. Writes to it are refused from then on (they do not win)
+    /// until [`reopen_partition`](Self::reopen_partition).
     ///
     /// # Errors
     /// The commit failed.
     pub async fn drop_partition(&self, partition: u32) -> Result<usize, StoreError> {
         self.ask(|reply| Job::Drop(partition, reply)).await
+    }
+
+    /// Takes writes to a dropped partition again (this node gains it
+    /// back).
+    pub fn reopen_partition(&self, partition: u32) {
+        self.closed.lock().unwrap_or_else(PoisonError::into_inner).remove(&partition);
     }
 
     /// Removes tombstones whose version is below `horizon`; returns how
@@ -351,8 +440,69 @@ impl Store {
     }
 }
 
-/// The writer thread: one transaction per batch of queued jobs.
-fn run_writer(db: &Database, summaries: &[Mutex<MerkleSummary>], jobs: &mpsc::Receiver<Job>) {
+/// What the writer thread owns.
+struct WriterState {
+    closed: Arc<Mutex<std::collections::HashSet<u32>>>,
+    db: Arc<Database>,
+    summaries: Arc<Vec<Mutex<MerkleSummary>>>,
+    memtable: Arc<RwLock<Memtable>>,
+    wal: Wal,
+}
+
+/// A frozen memtable for the checkpoint thread, with the log directory and
+/// the last segment whose records it holds.
+type Frozen = (Arc<HashMap<Vec<u8>, Vec<u8>>>, PathBuf, u64);
+
+/// The checkpoint thread: writes frozen memtables into redb, one
+/// transaction each, then forgets them and deletes the log segments they
+/// came from. Answers `done` after each.
+fn run_checkpoints(
+    db: &Database,
+    memtable: &RwLock<Memtable>,
+    frozen: &mpsc::Receiver<Frozen>,
+    done: &mpsc::Sender<Result<(), StoreError>>,
+) {
+    while let Ok((rows, dir, closed)) = frozen.recv() {
+        let result = (|| {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut data = txn.open_table(DATA).map_err(err)?;
+                for (key, row) in rows.iter() {
+                    data.insert(key.as_slice(), row.as_slice()).map_err(err)?;
+                }
+            }
+            txn.commit().map_err(err)?;
+            memtable.write().unwrap_or_else(PoisonError::into_inner).frozen = None;
+            crate::wal::delete_through(&dir, closed).map_err(err)
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "a checkpoint failed; the log keeps its rows");
+        }
+        if done.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+/// The writer thread: one log append (or, for drops and purges, one redb
+/// transaction) per batch of queued jobs.
+fn run_writer(mut state: WriterState, jobs: &mpsc::Receiver<Job>) {
+    let (to_checkpoint, frozen) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let checkpoints = {
+        let (db, memtable) = (state.db.clone(), state.memtable.clone());
+        std::thread::Builder::new()
+            .name("kv-checkpoint".into())
+            .spawn(move || run_checkpoints(&db, &memtable, &frozen, &done_tx))
+    };
+    let checkpoints = match checkpoints {
+        Ok(thread) => thread,
+        Err(e) => {
+            tracing::error!(error = %e, "no checkpoint thread; the writer stops");
+            return;
+        }
+    };
+    let mut checkpointing = false;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -361,11 +511,51 @@ fn run_writer(db: &Database, summaries: &[Mutex<MerkleSummary>], jobs: &mpsc::Re
                 Err(_) => break,
             }
         }
+        let direct = batch.iter().any(|j| matches!(j, Job::Drop(..) | Job::Purge(..)));
+        if direct && checkpointing {
+            // Deletions go straight to redb: the frozen rows must be there
+            // first, or a later checkpoint would bring deleted rows back.
+            let _ = done.recv();
+            checkpointing = false;
+        }
         let mut ops = Vec::new();
-        match commit(db, summaries, &batch, &mut ops) {
+        let mut logged = Vec::new();
+        let result = if direct {
+            // A copy: reads keep finding the rows in the memtable until
+            // they are in redb.
+            let active =
+                state.memtable.read().unwrap_or_else(PoisonError::into_inner).active.clone();
+            let result = commit(&state, &batch, &mut ops, &mut logged, Some(&active));
+            if result.is_ok() {
+                let mut memtable = state.memtable.write().unwrap_or_else(PoisonError::into_inner);
+                memtable.active.clear();
+                memtable.active_bytes = 0;
+                drop(memtable);
+                // Everything logged is in redb now.
+                if let Ok(closed) = state.wal.rotate() {
+                    let _ = state.wal.delete_through(closed);
+                }
+            }
+            result
+        } else {
+            commit(&state, &batch, &mut ops, &mut logged, None).and_then(|answers| {
+                if !logged.is_empty() {
+                    let records: Vec<(&[u8], &[u8])> =
+                        logged.iter().map(|(k, r)| (k.as_slice(), r.as_slice())).collect();
+                    state.wal.append(&records).map_err(err)?;
+                    let mut memtable = state.memtable.write().unwrap_or_else(PoisonError::into_inner);
+                    for (key, row) in logged.drain(..) {
+                        memtable.active_bytes += key.len() + row.len();
+                        memtable.active.insert(key, row);
+                    }
+                }
+                Ok(answers)
+            })
+        };
+        match result {
             Ok(answers) => {
                 for op in ops {
-                    apply_op(summaries, op);
+                    apply_op(&state.summaries, op);
                 }
                 for (job, answer) in batch.into_iter().zip(answers) {
                     answer_job(job, Ok(answer));
@@ -378,7 +568,37 @@ fn run_writer(db: &Database, summaries: &[Mutex<MerkleSummary>], jobs: &mpsc::Re
                 }
             }
         }
+        // A full memtable is frozen and handed to the checkpoint thread;
+        // while one runs, new rows wait only if the next grows too large.
+        if checkpointing {
+            let bytes = state.memtable.read().unwrap_or_else(PoisonError::into_inner).active_bytes;
+            let finished =
+                if bytes >= 4 * CHECKPOINT_BYTES { done.recv().ok() } else { done.try_recv().ok() };
+            checkpointing = finished.is_none();
+        }
+        let full = state.memtable.read().unwrap_or_else(PoisonError::into_inner).active_bytes
+            >= CHECKPOINT_BYTES;
+        if full && !checkpointing {
+            match state.wal.rotate() {
+                Ok(closed) => {
+                    let rows = {
+                        let mut memtable =
+                            state.memtable.write().unwrap_or_else(PoisonError::into_inner);
+                        let rows = Arc::new(std::mem::take(&mut memtable.active));
+                        memtable.active_bytes = 0;
+                        memtable.frozen = Some(rows.clone());
+                        rows
+                    };
+                    // The checkpoint deletes the segments it covers.
+                    let dir = state.wal.dir().to_path_buf();
+                    checkpointing = to_checkpoint.send((rows, dir, closed)).is_ok();
+                }
+                Err(e) => tracing::error!(error = %e, "the log could not rotate"),
+            }
+        }
     }
+    drop(to_checkpoint);
+    let _ = checkpoints.join();
 }
 
 /// One job's answer: the wins of a write job, or a count.
@@ -412,9 +632,8 @@ fn answer_job(job: Job, answer: Result<Answer, StoreError>) {
 fn apply_op(summaries: &[Mutex<MerkleSummary>], op: SummaryOp) {
     let lock = |p: u32| summaries[p as usize].lock().unwrap_or_else(PoisonError::into_inner);
     match op {
-        SummaryOp::Apply(p, key, entry) => {
-            // Lengths were checked before the row was written.
-            let _ = lock(p).apply(&key, entry.version, entry.value.as_deref());
+        SummaryOp::Apply(p, entry) => {
+            lock(p).apply_summary(entry);
         }
         SummaryOp::Remove(p, position) => {
             lock(p).remove_at(&position);
@@ -423,19 +642,31 @@ fn apply_op(summaries: &[Mutex<MerkleSummary>], op: SummaryOp) {
     }
 }
 
-/// Runs a batch in one write transaction; on success returns each job's
-/// answer and fills `ops` with the summary changes to make, in order.
+/// Runs a batch; on success returns each job's answer and fills `ops` with
+/// the summary changes to make, in order. Winning rows go to `logged` (for
+/// the log) or, with `direct` (the memtable to write first), straight into
+/// redb. A redb transaction is opened only when something needs one.
 fn commit(
-    db: &Database,
-    summaries: &[Mutex<MerkleSummary>],
+    state: &WriterState,
     batch: &[Job],
     ops: &mut Vec<SummaryOp>,
+    logged: &mut Vec<Record>,
+    direct: Option<&HashMap<Vec<u8>, Vec<u8>>>,
 ) -> Result<Vec<Answer>, StoreError> {
-    let txn = db.begin_write().map_err(err)?;
+    let summaries = &state.summaries;
+    let mut closed = state.closed.lock().unwrap_or_else(PoisonError::into_inner);
+    let needs_txn = direct.is_some() || batch.iter().any(|j| !matches!(j, Job::Write(..)));
+    let txn = if needs_txn { Some(state.db.begin_write().map_err(err)?) } else { None };
+    let no_txn = || StoreError("internal: a job that needs a transaction without one".into());
     let mut answers = Vec::with_capacity(batch.len());
     {
-        let mut data = txn.open_table(DATA).map_err(err)?;
-        let mut hints = txn.open_table(HINTS).map_err(err)?;
+        let mut data = txn.as_ref().map(|t| t.open_table(DATA)).transpose().map_err(err)?;
+        let mut hints = txn.as_ref().map(|t| t.open_table(HINTS)).transpose().map_err(err)?;
+        if let (Some(rows), Some(data)) = (direct, data.as_mut()) {
+            for (key, row) in rows {
+                data.insert(key.as_slice(), row.as_slice()).map_err(err)?;
+            }
+        }
         // The winner so far in this batch of each (partition, position):
         // its version and entry hash; ahead of the summary, which changes
         // only once the batch is durable.
@@ -447,8 +678,10 @@ fn commit(
                 Job::Write(writes, _) => {
                     let mut wins = Vec::with_capacity(writes.len());
                     for w in writes {
-                        let position = position(&w.key);
-                        let hash = short_hash(&w.key, &w.entry);
+                        // Lengths were checked before the job was queued.
+                        let summary = summarise(&w.key, w.entry.version, w.entry.value.as_deref())
+                            .map_err(err)?;
+                        let (position, hash) = (summary.position, summary.hash);
                         let current = match staged.get(&(w.partition, position)) {
                             Some(&held) => Some(held),
                             None if dropped.contains(&w.partition) => None,
@@ -458,19 +691,26 @@ fn commit(
                                 .get_at(&position)
                                 .map(|s| (s.version, s.hash)),
                         };
-                        let won = current.is_none_or(|held| (w.entry.version, hash) > held);
+                        let won = !closed.contains(&w.partition)
+                            && current.is_none_or(|held| (w.entry.version, hash) > held);
                         if won {
                             let row = encode_entry(&w.key, &w.entry);
-                            data.insert(row_key(w.partition, &position).as_slice(), row.as_slice())
-                                .map_err(err)?;
+                            let key = row_key(w.partition, &position);
+                            match (direct, data.as_mut()) {
+                                (Some(_), Some(data)) => {
+                                    data.insert(key.as_slice(), row.as_slice()).map_err(err)?;
+                                }
+                                _ => logged.push((key, row)),
+                            }
                             staged.insert((w.partition, position), (w.entry.version, hash));
-                            ops.push(SummaryOp::Apply(w.partition, w.key.clone(), w.entry.clone()));
+                            ops.push(SummaryOp::Apply(w.partition, summary));
                         }
                         wins.push(won);
                     }
                     answers.push(Answer::Wins(wins));
                 }
                 Job::Hint(hint, _) => {
+                    let hints = hints.as_mut().ok_or_else(no_txn)?;
                     let key = hint_key(hint);
                     // Keep the newer of two hints for one key.
                     let newer = match hints.get(key.as_slice()).map_err(err)? {
@@ -487,6 +727,7 @@ fn commit(
                     answers.push(Answer::Done);
                 }
                 Job::ClearHint(hint, _) => {
+                    let hints = hints.as_mut().ok_or_else(no_txn)?;
                     let key = hint_key(hint);
                     let same = match hints.get(key.as_slice()).map_err(err)? {
                         Some(old) => decode_entry(old.value())?.1 == hint.write.entry,
@@ -498,6 +739,7 @@ fn commit(
                     answers.push(Answer::Done);
                 }
                 Job::Drop(partition, _) => {
+                    let data = data.as_mut().ok_or_else(no_txn)?;
                     let low = row_key(*partition, &[0; TRUNC]);
                     let high = row_key(*partition, &[0xff; TRUNC]);
                     let mut removed = 0usize;
@@ -508,10 +750,12 @@ fn commit(
                     .map_err(err)?;
                     staged.retain(|(p, _), _| p != partition);
                     dropped.push(*partition);
+                    closed.insert(*partition);
                     ops.push(SummaryOp::Reset(*partition));
                     answers.push(Answer::Count(removed));
                 }
                 Job::Purge(horizon, _) => {
+                    let data = data.as_mut().ok_or_else(no_txn)?;
                     let mut removed = 0;
                     for (p, summary) in summaries.iter().enumerate() {
                         let p = p as u32;
@@ -533,7 +777,9 @@ fn commit(
             }
         }
     }
-    txn.commit().map_err(err)?;
+    if let Some(txn) = txn {
+        txn.commit().map_err(err)?;
+    }
     Ok(answers)
 }
 
@@ -549,12 +795,6 @@ fn check_lengths(w: &Write) -> Result<(), StoreError> {
 pub fn position(key: &[u8]) -> [u8; TRUNC] {
     let mut out = [0; TRUNC];
     out.copy_from_slice(&key_position(key)[..TRUNC]);
-    out
-}
-
-fn short_hash(key: &[u8], entry: &Versioned<Vec<u8>>) -> [u8; TRUNC] {
-    let mut out = [0; TRUNC];
-    out.copy_from_slice(&entry_hash(key, entry.version, entry.value.as_deref())[..TRUNC]);
     out
 }
 
@@ -696,6 +936,10 @@ mod tests {
         assert_eq!(store.drop_partition(1).await.unwrap(), 1);
         assert_eq!(store.get(1, b"a").unwrap(), None);
         assert!(store.summary(1).unwrap().is_empty());
+        // A write arriving late (a sync session, a hint) does not refill it.
+        assert_eq!(store.write(vec![write(1, "late", 9, Some("x"))]).await.unwrap(), [false]);
+        store.reopen_partition(1);
+        assert_eq!(store.write(vec![write(1, "late", 9, Some("x"))]).await.unwrap(), [true]);
         drop(store);
         assert!(Store::open(&path, 2, 1 << 20).is_err(), "a row beyond the partition count");
         let _ = std::fs::remove_dir_all(dir);
