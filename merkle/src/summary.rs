@@ -19,11 +19,23 @@ pub const SUMMARY_CACHED_LEVELS: usize = 3;
 /// A value length that marks a tombstone.
 const TOMBSTONE: u32 = u32::MAX;
 
-/// A node's count and the low 128 bits of its sum: what the wire carries.
+/// A node's count and the low 128 bits of its sum (what the wire
+/// carries), as two words so that the struct is 24 bytes, not 32.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sum {
     count: u64,
-    sum: u128,
+    sum: [u64; 2],
+}
+
+impl Sum {
+    fn value(&self) -> u128 {
+        u128::from(self.sum[0]) | (u128::from(self.sum[1]) << 64)
+    }
+
+    fn add(&mut self, delta: u128) {
+        let v = self.value().wrapping_add(delta);
+        self.sum = [v as u64, (v >> 64) as u64];
+    }
 }
 
 /// What is kept of one entry: 32 bytes, plus its 16-byte position as the
@@ -168,7 +180,7 @@ impl MerkleSummary {
                 let delta = hash_sum(&hash).wrapping_sub(hash_sum(&before.hash));
                 for (level, nodes) in self.levels.iter_mut().enumerate() {
                     if let Some(node) = nodes.get_mut(&node_at(&position, level)) {
-                        node.sum = node.sum.wrapping_add(delta);
+                        node.add(delta);
                     }
                 }
                 self.live = self.live + usize::from(slot.value_len != TOMBSTONE)
@@ -253,12 +265,13 @@ impl MerkleSummary {
     pub fn node_fp(&self, level: usize, node: u64) -> WireFp {
         let sum = match self.levels.get(level) {
             Some(nodes) => nodes.get(&node).copied().unwrap_or_default(),
-            None => self.range(level, node).fold(Sum::default(), |acc, (_, slot)| Sum {
-                count: acc.count + 1,
-                sum: acc.sum.wrapping_add(hash_sum(&slot.hash)),
+            None => self.range(level, node).fold(Sum::default(), |mut acc, (_, slot)| {
+                acc.count += 1;
+                acc.add(hash_sum(&slot.hash));
+                acc
             }),
         };
-        WireFp { count: sum.count, sum: sum.sum.to_le_bytes() }
+        WireFp { count: sum.count, sum: sum.value().to_le_bytes() }
     }
 
     /// Whether the kept fingerprints equal a rebuild from the entries (for
@@ -279,7 +292,7 @@ impl MerkleSummary {
             let id = node_at(position, level);
             let node = nodes.entry(id).or_default();
             node.count = node.count.wrapping_add(count);
-            node.sum = node.sum.wrapping_add(sum);
+            node.add(sum);
             if node.count == 0 {
                 nodes.remove(&id);
             }

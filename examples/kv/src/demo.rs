@@ -40,6 +40,8 @@ pub struct DemoOptions {
     pub keep: bool,
     /// Skip the kill (load and measure only).
     pub no_kill: bool,
+    /// Each node's redb page cache, in MiB.
+    pub cache_mb: u64,
 }
 
 /// What happened.
@@ -67,6 +69,8 @@ pub struct Report {
     pub rebuild_ms: u64,
     /// Resident memory of each node after loading, in bytes.
     pub rss: Vec<u64>,
+    /// Resident memory of the restarted node once the replicas agree.
+    pub rss_after_restart: u64,
 }
 
 struct Proc {
@@ -79,6 +83,7 @@ struct Proc {
 
 struct Cluster {
     dir: PathBuf,
+    cache_mb: u64,
     keep: bool,
     binary: PathBuf,
     nodes: Vec<Proc>,
@@ -191,6 +196,7 @@ impl Cluster {
             .arg(self.file())
             .arg("--data")
             .arg(self.dir.join(&node.id))
+            .args(["--cache-mb", &self.cache_mb.to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -317,7 +323,13 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     let dir = std::env::temp_dir().join(format!("kv-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut cluster =
-        Cluster { dir, keep: options.keep, binary: options.node_binary.clone(), nodes: Vec::new() };
+        Cluster {
+            dir,
+            cache_mb: options.cache_mb,
+            keep: options.keep,
+            binary: options.node_binary.clone(),
+            nodes: Vec::new(),
+        };
     let mut text = String::from("[cluster]\nsync_interval_ms = 500\n");
     for i in 0..options.nodes {
         let port = || free_port().map_err(|e| e.to_string());
@@ -372,7 +384,7 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     for (node, rss) in cluster.nodes.iter().zip(&report.rss) {
         println!("  {} resident memory {:.1} MiB", node.id, *rss as f64 / f64::from(1 << 20));
     }
-    if options.no_kill || options.nodes < 2 {
+    if options.no_kill {
         return Ok(report);
     }
 
@@ -388,7 +400,11 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     let (p, id) = (placement.clone(), victim_id.clone());
     let theirs = Arc::new(move |k: &[u8]| p.holds(&id, p.partition_of(k)));
     let to = options.keys.saturating_add(options.missed);
-    let (acked, missed_bytes) = load(&others, options.keys, to, &options, theirs).await?;
+    let (acked, missed_bytes) = if others.is_empty() {
+        (0, 0) // one node: nothing can be written while it is down
+    } else {
+        load(&others, options.keys, to, &options, theirs).await?
+    };
     report.missed_acked = acked;
     report.missed_bytes = missed_bytes;
     report.dataset_bytes += u64::from(acked) * (options.value_bytes as u64 + 12);
@@ -421,10 +437,20 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
         let status: Value = serde_json::from_str(&body).unwrap_or_default();
         report.rebuild_ms = status["open"]["rebuild_ms"].as_u64().unwrap_or(0);
     }
+    report.rss_after_restart = cluster.nodes[victim]
+        .child
+        .as_ref()
+        .and_then(Child::id)
+        .and_then(resident_bytes)
+        .unwrap_or(0);
     let repaired: u64 = report.repaired_bytes.iter().sum();
     println!(
-        "restarted {victim_id}: answering after {:.1?} (summaries rebuilt in {} ms); replicas agree {:.1?} later",
-        report.restart, report.rebuild_ms, report.converge
+        "restarted {victim_id}: answering after {:.1?} (summaries rebuilt in {} ms, {:.1} MiB resident); \
+         replicas agree {:.1?} later",
+        report.restart,
+        report.rebuild_ms,
+        report.rss_after_restart as f64 / f64::from(1 << 20),
+        report.converge
     );
     println!(
         "repair: anti-entropy {} keys / {} bytes, hinted handoff {} / {}, read repair {} / {}",

@@ -225,14 +225,16 @@ impl Store {
             for row in table.iter().map_err(err)? {
                 let (k, v) = row.map_err(err)?;
                 let (partition, _) = decode_row_key(k.value())?;
-                let (key, entry) = decode_entry(v.value())?;
+                // Borrowed, not copied: a rebuild of a million rows should
+                // not leave a million freed buffers behind in the heap.
+                let (key, version, value) = decode_row(v.value())?;
                 let summary = summaries.get_mut(partition as usize).ok_or_else(|| {
                     StoreError(format!(
                         "a row of partition {partition}, but the cluster has {partitions} \
                          partitions; changing the partition count needs a new data directory"
                     ))
                 })?;
-                summary.apply(&key, entry.version, entry.value.as_deref()).map_err(err)?;
+                summary.apply(key, version, value).map_err(err)?;
                 rows += 1;
             }
         }
@@ -846,6 +848,12 @@ fn encode_entry(key: &[u8], entry: &Versioned<Vec<u8>>) -> Vec<u8> {
 }
 
 fn decode_entry(row: &[u8]) -> Result<(Vec<u8>, Versioned<Vec<u8>>), StoreError> {
+    let (key, version, value) = decode_row(row)?;
+    Ok((key.to_vec(), Versioned { version, value: value.map(<[u8]>::to_vec) }))
+}
+
+/// A row's key, version and value (`None`: a tombstone), borrowed.
+fn decode_row(row: &[u8]) -> Result<(&[u8], u64, Option<&[u8]>), StoreError> {
     let corrupt = || StoreError(format!("a corrupt row of {} bytes", row.len()));
     if row.len() < 13 {
         return Err(corrupt());
@@ -865,8 +873,7 @@ fn decode_entry(row: &[u8]) -> Result<(Vec<u8>, Versioned<Vec<u8>>), StoreError>
         return Err(corrupt());
     }
     let (key, value) = rest.split_at(key_len);
-    let value = (!tombstone).then(|| value.to_vec());
-    Ok((key.to_vec(), Versioned { version: u64::from_be_bytes(version), value }))
+    Ok((key, u64::from_be_bytes(version), (!tombstone).then_some(value)))
 }
 
 #[cfg(test)]

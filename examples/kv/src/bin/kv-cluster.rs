@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p sysblocks-kv --bin kv-cluster -- [--nodes 5] [--keys 20000]
-//!     [--missed 5000] [--value-bytes 100] [--clients 16] [--no-kill] [--keep]
+//!     [--missed 5000] [--value-bytes 100] [--clients 16] [--cache-mb 64] [--no-kill] [--keep]
 //! ```
 
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use sysblocks_kv::demo::{DemoOptions, run, sibling_binary};
 
 const USAGE: &str = "usage: kv-cluster [--nodes N] [--keys N] [--missed N] [--value-bytes N] \
-                     [--clients N] [--no-kill] [--keep] [--node-binary PATH]";
+                     [--clients N] [--cache-mb N] [--no-kill] [--keep] [--node-binary PATH]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<DemoOptions, String> {
     let mut options = DemoOptions {
@@ -25,6 +25,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<DemoOptions, String> {
         node_binary: sibling_binary("kv-node"),
         keep: false,
         no_kill: false,
+        cache_mb: 64,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -43,6 +44,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<DemoOptions, String> {
             }
             "--value-bytes" => options.value_bytes = number("--value-bytes")? as usize,
             "--clients" => options.clients = number("--clients")? as usize,
+            "--cache-mb" => options.cache_mb = number("--cache-mb")?,
             "--no-kill" => options.no_kill = true,
             "--keep" => options.keep = true,
             "--node-binary" => {

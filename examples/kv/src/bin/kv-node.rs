@@ -64,7 +64,7 @@ async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let level = match std::env::var("KV_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
