@@ -92,6 +92,16 @@ proptest! {
             prop_assert_eq!(won, stored, "the same rule picks the winner");
         }
         prop_assert!(summary.is_consistent());
+        // Built in bulk from its own entries (shuffled, with older
+        // duplicates), a summary is the same.
+        let mut again: Vec<EntrySummary> = summary.iter().collect();
+        again.reverse();
+        again.extend(summary.iter().filter(|e| e.version > 0).map(|e| EntrySummary { version: e.version - 1, ..e }));
+        let bulk = MerkleSummary::from_entries(again);
+        prop_assert!(bulk.is_consistent());
+        prop_assert_eq!(bulk.root(), summary.root());
+        prop_assert_eq!(bulk.len(), summary.len());
+        prop_assert_eq!(bulk.iter().collect::<Vec<_>>(), summary.iter().collect::<Vec<_>>());
         prop_assert_eq!(summary.len(), store.len());
         prop_assert_eq!(summary.entry_count(), store.entry_count());
         for level in 0..=6 {

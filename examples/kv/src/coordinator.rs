@@ -340,7 +340,12 @@ impl Shared {
         let (sets, all) = self.targets(partition);
         if all == [self.id.as_str()] {
             let write = Write { partition, key, entry };
-            return self.store.write(vec![write]).await.map(drop).map_err(|e| KvError::Storage(e.to_string()));
+            return self
+                .store
+                .write(vec![write])
+                .await
+                .map(drop)
+                .map_err(|e| KvError::Storage(e.to_string()));
         }
         let (sender, mut answers) = mpsc::unbounded_channel();
         for node in &all {

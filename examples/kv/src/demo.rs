@@ -322,14 +322,13 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     }
     let dir = std::env::temp_dir().join(format!("kv-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut cluster =
-        Cluster {
-            dir,
-            cache_mb: options.cache_mb,
-            keep: options.keep,
-            binary: options.node_binary.clone(),
-            nodes: Vec::new(),
-        };
+    let mut cluster = Cluster {
+        dir,
+        cache_mb: options.cache_mb,
+        keep: options.keep,
+        binary: options.node_binary.clone(),
+        nodes: Vec::new(),
+    };
     let mut text = String::from("[cluster]\nsync_interval_ms = 500\n");
     for i in 0..options.nodes {
         let port = || free_port().map_err(|e| e.to_string());

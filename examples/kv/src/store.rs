@@ -216,8 +216,10 @@ impl Store {
             txn.commit().map_err(err)?;
         }
         wal.delete_through(last).map_err(err)?;
-        let mut summaries: Vec<MerkleSummary> =
-            (0..partitions).map(|_| MerkleSummary::new()).collect();
+        // Rows come in key order, partition by partition: each partition's
+        // summary is built in bulk once its rows are read.
+        let mut summaries: Vec<MerkleSummary> = Vec::with_capacity(partitions as usize);
+        let mut pending: Vec<EntrySummary> = Vec::new();
         let mut rows = 0;
         {
             let read = db.begin_read().map_err(err)?;
@@ -225,18 +227,24 @@ impl Store {
             for row in table.iter().map_err(err)? {
                 let (k, v) = row.map_err(err)?;
                 let (partition, _) = decode_row_key(k.value())?;
+                if partition >= partitions {
+                    return Err(StoreError(format!(
+                        "a row of partition {partition}, but the cluster has {partitions} \
+                         partitions; changing the partition count needs a new data directory"
+                    )));
+                }
+                while summaries.len() < partition as usize {
+                    summaries.push(MerkleSummary::from_entries(pending.drain(..)));
+                }
                 // Borrowed, not copied: a rebuild of a million rows should
                 // not leave a million freed buffers behind in the heap.
                 let (key, version, value) = decode_row(v.value())?;
-                let summary = summaries.get_mut(partition as usize).ok_or_else(|| {
-                    StoreError(format!(
-                        "a row of partition {partition}, but the cluster has {partitions} \
-                         partitions; changing the partition count needs a new data directory"
-                    ))
-                })?;
-                summary.apply(key, version, value).map_err(err)?;
+                pending.push(summarise(key, version, value).map_err(err)?);
                 rows += 1;
             }
+        }
+        while summaries.len() < partitions as usize {
+            summaries.push(MerkleSummary::from_entries(pending.drain(..)));
         }
         let db = Arc::new(db);
         let summaries = Arc::new(summaries.into_iter().map(Mutex::new).collect::<Vec<_>>());
@@ -255,8 +263,7 @@ impl Store {
             .spawn(move || run_writer(state, &receiver))
             .map_err(err)?;
         let writer = Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) });
-        let stats =
-            OpenStats { rows, replayed: replayed.len() as u64, rebuild: started.elapsed() };
+        let stats = OpenStats { rows, replayed: replayed.len() as u64, rebuild: started.elapsed() };
         Ok((Store { closed, db, summaries, memtable, writer }, stats))
     }
 
@@ -545,7 +552,8 @@ fn run_writer(mut state: WriterState, jobs: &mpsc::Receiver<Job>) {
                     let records: Vec<(&[u8], &[u8])> =
                         logged.iter().map(|(k, r)| (k.as_slice(), r.as_slice())).collect();
                     state.wal.append(&records).map_err(err)?;
-                    let mut memtable = state.memtable.write().unwrap_or_else(PoisonError::into_inner);
+                    let mut memtable =
+                        state.memtable.write().unwrap_or_else(PoisonError::into_inner);
                     for (key, row) in logged.drain(..) {
                         memtable.active_bytes += key.len() + row.len();
                         memtable.active.insert(key, row);
