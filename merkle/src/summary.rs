@@ -105,7 +105,7 @@ impl MerkleSummary {
     pub fn from_entries(entries: impl IntoIterator<Item = EntrySummary>) -> Self {
         let mut all: Vec<EntrySummary> = entries.into_iter().collect();
         // By position, the winner last: the dedup below keeps it.
-        all.sort_by(|a, b| (a.position, a.version, a.hash).cmp(&(b.position, b.version, b.hash)));
+        all.sort_by_key(|e| (e.position, e.version, e.hash));
         let mut summary = MerkleSummary::default();
         let mut slots: Vec<([u8; TRUNC], Slot)> = Vec::with_capacity(all.len());
         for e in all {

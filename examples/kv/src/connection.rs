@@ -45,21 +45,40 @@ pub struct ConnectionLimits {
 ///
 /// # Errors
 /// The connection's I/O errors (a client that vanished).
-pub async fn serve<S, H>(
+pub async fn serve<S, H>(stream: S, handler: &H, limits: ConnectionLimits) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    serve_until(stream, handler, limits, std::future::pending()).await
+}
+
+/// [`serve`] until `shutdown` completes: the connection then stops
+/// reading, once the commands already read are answered (graceful
+/// shutdown: nothing in flight is cut off, nothing half-read is run).
+///
+/// # Errors
+/// The connection's I/O errors (a client that vanished).
+pub async fn serve_until<S, H>(
     mut stream: S,
     handler: &H,
     limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
+    let mut shutdown = std::pin::pin!(shutdown);
     let mut session = Session::default();
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        let n = stream.read(&mut chunk).await?;
+        let n = tokio::select! {
+            read = stream.read(&mut chunk) => read?,
+            () = &mut shutdown => return Ok(()),
+        };
         if n == 0 {
             // End of input; a partial command in the buffer is dropped.
             return Ok(());

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::command::Request;
-use crate::connection::{ConnectionLimits, Handler, Session, serve};
+use crate::connection::{ConnectionLimits, Handler, Session, serve_until};
 use crate::metrics::{Command, Repair};
 use crate::node::Shared;
 use crate::peer::{self, Reply as PeerReply};
@@ -71,9 +71,17 @@ impl std::fmt::Display for KvError {
 pub async fn serve_clients(shared: Arc<Shared>, listener: TcpListener) {
     let stopped = shared.stopped();
     tokio::pin!(stopped);
+    // The connections, so that shutdown waits for them to answer what they
+    // read (and, when the node's grace runs out, cancels them with this task).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap the connections that ended.
+        while connections.try_join_next().is_some() {}
         let (stream, addr) = tokio::select! {
-            _ = &mut stopped => return,
+            _ = &mut stopped => {
+                while connections.join_next().await.is_some() {}
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -96,7 +104,7 @@ pub async fn serve_clients(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let mut stream = stream;
             if !admitted {
                 shared.metrics.limited();
@@ -108,10 +116,7 @@ pub async fn serve_clients(shared: Arc<Shared>, listener: TcpListener) {
             }
             let handler = ClientHandler { shared: shared.clone(), ip };
             let stopped = shared.stopped();
-            tokio::select! {
-                _ = stopped => {}
-                _ = serve(stream, &handler, ConnectionLimits::default()) => {}
-            }
+            let _ = serve_until(stream, &handler, ConnectionLimits::default(), stopped).await;
             let mut open = shared.connections.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(count) = open.get_mut(&ip) {
                 *count -= 1;
@@ -285,6 +290,7 @@ impl Shared {
         r: Option<usize>,
     ) -> Result<Option<Versioned<Vec<u8>>>, KvError> {
         let r = self.quorum(r, false)?;
+        self.metrics.quorum_read();
         let partition = self.partition_of(&key);
         let (sets, all) = self.targets(partition);
         if all == [self.id.as_str()] {

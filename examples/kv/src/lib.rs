@@ -1,36 +1,53 @@
 //! `sysblocks-kv`: a Dynamo-style replicated key-value store built from the
 //! sysblocks building blocks: placement on the consistent-hash ring,
-//! replicas repaired by Merkle anti-entropy, a read cache in front, and
-//! limits per client.
+//! replicas repaired by Merkle anti-entropy, a read cache in front, limits
+//! per client. The package's README is the guide (the design as a picture,
+//! the consistency model, the failures and their repairs, the numbers).
 //!
-//! The service is being built in steps. What is here so far:
+//! A library with thin binaries, so that the tests drive the code the
+//! binaries run: `kv-node` is one node ([`node::Node::start`]), `kv-cluster`
+//! the demo ([`demo::run`]).
 //!
-//! * [`resp`]: the subset of the Redis protocol (RESP2) the data port
-//!   speaks, so that `redis-cli`, `redis-benchmark` and the redis crate work
-//!   against a node unchanged; a parser that refuses oversized and
-//!   malformed input with a clear error before allocating for it.
-//! * [`command`]: the data port's commands (GET, SET, DEL, EXISTS, PING,
-//!   and `R`/`W` per request or per connection), with limits on keys and
-//!   values and errors worded as Redis words them.
-//! * [`connection`]: one client connection of the data port (pipelined
-//!   commands answered in order, a protocol error answered and then the
-//!   connection closed, nothing half-run when a client leaves mid-command),
-//!   over any [`Handler`](connection::Handler).
-//! * [`cluster`]: the cluster file (TOML: nodes, addresses, zones,
-//!   weights, N, W, R, partitions), refused with the line of the first
-//!   mistake.
-//! * [`placement`]: a fixed number of partitions of the hash space, each
-//!   placed on the weighted ring on N distinct nodes (one per zone first),
-//!   and which partitions move when membership changes.
-//! * [`quorum`]: what a coordinator makes of its replicas' replies (the
-//!   newest entry by the merkle crate's one rule for "newer", the replicas
-//!   to repair, whether a quorum answered).
-//! * [`hlc`]: versions from a hybrid logical clock, so that last-writer-wins
-//!   resolves the same way on every replica and never goes back in time.
-//! * [`history`]: the checker the fault tests use: clients record every
-//!   operation's invocation, completion and result, and the checker proves
-//!   that no acknowledged write was lost and that no read returned a value
-//!   older than the last write acknowledged before the read began.
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sysblocks_kv::client::Client;
+//! use sysblocks_kv::node::{Node, NodeOptions};
+//!
+//! let node = Node::start(NodeOptions {
+//!     id: "n1".into(),
+//!     cluster_file: "cluster.toml".into(),
+//!     data_dir: "n1".into(),
+//!     join: false,
+//!     cache_bytes: 64 << 20,
+//! })
+//! .await?;
+//! let mut client = Client::connect(node.data).await?;
+//! client.set(b"user:1", b"ada").await?;
+//! assert_eq!(client.get(b"user:1").await?, Some(b"ada".to_vec()));
+//! node.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! The modules, in the order a request meets them:
+//!
+//! * [`resp`], [`command`], [`connection`]: the data port's protocol (the
+//!   RESP2 subset that `redis-cli`, `redis-benchmark` and the redis crate
+//!   speak), its requests and limits, one client connection.
+//! * [`coordinator`]: any node, for any key: the fan-out to the key's
+//!   replicas, quorums, hints, read repair, the read cache, client limits.
+//! * [`peer`], [`replica`]: the protocol between nodes, and the replica
+//!   side of it, Merkle sync sessions included.
+//! * [`store`], [`wal`]: redb behind a write-ahead log with group commit,
+//!   and one [`MerkleSummary`](sysblocks_merkle::MerkleSummary) per
+//!   partition.
+//! * [`placement`], [`membership`], [`rebalance`]: partitions on the ring,
+//!   and moving them when the cluster file changes.
+//! * [`repair`]: anti-entropy, hint delivery, the tombstone purge.
+//! * [`quorum`], [`hlc`]: the rules for "newer" and versions.
+//! * [`admin`], [`metrics`]: the HTTP admin port and its counters.
+//! * [`node`], [`cluster`], [`client`], [`demo`]: the process, its cluster
+//!   file, a client, the demo.
+//! * [`history`]: the checker the fault tests run.
 
 pub mod admin;
 pub mod client;

@@ -98,6 +98,7 @@ pub struct Metrics {
     cache_misses: StripedCounter,
     limited: AtomicU64,
     hints_written: AtomicU64,
+    quorum_reads: StripedCounter,
 }
 
 /// Values read at render time.
@@ -150,6 +151,12 @@ impl Metrics {
     /// A request refused by the per-client limits.
     pub fn limited(&self) {
         self.limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read sent to a key's replicas (a GET the cache did not answer, a
+    /// DEL's or EXISTS's read).
+    pub fn quorum_read(&self) {
+        self.quorum_reads.add(1);
     }
 
     /// A hint written for a replica that did not answer.
@@ -234,7 +241,13 @@ impl Metrics {
                 self.repaired_bytes[r as usize].load(Ordering::Relaxed)
             );
         }
-        let simple: [(&str, &str, &str, u64); 10] = [
+        let simple: [(&str, &str, &str, u64); 11] = [
+            (
+                "kv_quorum_reads_total",
+                "counter",
+                "Reads this node coordinated across a key's replicas.",
+                self.quorum_reads.sum() as u64,
+            ),
             (
                 "kv_sync_sent_bytes_total",
                 "counter",

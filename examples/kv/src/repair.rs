@@ -56,7 +56,12 @@ pub async fn anti_entropy(shared: Arc<Shared>) {
 /// One anti-entropy round over every partition.
 pub async fn sync_round(shared: &Arc<Shared>) {
     let partitions = shared.store.partitions();
-    for partition in 0..partitions {
+    // Each node starts its round at its own partition, so that two nodes
+    // rarely sync the same partition with a third at the same moment (the
+    // third would be sent the same missing entries twice).
+    let start = (sysblocks_consistent_hash::hash_key(shared.id.as_bytes())
+        % u64::from(partitions.max(1))) as u32;
+    for partition in (0..partitions).map(|i| (start + i) % partitions) {
         let peers: Vec<String> = {
             let membership = shared.membership();
             if !membership.serves(&shared.id, partition) {

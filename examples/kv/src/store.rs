@@ -861,7 +861,10 @@ fn decode_entry(row: &[u8]) -> Result<(Vec<u8>, Versioned<Vec<u8>>), StoreError>
 }
 
 /// A row's key, version and value (`None`: a tombstone), borrowed.
-fn decode_row(row: &[u8]) -> Result<(&[u8], u64, Option<&[u8]>), StoreError> {
+type RowParts<'a> = (&'a [u8], u64, Option<&'a [u8]>);
+
+/// A row's parts, borrowed from it.
+fn decode_row(row: &[u8]) -> Result<RowParts<'_>, StoreError> {
     let corrupt = || StoreError(format!("a corrupt row of {} bytes", row.len()));
     if row.len() < 13 {
         return Err(corrupt());

@@ -143,6 +143,23 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM, and wait (up to `deadline`) for the process to exit.
+    pub fn terminate(&mut self, i: usize, deadline: Duration) -> std::process::ExitStatus {
+        self.signal(i, "-TERM");
+        let mut child = self.nodes[i].child.take().expect("a running node");
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("node {} did not stop within {deadline:?} of SIGTERM", self.nodes[i].id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGSTOP or SIGCONT.
     pub fn signal(&self, i: usize, signal: &str) {
         let pid = self.nodes[i].child.as_ref().expect("a running node").id();
