@@ -421,20 +421,33 @@ impl Peers {
     /// with an error.
     pub async fn call(&self, peer: &str, request: &Request) -> Result<Reply, PeerError> {
         let frame = encode_request(&self.me, request);
-        let mut conn = self.connect(peer).await?;
-        let exchange = async {
-            write_frame(&mut conn.stream, &frame).await?;
-            let reply = read_frame(&mut conn.stream, MAX_FRAME).await?;
-            decode_reply(&reply)
-        };
-        let reply = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| PeerError::Timeout)??;
+        let (mut conn, pooled) = self.connect_pooled(peer).await?;
+        let mut reply = self.exchange(&mut conn, &frame).await;
+        if pooled && matches!(reply, Err(PeerError::Io(_) | PeerError::Malformed(_))) {
+            // An idle connection that broke while it waited (the peer
+            // restarted): the others in the pool are as stale. Every
+            // request here is idempotent (a write carries its version), so
+            // it is sent again on a new connection.
+            self.forget(peer);
+            conn = self.connect(peer).await?;
+            reply = self.exchange(&mut conn, &frame).await;
+        }
+        let reply = reply?;
         self.give_back(conn);
         match reply {
             Reply::Error(message) => Err(PeerError::Remote(message)),
             reply => Ok(reply),
         }
+    }
+
+    /// One request and its reply on `conn`, within the timeout.
+    async fn exchange(&self, conn: &mut Connection, frame: &[u8]) -> Result<Reply, PeerError> {
+        let exchange = async {
+            write_frame(&mut conn.stream, frame).await?;
+            let reply = read_frame(&mut conn.stream, MAX_FRAME).await?;
+            decode_reply(&reply)
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| PeerError::Timeout)?
     }
 
     /// A connection to `peer`: an idle one, or a new one.
@@ -443,6 +456,12 @@ impl Peers {
     /// [`PeerError::Dropped`], [`PeerError::UnknownNode`], or the connect
     /// failed or timed out.
     pub async fn connect(&self, peer: &str) -> Result<Connection, PeerError> {
+        Ok(self.connect_pooled(peer).await?.0)
+    }
+
+    /// [`connect`](Self::connect), and whether the connection came from
+    /// the pool.
+    async fn connect_pooled(&self, peer: &str) -> Result<(Connection, bool), PeerError> {
         if self.faults.is_dropped(peer) {
             return Err(PeerError::Dropped);
         }
@@ -453,7 +472,7 @@ impl Peers {
             .get_mut(peer)
             .and_then(Vec::pop);
         if let Some(stream) = idle {
-            return Ok(Connection { peer: peer.to_owned(), stream });
+            return Ok((Connection { peer: peer.to_owned(), stream }, true));
         }
         let address = self
             .addresses
@@ -467,7 +486,7 @@ impl Peers {
             .map_err(|_| PeerError::Timeout)?
             .map_err(|e| PeerError::Io(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        Ok(Connection { peer: peer.to_owned(), stream })
+        Ok((Connection { peer: peer.to_owned(), stream }, false))
     }
 
     /// Returns a connection whose last exchange completed to the pool.

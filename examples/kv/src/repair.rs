@@ -14,9 +14,12 @@ use crate::hlc::Hlc;
 use crate::metrics::Repair;
 use crate::node::Shared;
 use crate::peer::{PeerError, Reply, Request};
+use crate::store::Hint;
 
-/// Hints delivered to one node per round.
+/// Hints read (and forgotten, once delivered) at a time.
 const HINT_BATCH: usize = 256;
+/// Hints sent to one node at once.
+const HINTS_IN_FLIGHT: usize = 16;
 
 /// Runs `step` every `period` until shutdown.
 async fn every<F, Fut>(shared: &Arc<Shared>, period: impl Fn() -> Duration, mut step: F)
@@ -82,6 +85,13 @@ pub async fn sync_round(shared: &Arc<Shared>) {
             if shared.is_stopping() {
                 return;
             }
+            // Hints first: a peer that missed writes gets them from the
+            // hints, each exactly once; anti-entropy would find the same
+            // entries by listing whole ranges (and a second peer would send
+            // them again). It checks the peer once the hints are delivered.
+            if shared.store.hints_for(&peer, 1).is_ok_and(|h| !h.is_empty()) {
+                continue;
+            }
             if let Err(e) = crate::replica::sync_partition(shared, &peer, partition).await {
                 tracing::debug!(%peer, partition, error = %e, "sync failed");
             }
@@ -105,14 +115,49 @@ pub async fn deliver_hints(shared: Arc<Shared>) {
 async fn deliver_round(shared: &Arc<Shared>) {
     let nodes = shared.membership().all_nodes();
     for node in nodes.into_iter().filter(|n| *n != shared.id) {
-        let hints = match shared.store.hints_for(&node, HINT_BATCH) {
-            Ok(hints) => hints,
-            Err(e) => {
-                tracing::warn!(error = %e, "hints could not be read");
+        // Batch after batch while the node takes them: a node back from a
+        // crash gets its missed writes at once, before anti-entropy has to
+        // find them.
+        while deliver_batch(shared, &node).await {
+            if shared.is_stopping() {
                 return;
             }
-        };
-        for hint in hints {
+        }
+    }
+}
+
+/// Delivers up to a batch of `node`'s hints, in parallel; whether all of
+/// them went (and there may be more).
+async fn deliver_batch(shared: &Arc<Shared>, node: &str) -> bool {
+    let hints = match shared.store.hints_for(node, HINT_BATCH) {
+        Ok(hints) if hints.is_empty() => return false,
+        Ok(hints) => hints,
+        Err(e) => {
+            tracing::warn!(error = %e, "hints could not be read");
+            return false;
+        }
+    };
+    let (mut delivered, mut all) = (Vec::new(), true);
+    // A few at a time: a node just back should not get a flood of
+    // connections from every peer at once.
+    for chunk in hints.chunks(HINTS_IN_FLIGHT) {
+        let (sent, ok) = deliver_chunk(shared, node, chunk).await;
+        delivered.extend(sent);
+        all &= ok;
+        if !ok {
+            break;
+        }
+    }
+    // One commit forgets the whole batch.
+    !delivered.is_empty() && shared.store.clear_hints(delivered).await.is_ok() && all
+}
+
+/// Delivers hints in parallel: those that went, and whether all did.
+async fn deliver_chunk(shared: &Arc<Shared>, node: &str, hints: &[Hint]) -> (Vec<Hint>, bool) {
+    let mut sends = tokio::task::JoinSet::new();
+    for hint in hints.iter().cloned() {
+        let (shared, node) = (shared.clone(), node.to_owned());
+        sends.spawn(async move {
             let write = hint.write.clone();
             let bytes = (write.key.len() + write.entry.value.as_ref().map_or(0, Vec::len)) as u64;
             let request =
@@ -122,18 +167,24 @@ async fn deliver_round(shared: &Arc<Shared>) {
                     if won {
                         shared.metrics.repaired(Repair::HintedHandoff, 1, bytes);
                     }
-                    let _ = shared.store.clear_hint(hint).await;
+                    Some(hint)
                 }
                 // It answered but will not take it (no longer a replica):
                 // the replicas that are have the entry.
-                Err(PeerError::Remote(_)) => {
-                    let _ = shared.store.clear_hint(hint).await;
-                }
+                Err(PeerError::Remote(_)) => Some(hint),
                 // Still unreachable: try again next round.
-                _ => break,
+                _ => None,
             }
+        });
+    }
+    let (mut delivered, mut all) = (Vec::new(), true);
+    while let Some(sent) = sends.join_next().await {
+        match sent.ok().flatten() {
+            Some(hint) => delivered.push(hint),
+            None => all = false,
         }
     }
+    (delivered, all)
 }
 
 /// Purges tombstones older than the horizon, every tenth of it (at least

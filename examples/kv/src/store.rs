@@ -118,7 +118,7 @@ enum Job {
     Write(Vec<Write>, oneshot::Sender<Result<Vec<bool>, StoreError>>),
     Hint(Hint, oneshot::Sender<Result<(), StoreError>>),
     /// Remove a delivered hint, if it is still the one delivered.
-    ClearHint(Hint, oneshot::Sender<Result<(), StoreError>>),
+    ClearHints(Vec<Hint>, oneshot::Sender<Result<(), StoreError>>),
     /// Remove a partition's rows (this node no longer holds it).
     Drop(u32, oneshot::Sender<Result<usize, StoreError>>),
     /// Remove tombstones older than the version.
@@ -375,7 +375,15 @@ impl Store {
     /// # Errors
     /// The commit failed.
     pub async fn clear_hint(&self, hint: Hint) -> Result<(), StoreError> {
-        self.ask(|reply| Job::ClearHint(hint, reply)).await
+        self.clear_hints(vec![hint]).await
+    }
+
+    /// [`clear_hint`](Self::clear_hint) for many, in one commit.
+    ///
+    /// # Errors
+    /// The commit failed.
+    pub async fn clear_hints(&self, hints: Vec<Hint>) -> Result<(), StoreError> {
+        self.ask(|reply| Job::ClearHints(hints, reply)).await
     }
 
     /// Hints held for `target`, at most `limit`.
@@ -627,7 +635,7 @@ fn answer_job(job: Job, answer: Result<Answer, StoreError>) {
                 _ => Vec::new(),
             }));
         }
-        Job::Hint(_, reply) | Job::ClearHint(_, reply) => {
+        Job::Hint(_, reply) | Job::ClearHints(_, reply) => {
             let _ = reply.send(answer.map(|_| ()));
         }
         Job::Drop(_, reply) | Job::Purge(_, reply) => {
@@ -736,15 +744,17 @@ fn commit(
                     }
                     answers.push(Answer::Done);
                 }
-                Job::ClearHint(hint, _) => {
+                Job::ClearHints(delivered, _) => {
                     let hints = hints.as_mut().ok_or_else(no_txn)?;
-                    let key = hint_key(hint);
-                    let same = match hints.get(key.as_slice()).map_err(err)? {
-                        Some(old) => decode_entry(old.value())?.1 == hint.write.entry,
-                        None => false,
-                    };
-                    if same {
-                        hints.remove(key.as_slice()).map_err(err)?;
+                    for hint in delivered {
+                        let key = hint_key(hint);
+                        let same = match hints.get(key.as_slice()).map_err(err)? {
+                            Some(old) => decode_entry(old.value())?.1 == hint.write.entry,
+                            None => false,
+                        };
+                        if same {
+                            hints.remove(key.as_slice()).map_err(err)?;
+                        }
                     }
                     answers.push(Answer::Done);
                 }
