@@ -2,9 +2,9 @@
 //! coordinators, status for rebalancing) and Merkle sync sessions, one
 //! partition at a time, over the same connections.
 //!
-//! A session runs the merkle crate's [`Reconciler`] over a [`Partition`]
+//! A session runs the merkle crate's [`Reconciler`] over a `Partition`
 //! view: fingerprints and entry summaries from the partition's in-memory
-//! [`MerkleSummary`](sysblocks_merkle::MerkleSummary), entries read from
+//! [`MerkleSummary`], entries read from
 //! disk by position, and the entries it takes from the peer written back
 //! through the store's group commit after each message, before the
 //! reply. So only the differing entries are read, sent and written.

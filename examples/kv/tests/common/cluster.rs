@@ -4,8 +4,7 @@
 //! nothing running). Conditions are waited for with deadlines.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,8 +29,7 @@ pub struct TestCluster {
 }
 
 fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    listener.local_addr().unwrap()
+    sysblocks_kv::demo::free_port().expect("a free loopback port")
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -167,7 +165,7 @@ impl TestCluster {
         assert!(status.success());
     }
 
-    /// A tiny HTTP/1.1 client for the admin port.
+    /// A request to node `i`'s admin port: status and body.
     pub fn http(
         &self,
         i: usize,
@@ -175,28 +173,7 @@ impl TestCluster {
         path: &str,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
-        let mut stream = TcpStream::connect_timeout(&self.nodes[i].admin, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("not HTTP"))?;
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        // Chunked bodies (axum streams some): join the chunks.
-        let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        Ok((status, body))
+        sysblocks_kv::demo::http(self.nodes[i].admin, method, path, body)
     }
 
     pub fn status(&self, i: usize) -> Value {
@@ -226,21 +203,8 @@ impl TestCluster {
     pub fn wait_converged(&self, deadline: Duration) -> Duration {
         let started = Instant::now();
         loop {
-            let mut roots: std::collections::HashMap<u64, Vec<String>> = Default::default();
-            let mut holders: std::collections::HashMap<u64, usize> = Default::default();
-            for i in self.running() {
-                let status = self.status(i);
-                for p in status["partitions"].as_array().unwrap() {
-                    let partition = p["partition"].as_u64().unwrap();
-                    roots
-                        .entry(partition)
-                        .or_default()
-                        .push(p["root"].as_str().unwrap().to_owned());
-                    holders.insert(partition, p["replicas"].as_array().unwrap().len());
-                }
-            }
-            let converged = roots.values().all(|r| r.windows(2).all(|w| w[0] == w[1]));
-            if converged {
+            let statuses: Vec<Value> = self.running().into_iter().map(|i| self.status(i)).collect();
+            if sysblocks_kv::demo::replicas_agree(&statuses) {
                 return started.elapsed();
             }
             assert!(started.elapsed() < deadline, "replicas did not converge within {deadline:?}");
@@ -275,19 +239,6 @@ impl TestCluster {
 
 fn unhex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 impl Drop for TestCluster {
