@@ -40,7 +40,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Every port this script needs, bound at once so that no two are the same;
+# next_port sets $port to the next one.
+read -r -a ports <<< "$(python3 -c 'import socket
+ss = [socket.socket() for _ in range(16)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')"
+next_index=0
+next_port() { port=${ports[$next_index]}; next_index=$((next_index + 1)); }
 
 wait_port() {
   for _ in $(seq 1 500); do
@@ -59,13 +66,15 @@ cluster() {
   {
     echo "[cluster]"
     echo "client_rps = 1000000000"
-    for i in $(seq 1 "$n"); do
-      local d; d=$(free_port)
-      data_ports+=("$d")
-      printf '[[node]]\nid = "n%s"\ndata = "127.0.0.1:%s"\nadmin = "127.0.0.1:%s"\nsync = "127.0.0.1:%s"\n' \
-        "$i" "$d" "$(free_port)" "$(free_port)"
-    done
   } > "$dir/cluster.toml"
+  for i in $(seq 1 "$n"); do
+    next_port; local d=$port
+    next_port; local a=$port
+    next_port; local s=$port
+    data_ports+=("$d")
+    printf '[[node]]\nid = "n%s"\ndata = "127.0.0.1:%s"\nadmin = "127.0.0.1:%s"\nsync = "127.0.0.1:%s"\n' \
+      "$i" "$d" "$a" "$s" >> "$dir/cluster.toml"
+  done
   for i in $(seq 1 "$n"); do
     "$bin/kv-node" --id "n$i" --cluster "$dir/cluster.toml" --data "$dir/n$i" 2>"$dir/n$i.log" &
     pids+=($!)
@@ -79,10 +88,10 @@ bench() {
     awk -F'"' '/"SET"/ {s=$4; sp=$14} /"GET"/ {g=$4; gp=$14} END {print s, sp, g, gp}'
 }
 
-redis_port=$(free_port)
+next_port; redis_port=$port
 redis-server --port "$redis_port" --save "" --appendonly no --daemonize no >/dev/null &
 pids+=($!)
-durable_port=$(free_port)
+next_port; durable_port=$port
 redis-server --port "$durable_port" --save "" --appendonly yes --appendfsync always \
   --dir "$work" --daemonize no >/dev/null &
 pids+=($!)

@@ -14,6 +14,7 @@
 //! tombstone_horizon_s = 86400  # deletes are forgotten after this long
 //! client_rps = 100000       # requests per second per client address
 //! client_connections = 1024 # open connections per client address
+//! max_hints = 1000000       # hints a node keeps for nodes that are down
 //!
 //! [[node]]
 //! id = "n1"
@@ -90,6 +91,9 @@ pub struct Tuning {
     pub client_rps: u64,
     /// Connections one client address may hold open.
     pub client_connections: u64,
+    /// Hints a node keeps for replicas that are down, for all of them
+    /// together; past it, anti-entropy repairs them without hints.
+    pub max_hints: u64,
 }
 
 impl Default for Tuning {
@@ -102,6 +106,7 @@ impl Default for Tuning {
             tombstone_horizon_s: 86_400,
             client_rps: 100_000,
             client_connections: 1024,
+            max_hints: 1_000_000,
         }
     }
 }
@@ -167,6 +172,7 @@ struct RawCluster {
     tombstone_horizon_s: Option<Spanned<u64>>,
     client_rps: Option<Spanned<u64>>,
     client_connections: Option<Spanned<u64>>,
+    max_hints: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -382,6 +388,12 @@ impl ClusterConfig {
                 "client_connections",
                 defaults.client_connections,
                 1..=1_000_000,
+            )?,
+            max_hints: tune(
+                setting(|c| &c.max_hints),
+                "max_hints",
+                defaults.max_hints,
+                0..=1_000_000_000,
             )?,
         };
         Ok(ClusterConfig { replicas, write_quorum, read_quorum, partitions, nodes, tuning })

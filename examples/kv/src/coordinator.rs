@@ -424,7 +424,8 @@ impl Shared {
         }
         let hint = Hint { target: node.to_owned(), write: write.clone() };
         match self.store.add_hint(hint).await {
-            Ok(()) => self.metrics.hint_written(),
+            Ok(true) => self.metrics.hint_written(),
+            Ok(false) => self.metrics.hint_dropped(),
             Err(e) => tracing::warn!(error = %e, %node, "a hint could not be kept"),
         }
     }

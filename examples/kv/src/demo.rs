@@ -104,9 +104,12 @@ impl Drop for Cluster {
     }
 }
 
-/// A free loopback port (bound and released).
-pub fn free_port() -> std::io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
+/// `n` distinct free loopback ports: all bound at once, then released, so
+/// that the system cannot hand the same one out twice.
+pub fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    held.iter().map(TcpListener::local_addr).collect()
 }
 
 /// A one-shot HTTP/1.1 request to an admin port: status and body.
@@ -330,13 +333,13 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
         nodes: Vec::new(),
     };
     let mut text = String::from("[cluster]\nsync_interval_ms = 500\n");
-    for i in 0..options.nodes {
-        let port = || free_port().map_err(|e| e.to_string());
+    let ports = free_ports(3 * options.nodes).map_err(|e| e.to_string())?;
+    for (i, three) in ports.chunks(3).enumerate() {
         let proc = Proc {
             id: format!("n{}", i + 1),
-            data: port()?,
-            admin: port()?,
-            sync: port()?,
+            data: three[0],
+            admin: three[1],
+            sync: three[2],
             child: None,
         };
         let _ = write!(

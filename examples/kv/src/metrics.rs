@@ -98,6 +98,7 @@ pub struct Metrics {
     cache_misses: StripedCounter,
     limited: AtomicU64,
     hints_written: AtomicU64,
+    hints_dropped: AtomicU64,
     quorum_reads: StripedCounter,
 }
 
@@ -162,6 +163,12 @@ impl Metrics {
     /// A hint written for a replica that did not answer.
     pub fn hint_written(&self) {
         self.hints_written.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hint not kept: the store holds its limit (anti-entropy repairs
+    /// the replica instead).
+    pub fn hint_dropped(&self) {
+        self.hints_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every counter.
@@ -241,7 +248,13 @@ impl Metrics {
                 self.repaired_bytes[r as usize].load(Ordering::Relaxed)
             );
         }
-        let simple: [(&str, &str, &str, u64); 11] = [
+        let simple: [(&str, &str, &str, u64); 12] = [
+            (
+                "kv_hints_dropped_total",
+                "counter",
+                "Hints not kept because the store held its limit.",
+                self.hints_dropped.load(Ordering::Relaxed),
+            ),
             (
                 "kv_quorum_reads_total",
                 "counter",

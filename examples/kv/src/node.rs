@@ -236,6 +236,7 @@ impl Node {
         std::fs::write(&served_path, current.text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", served_path.display()))?;
         let tuning = membership.config().tuning;
+        store.set_hint_limit(tuning.max_hints);
         let faults = Arc::new(Faults::default());
         let peers = Peers::new(
             options.id.clone(),

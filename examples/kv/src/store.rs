@@ -56,6 +56,10 @@ const MAX_BATCH: usize = 1024;
 /// redb; writes wait once it holds four times this while a checkpoint runs.
 const CHECKPOINT_BYTES: usize = 16 << 20;
 
+/// The most hints a store keeps unless told otherwise: about 150 MB of
+/// disk at 100-byte values.
+pub const DEFAULT_HINT_LIMIT: u64 = 1_000_000;
+
 /// The length of a row key: partition and position.
 const ROW_KEY: usize = 4 + TRUNC;
 
@@ -116,7 +120,7 @@ pub struct Hint {
 /// What the writer thread is asked to do.
 enum Job {
     Write(Vec<Write>, oneshot::Sender<Result<Vec<bool>, StoreError>>),
-    Hint(Hint, oneshot::Sender<Result<(), StoreError>>),
+    Hint(Hint, oneshot::Sender<Result<bool, StoreError>>),
     /// Remove a delivered hint, if it is still the one delivered.
     ClearHints(Vec<Hint>, oneshot::Sender<Result<(), StoreError>>),
     /// Remove a partition's rows (this node no longer holds it).
@@ -148,6 +152,7 @@ pub struct OpenStats {
 /// which ends when the last clone is dropped).
 #[derive(Clone)]
 pub struct Store {
+    hint_limit: Arc<std::sync::atomic::AtomicU64>,
     /// Partitions dropped and not reopened: writes to them are refused,
     /// so that nothing in flight (a sync session, a late hint) refills a
     /// partition after its rows were removed.
@@ -250,8 +255,10 @@ impl Store {
         let summaries = Arc::new(summaries.into_iter().map(Mutex::new).collect::<Vec<_>>());
         let memtable = Arc::new(RwLock::new(Memtable::default()));
         let closed = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let hint_limit = Arc::new(std::sync::atomic::AtomicU64::new(DEFAULT_HINT_LIMIT));
         let (jobs, receiver) = mpsc::channel();
         let state = WriterState {
+            hint_limit: hint_limit.clone(),
             closed: closed.clone(),
             db: db.clone(),
             summaries: summaries.clone(),
@@ -264,7 +271,7 @@ impl Store {
             .map_err(err)?;
         let writer = Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) });
         let stats = OpenStats { rows, replayed: replayed.len() as u64, rebuild: started.elapsed() };
-        Ok((Store { closed, db, summaries, memtable, writer }, stats))
+        Ok((Store { hint_limit, closed, db, summaries, memtable, writer }, stats))
     }
 
     /// The number of partitions.
@@ -360,13 +367,22 @@ impl Store {
         self.ask(|reply| Job::Write(writes, reply)).await
     }
 
-    /// Keeps a write for `hint.target`, durably.
+    /// Keeps a write for `hint.target`, durably; `false` when the store
+    /// already holds [`hint_limit`](Self::set_hint_limit) hints (a node
+    /// that stays down must not fill the disk: anti-entropy repairs it
+    /// without them when it returns).
     ///
     /// # Errors
     /// The commit failed.
-    pub async fn add_hint(&self, hint: Hint) -> Result<(), StoreError> {
+    pub async fn add_hint(&self, hint: Hint) -> Result<bool, StoreError> {
         check_lengths(&hint.write)?;
         self.ask(|reply| Job::Hint(hint, reply)).await
+    }
+
+    /// Sets the most hints the store keeps, for every target together
+    /// (default [`DEFAULT_HINT_LIMIT`]).
+    pub fn set_hint_limit(&self, limit: u64) {
+        self.hint_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets a hint once delivered (unless a newer one for the same key
@@ -459,6 +475,7 @@ impl Store {
 
 /// What the writer thread owns.
 struct WriterState {
+    hint_limit: Arc<std::sync::atomic::AtomicU64>,
     closed: Arc<Mutex<std::collections::HashSet<u32>>>,
     db: Arc<Database>,
     summaries: Arc<Vec<Mutex<MerkleSummary>>>,
@@ -623,6 +640,7 @@ fn run_writer(mut state: WriterState, jobs: &mpsc::Receiver<Job>) {
 enum Answer {
     Wins(Vec<bool>),
     Count(usize),
+    Kept(bool),
     Done,
 }
 
@@ -635,7 +653,10 @@ fn answer_job(job: Job, answer: Result<Answer, StoreError>) {
                 _ => Vec::new(),
             }));
         }
-        Job::Hint(_, reply) | Job::ClearHints(_, reply) => {
+        Job::Hint(_, reply) => {
+            let _ = reply.send(answer.map(|a| matches!(a, Answer::Kept(true))));
+        }
+        Job::ClearHints(_, reply) => {
             let _ = reply.send(answer.map(|_| ()));
         }
         Job::Drop(_, reply) | Job::Purge(_, reply) => {
@@ -731,18 +752,22 @@ fn commit(
                     let hints = hints.as_mut().ok_or_else(no_txn)?;
                     let key = hint_key(hint);
                     // Keep the newer of two hints for one key.
-                    let newer = match hints.get(key.as_slice()).map_err(err)? {
+                    let (newer, full) = match hints.get(key.as_slice()).map_err(err)? {
                         Some(old) => {
                             let (_, held) = decode_entry(old.value())?;
-                            hint.write.entry.beats(&hint.write.key, &held)
+                            (hint.write.entry.beats(&hint.write.key, &held), false)
                         }
-                        None => true,
+                        None => {
+                            use redb::ReadableTableMetadata;
+                            let limit = state.hint_limit.load(std::sync::atomic::Ordering::Relaxed);
+                            (true, hints.len().map_err(err)? >= limit)
+                        }
                     };
-                    if newer {
+                    if newer && !full {
                         let row = encode_entry(&hint.write.key, &hint.write.entry);
                         hints.insert(key.as_slice(), row.as_slice()).map_err(err)?;
                     }
-                    answers.push(Answer::Done);
+                    answers.push(Answer::Kept(!full));
                 }
                 Job::ClearHints(delivered, _) => {
                     let hints = hints.as_mut().ok_or_else(no_txn)?;
@@ -984,8 +1009,14 @@ mod tests {
         store.add_hint(hint("n2", 1)).await.unwrap();
         store.add_hint(hint("n2", 3)).await.unwrap();
         store.add_hint(hint("n2", 2)).await.unwrap(); // older: the newer stays
-        store.add_hint(hint("n3", 1)).await.unwrap();
+        assert!(store.add_hint(hint("n3", 1)).await.unwrap());
         assert_eq!(store.hint_count().unwrap(), 2);
+        // At the limit, a hint for a new key is not kept (a newer one for a
+        // key held still replaces it).
+        store.set_hint_limit(2);
+        assert!(!store.add_hint(hint("n4", 1)).await.unwrap());
+        assert_eq!(store.hint_count().unwrap(), 2);
+        store.set_hint_limit(DEFAULT_HINT_LIMIT);
         let held = store.hints_for("n2", 10).unwrap();
         assert_eq!(held, [hint("n2", 3)]);
         store.clear_hint(hint("n2", 1)).await.unwrap(); // not the one held

@@ -28,10 +28,6 @@ pub struct TestCluster {
     settings: String,
 }
 
-fn free_port() -> SocketAddr {
-    sysblocks_kv::demo::free_port().expect("a free loopback port")
-}
-
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -46,8 +42,10 @@ impl TestCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = TestCluster { dir, nodes: Vec::new(), settings: settings.to_owned() };
-        for _ in 0..n {
-            cluster.add_node();
+        // Every port at once, so that no two are the same.
+        let ports = sysblocks_kv::demo::free_ports(3 * n).expect("free loopback ports");
+        for three in ports.chunks(3) {
+            cluster.add_node_at(three);
         }
         cluster.write_file(n);
         for i in 0..n {
@@ -59,16 +57,22 @@ impl TestCluster {
         cluster
     }
 
-    /// A node with fresh ports, not started, not in the file yet.
+    /// A node with fresh ports, not started, not in the file yet (the
+    /// running nodes' ports are taken, so these differ from them).
     pub fn add_node(&mut self) -> usize {
+        let ports = sysblocks_kv::demo::free_ports(3).expect("free loopback ports");
+        self.add_node_at(&ports)
+    }
+
+    fn add_node_at(&mut self, ports: &[SocketAddr]) -> usize {
         let i = self.nodes.len();
         let id = format!("n{}", i + 1);
         let dir = self.dir.join(&id);
         self.nodes.push(TestNode {
             id,
-            data: free_port(),
-            admin: free_port(),
-            sync: free_port(),
+            data: ports[0],
+            admin: ports[1],
+            sync: ports[2],
             dir,
             child: None,
         });
