@@ -37,15 +37,35 @@ wait_ping() {
     [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
     sleep 0.02
   done
-  die "redis-server on port $port did not answer PING"
+  return 1
 }
 
+# Starts a server on a port picked free (with its cluster bus port when
+# "$2" is 1) and prints the port. A port can still be taken between the
+# check and the bind (the bus port by some connection's local end, say): the
+# server then exits, and another port is tried, up to five.
 start_server() {
-  local dir=$1 port=$2; shift 2
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize yes --dir "$dir" --pidfile "$dir/redis-$port.pid" \
-    --logfile "$dir/redis-$port.log" "$@" >/dev/null
-  wait_ping "$port"
+  local dir=$1 need_bus=$2 port attempt; shift 2
+  for attempt in 1 2 3 4 5; do
+    port=$(pick_port "$need_bus")
+    local args=("$@")
+    if [ "$need_bus" = 1 ]; then
+      mkdir -p "$dir/node-$port"
+      args+=(--cluster-enabled yes --cluster-config-file "$dir/node-$port/nodes.conf"
+        --cluster-node-timeout 5000)
+    fi
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --daemonize yes --dir "$dir" --pidfile "$dir/redis-$port.pid" \
+      --logfile "$dir/redis-$port.log" "${args[@]}" >/dev/null || true
+    if wait_ping "$port"; then
+      echo "$port"
+      return 0
+    fi
+    echo "redis.sh: redis-server on port $port did not start (attempt $attempt): $(tail -1 "$dir/redis-$port.log" 2>/dev/null)" >&2
+    [ -s "$dir/redis-$port.pid" ] && kill "$(cat "$dir/redis-$port.pid")" 2>/dev/null
+    rm -f "$dir/redis-$port.pid"
+  done
+  return 1
 }
 
 start() {
@@ -55,15 +75,12 @@ start() {
   # If anything below fails, stop what was started so far.
   trap 'stop "$dir" >/dev/null 2>&1 || true' ERR
 
-  local standalone; standalone=$(pick_port 0)
-  start_server "$dir" "$standalone"
+  local standalone
+  standalone=$(start_server "$dir" 0) || { stop "$dir" >/dev/null 2>&1; die "redis-server did not start"; }
 
   local nodes=() port
   for _ in 1 2 3; do
-    port=$(pick_port 1)
-    mkdir -p "$dir/node-$port"
-    start_server "$dir" "$port" --cluster-enabled yes \
-      --cluster-config-file "$dir/node-$port/nodes.conf" --cluster-node-timeout 5000
+    port=$(start_server "$dir" 1) || { stop "$dir" >/dev/null 2>&1; die "a cluster node did not start"; }
     nodes+=("$port")
   done
   redis-cli --cluster create "${nodes[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
