@@ -104,11 +104,36 @@ impl Drop for Cluster {
     }
 }
 
+/// Where [`free_ports`] looks: below Linux's ephemeral range (32768 and
+/// up), so that no outgoing connection can take a port between the check
+/// and the node's bind.
+const PORTS: std::ops::Range<u16> = 12_000..32_000;
+
 /// `n` distinct free loopback ports: all bound at once, then released, so
-/// that the system cannot hand the same one out twice.
+/// that none is handed out twice; picked at random below the ephemeral
+/// range (see [`PORTS`]), so that nothing else takes them meanwhile but
+/// another program choosing ports the same way.
+///
+/// # Errors
+/// No free port after many tries.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let held: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new();
+    let span = u64::from(PORTS.end - PORTS.start);
+    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
+    let mut tries = 0u64;
+    while held.len() < n {
+        tries += 1;
+        if tries > 100_000 {
+            return Err(std::io::Error::other("no free loopback port"));
+        }
+        let mut h = seed.build_hasher();
+        h.write_u64(tries);
+        let port = PORTS.start + (h.finish() % span) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
     held.iter().map(TcpListener::local_addr).collect()
 }
 

@@ -121,12 +121,21 @@ impl TestCluster {
         self.nodes[i].child = Some(child);
     }
 
-    /// Waits until node `i` answers on its admin port.
-    pub fn wait_ready(&self, i: usize) {
+    /// Waits until node `i` answers on its admin port; fails at once,
+    /// with its log, if the process exits instead.
+    pub fn wait_ready(&mut self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = self.http(i, "GET", "/status", "") {
                 return;
+            }
+            if let Some(child) = &mut self.nodes[i].child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.join(format!("{}.log", self.nodes[i].id)))
+                        .unwrap_or_default();
+                panic!("node {} exited ({status}):\n{log}", self.nodes[i].id);
             }
             assert!(
                 Instant::now() < deadline,
