@@ -110,9 +110,9 @@ impl Drop for Cluster {
 const PORTS: std::ops::Range<u16> = 12_000..32_000;
 
 /// `n` distinct free loopback ports: all bound at once, then released, so
-/// that none is handed out twice; picked at random below the ephemeral
-/// range (see [`PORTS`]), so that nothing else takes them meanwhile but
-/// another program choosing ports the same way.
+/// that none is handed out twice; picked at random from 12,000 to 32,000,
+/// below the ephemeral range, so that nothing else takes them meanwhile
+/// but another program choosing ports the same way.
 ///
 /// # Errors
 /// No free port after many tries.
