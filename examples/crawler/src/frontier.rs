@@ -261,17 +261,10 @@ impl Frontier {
         let priority = priority.min(self.config.priorities - 1);
         let entry = Entry { url, depth, priority };
         self.queued += 1;
-        match self.active.get_mut(&host) {
-            // The host has a back queue: the entry joins it.
-            Some(state) => {
-                let was_empty = state.queue.is_empty();
-                state.queue.push_back(entry);
-                if was_empty && !state.busy {
-                    let at = state.next_allowed;
-                    self.schedule(host, at);
-                }
-            }
-            None => self.front[priority].push_back(entry),
+        // A host with a back queue takes the entry there; else it waits in
+        // its front queue.
+        if let Err(entry) = self.join_back_queue(host, entry) {
+            self.front[priority].push_back(entry);
         }
         Pushed::Queued
     }
@@ -358,6 +351,19 @@ impl Frontier {
         self.schedule(lease.host, at);
     }
 
+    /// Appends `entry` to its host's back queue if the host has one
+    /// (scheduling the host if it was idle); gives the entry back if not.
+    fn join_back_queue(&mut self, host: String, entry: Entry) -> Result<(), Entry> {
+        let Some(state) = self.active.get_mut(&host) else { return Err(entry) };
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(entry);
+        if was_empty && !state.busy {
+            let at = state.next_allowed;
+            self.schedule(host, at);
+        }
+        Ok(())
+    }
+
     fn schedule(&mut self, host: String, at: Duration) {
         self.order += 1;
         self.ready.push(Reverse((at, self.order, host)));
@@ -370,16 +376,9 @@ impl Frontier {
                 return;
             };
             let host = host_of(&entry.url);
-            match self.active.get_mut(&host) {
-                Some(state) => {
-                    let was_empty = state.queue.is_empty();
-                    state.queue.push_back(entry);
-                    if was_empty && !state.busy {
-                        let at = state.next_allowed;
-                        self.schedule(host, at);
-                    }
-                }
-                None => {
+            match self.join_back_queue(host.clone(), entry) {
+                Ok(()) => {}
+                Err(entry) => {
                     let delay = self.delays.get(&host).copied();
                     let (next_allowed, backoff) = self.resting.remove(&host).unwrap_or_default();
                     let state = Host {
