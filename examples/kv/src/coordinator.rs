@@ -176,6 +176,14 @@ impl Handler for ClientHandler {
 /// What one replica answered.
 type Answer<T> = (String, Result<T, String>);
 
+/// A request's quorum, partition and replicas (see [`Shared::plan`]).
+struct Plan {
+    quorum: usize,
+    partition: u32,
+    /// The replica lists and every node in them; `None`: this node alone.
+    fan_out: Option<(Vec<Vec<String>>, Vec<String>)>,
+}
+
 impl Shared {
     /// `GET`: the live value of `key`, from `r` replicas (the cluster's R
     /// by default), or from the read cache when it is on and R is not
@@ -247,31 +255,34 @@ impl Shared {
         Ok(live)
     }
 
-    /// R (or W) checked against the replica count.
-    fn quorum(&self, asked: Option<usize>, write: bool) -> Result<usize, KvError> {
+    /// Where a request on `key` goes, under one read of the membership:
+    /// R (or W) checked against N, the key's partition, and its replica
+    /// lists, or `None` when the only replica is this node (N = 1: no
+    /// fan-out, nothing copied).
+    fn plan(&self, key: &[u8], asked: Option<usize>, write: bool) -> Result<Plan, KvError> {
         let membership = self.membership();
         let config = membership.config();
         let (default, name) =
             if write { (config.write_quorum, "W") } else { (config.read_quorum, "R") };
-        let q = asked.unwrap_or(default);
-        if q == 0 || q > config.replicas {
+        let quorum = asked.unwrap_or(default);
+        if quorum == 0 || quorum > config.replicas {
             return Err(KvError::BadQuorum(format!(
-                "{name} must be between 1 and N ({}), not {q}",
+                "{name} must be between 1 and N ({}), not {quorum}",
                 config.replicas
             )));
         }
-        Ok(q)
-    }
-
-    /// The replica lists of `key`'s partition and the nodes in any of them.
-    fn targets(&self, partition: u32) -> (Vec<Vec<String>>, Vec<String>) {
-        let membership = self.membership();
-        let sets: Vec<Vec<String>> =
-            membership.replica_sets(partition).into_iter().map(<[String]>::to_vec).collect();
+        let partition = membership.current.placement.partition_of(key);
+        let lists = membership.replica_sets(partition);
+        if let [only] = lists.as_slice()
+            && *only == [self.id.as_str()]
+        {
+            return Ok(Plan { quorum, partition, fan_out: None });
+        }
+        let sets: Vec<Vec<String>> = lists.into_iter().map(<[String]>::to_vec).collect();
         let mut all: Vec<String> = sets.iter().flatten().cloned().collect();
         all.sort();
         all.dedup();
-        (sets, all)
+        Ok(Plan { quorum, partition, fan_out: Some((sets, all)) })
     }
 
     /// The key's partition.
@@ -289,14 +300,12 @@ impl Shared {
         key: Vec<u8>,
         r: Option<usize>,
     ) -> Result<Option<Versioned<Vec<u8>>>, KvError> {
-        let r = self.quorum(r, false)?;
+        let Plan { quorum: r, partition, fan_out } = self.plan(&key, r, false)?;
         self.metrics.quorum_read();
-        let partition = self.partition_of(&key);
-        let (sets, all) = self.targets(partition);
-        if all == [self.id.as_str()] {
-            // One replica, this node (N = 1): no fan-out, nothing to repair.
+        let Some((sets, all)) = fan_out else {
+            // One replica, this node (N = 1): nothing to repair.
             return self.store.get(partition, &key).map_err(|e| KvError::Storage(e.to_string()));
-        }
+        };
         let (sender, mut answers) = mpsc::unbounded_channel();
         for node in &all {
             let (shared, node, key, sender) =
@@ -341,10 +350,8 @@ impl Shared {
         entry: Versioned<Vec<u8>>,
         w: Option<usize>,
     ) -> Result<(), KvError> {
-        let w = self.quorum(w, true)?;
-        let partition = self.partition_of(&key);
-        let (sets, all) = self.targets(partition);
-        if all == [self.id.as_str()] {
+        let Plan { quorum: w, partition, fan_out } = self.plan(&key, w, true)?;
+        let Some((sets, all)) = fan_out else {
             let write = Write { partition, key, entry };
             return self
                 .store
@@ -352,7 +359,7 @@ impl Shared {
                 .await
                 .map(drop)
                 .map_err(|e| KvError::Storage(e.to_string()));
-        }
+        };
         let (sender, mut answers) = mpsc::unbounded_channel();
         for node in &all {
             let shared = self.clone();

@@ -174,34 +174,27 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let _ = writeln!(
-            out,
-            "# HELP kv_requests_total Data port requests by command.\n# TYPE kv_requests_total counter"
+        let commands = Command::ALL.map(Command::name);
+        let kinds = Repair::ALL.map(Repair::name);
+        let by = |values: &[StripedCounter; 4]| values.each_ref().map(|c| c.sum() as u64);
+        let load = |values: &[AtomicU64; 3]| values.each_ref().map(|v| v.load(Ordering::Relaxed));
+        labelled(
+            &mut out,
+            "kv_requests_total",
+            "Data port requests by command.",
+            "command",
+            &commands,
+            &by(&self.requests),
         );
-        for c in Command::ALL {
-            let _ = writeln!(
-                out,
-                "kv_requests_total{{command=\"{}\"}} {}",
-                c.name(),
-                self.requests[c as usize].sum()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kv_request_errors_total Requests answered with an error.\n# TYPE kv_request_errors_total counter"
+        labelled(
+            &mut out,
+            "kv_request_errors_total",
+            "Requests answered with an error.",
+            "command",
+            &commands,
+            &by(&self.errors),
         );
-        for c in Command::ALL {
-            let _ = writeln!(
-                out,
-                "kv_request_errors_total{{command=\"{}\"}} {}",
-                c.name(),
-                self.errors[c as usize].sum()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kv_request_seconds Request latency by command.\n# TYPE kv_request_seconds histogram"
-        );
+        header(&mut out, "kv_request_seconds", "histogram", "Request latency by command.");
         for c in Command::ALL {
             let h = &self.latency[c as usize];
             let mut cumulative = 0;
@@ -224,30 +217,22 @@ impl Metrics {
             let _ = writeln!(out, "kv_request_seconds_sum{{command=\"{}\"}} {sum}", c.name());
             let _ = writeln!(out, "kv_request_seconds_count{{command=\"{}\"}} {count}", c.name());
         }
-        let _ = writeln!(
-            out,
-            "# HELP kv_repair_keys_total Entries stored by each kind of repair.\n# TYPE kv_repair_keys_total counter"
+        labelled(
+            &mut out,
+            "kv_repair_keys_total",
+            "Entries stored by each kind of repair.",
+            "kind",
+            &kinds,
+            &load(&self.repaired_keys),
         );
-        for r in Repair::ALL {
-            let _ = writeln!(
-                out,
-                "kv_repair_keys_total{{kind=\"{}\"}} {}",
-                r.name(),
-                self.repaired_keys[r as usize].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP kv_repair_bytes_total Key and value bytes stored by each kind of repair.\n# TYPE kv_repair_bytes_total counter"
+        labelled(
+            &mut out,
+            "kv_repair_bytes_total",
+            "Key and value bytes stored by each kind of repair.",
+            "kind",
+            &kinds,
+            &load(&self.repaired_bytes),
         );
-        for r in Repair::ALL {
-            let _ = writeln!(
-                out,
-                "kv_repair_bytes_total{{kind=\"{}\"}} {}",
-                r.name(),
-                self.repaired_bytes[r as usize].load(Ordering::Relaxed)
-            );
-        }
         let simple: [(&str, &str, &str, u64); 12] = [
             (
                 "kv_hints_dropped_total",
@@ -308,9 +293,30 @@ impl Metrics {
             ("kv_connections", "gauge", "Open client connections.", gauges.connections),
         ];
         for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
         }
         out
+    }
+}
+
+/// A family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A counter family with one sample per label value.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    counts: &[u64],
+) {
+    header(out, name, "counter", help);
+    for (value, count) in values.iter().zip(counts) {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
     }
 }
 

@@ -398,11 +398,6 @@ impl Peers {
         }
     }
 
-    /// This node's id.
-    pub fn me(&self) -> &str {
-        &self.me
-    }
-
     /// The timeout of one call.
     pub fn timeout(&self) -> Duration {
         self.timeout

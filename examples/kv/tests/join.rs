@@ -15,13 +15,11 @@ use sysblocks_kv::cluster::ClusterConfig;
 use sysblocks_kv::history::{Recorder, check};
 use sysblocks_kv::placement::Placement;
 
-const SETTINGS: &str =
-    "replicas = 3\nwrite_quorum = 2\nread_quorum = 2\nsync_interval_ms = 300\ntimeout_ms = 300";
 const KEYS: u32 = 5_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sixth_node_joins_under_load() {
-    let mut cluster = TestCluster::start("join", 5, SETTINGS);
+    let mut cluster = TestCluster::start("join", 5, common::cluster::FAULT_SETTINGS);
     let old = Placement::new(&ClusterConfig::load(&cluster.cluster_file()).unwrap()).unwrap();
     let urls: Vec<String> = (0..5).map(|i| cluster.redis_url(i)).collect();
     let recorder = Arc::new(Recorder::new());

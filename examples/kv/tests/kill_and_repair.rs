@@ -16,9 +16,6 @@ use sysblocks_kv::cluster::ClusterConfig;
 use sysblocks_kv::history::{Recorder, check};
 use sysblocks_kv::placement::Placement;
 
-const SETTINGS: &str =
-    "replicas = 3\nwrite_quorum = 2\nread_quorum = 2\nsync_interval_ms = 300\ntimeout_ms = 300";
-
 fn repair_bytes(cluster: &TestCluster) -> f64 {
     ["anti_entropy", "hinted_handoff", "read_repair"]
         .iter()
@@ -28,7 +25,7 @@ fn repair_bytes(cluster: &TestCluster) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_is_repaired_with_what_it_missed() {
-    let mut cluster = TestCluster::start("kill", 5, SETTINGS);
+    let mut cluster = TestCluster::start("kill", 5, common::cluster::FAULT_SETTINGS);
     let placement = Placement::new(&ClusterConfig::load(&cluster.cluster_file()).unwrap()).unwrap();
     let urls: Vec<String> = (0..5).map(|i| cluster.redis_url(i)).collect();
     let recorder = Arc::new(Recorder::new());

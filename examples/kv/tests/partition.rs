@@ -16,9 +16,6 @@ use sysblocks_kv::cluster::ClusterConfig;
 use sysblocks_kv::history::{Recorder, check};
 use sysblocks_kv::placement::Placement;
 
-const SETTINGS: &str =
-    "replicas = 3\nwrite_quorum = 2\nread_quorum = 2\nsync_interval_ms = 300\ntimeout_ms = 300";
-
 async fn query(
     con: &mut redis::aio::MultiplexedConnection,
     args: &[&[u8]],
@@ -32,7 +29,7 @@ async fn query(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cut_off_node_answers_what_its_quorum_allows_and_heals() {
-    let cluster = TestCluster::start("partition", 5, SETTINGS);
+    let cluster = TestCluster::start("partition", 5, common::cluster::FAULT_SETTINGS);
     let placement = Placement::new(&ClusterConfig::load(&cluster.cluster_file()).unwrap()).unwrap();
     let urls: Vec<String> = (0..5).map(|i| cluster.redis_url(i)).collect();
     let recorder = Arc::new(Recorder::new());

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The fault tests' cluster: N=3 W=2 R=2, anti-entropy every 300 ms, a
+/// replica given 300 ms to answer.
+pub const FAULT_SETTINGS: &str =
+    "replicas = 3\nwrite_quorum = 2\nread_quorum = 2\nsync_interval_ms = 300\ntimeout_ms = 300";
+
 /// One node's addresses, directory and process.
 pub struct TestNode {
     pub id: String,
