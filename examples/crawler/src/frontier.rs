@@ -24,6 +24,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fastbloom::BloomFilter;
@@ -49,6 +50,11 @@ pub struct FrontierConfig {
     pub active_hosts: usize,
     /// A host's delay between two requests unless told otherwise.
     pub default_delay: Duration,
+    /// The first backoff of a host that answered 429 or 503 without
+    /// `Retry-After`; each further one doubles, up to `max_wait`.
+    pub first_backoff: Duration,
+    /// The longest wait a server can ask for, and the backoff's cap.
+    pub max_wait: Duration,
     /// URL limits.
     pub limits: Limits,
 }
@@ -56,7 +62,8 @@ pub struct FrontierConfig {
 impl Default for FrontierConfig {
     /// Sized for a million URLs at 1 in 10,000 false positives; depth 16,
     /// 10,000 pages per host, 4 priorities, 300 active hosts, 1 s between
-    /// requests to a host (StormCrawler's default).
+    /// requests to a host (StormCrawler's default), backoff from a minute
+    /// to a day.
     fn default() -> Self {
         FrontierConfig {
             expected_urls: 1_000_000,
@@ -66,6 +73,8 @@ impl Default for FrontierConfig {
             priorities: 4,
             active_hosts: 300,
             default_delay: Duration::from_secs(1),
+            first_backoff: FIRST_BACKOFF,
+            max_wait: MAX_WAIT,
             limits: Limits::default(),
         }
     }
@@ -83,15 +92,49 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A URL waiting in the frontier.
+/// A URL waiting in the frontier. The URL is kept as text (a parsed `Url`
+/// is three times the size), since most entries wait far longer than they
+/// are used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The normalised URL.
-    pub url: Url,
+    pub url: Box<str>,
+    /// Its politeness key: the host, or the address that several hosts
+    /// share (shared between the entries of one key).
+    pub key: Arc<str>,
     /// Links followed from a seed to reach it (seeds are 0).
     pub depth: u32,
+    /// Redirects followed to reach it (a redirect is a new URL in the
+    /// frontier, so that it waits for its host's turn like any other).
+    pub hops: u32,
     /// Its front queue (0 first).
     pub priority: usize,
+}
+
+impl Entry {
+    /// An entry for `url` whose politeness key is its host.
+    pub fn new(url: &Url, depth: u32, priority: usize) -> Entry {
+        Entry {
+            url: url.as_str().into(),
+            key: host_of(url).into(),
+            depth,
+            hops: 0,
+            priority,
+        }
+    }
+
+    /// The URL's host (the text between `://` and the next `/`, `:`, `?`
+    /// or `#` of a normalised URL).
+    pub fn host(&self) -> &str {
+        host_part(&self.url)
+    }
+}
+
+/// The host of a normalised URL's text.
+fn host_part(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', ':', '?', '#']).unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// What [`Frontier::push`] did with a URL.
@@ -113,7 +156,7 @@ pub enum Pushed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The politeness key: the URL's host (or the address its hosts share).
-    pub host: String,
+    pub host: Arc<str>,
     /// The URL.
     pub entry: Entry,
 }
@@ -123,20 +166,24 @@ pub struct Lease {
 pub enum Outcome {
     /// Fetched (any status but the two below): the host's delay applies.
     Done,
+    /// Nothing was sent to the host (robots.txt disallowed the URL, say):
+    /// its next turn stays when it was.
+    Skipped,
     /// The server said when to come back (`Retry-After`), at most a day.
     RetryAfter(Duration),
     /// 429 or 503 without `Retry-After`, or the connection failed: back off,
-    /// 60 s doubling up to a day (StormCrawler's rule); `jitter` in [0, 1)
-    /// spreads hosts that failed together.
+    /// `first_backoff` (60 s by default) doubling up to `max_wait` (a day):
+    /// StormCrawler's rule; `jitter` in [0, 1) spreads hosts that failed
+    /// together.
     Backoff {
         /// A random fraction of the backoff added to it.
         jitter: f64,
     },
 }
 
-/// The longest wait a server can ask for (StormCrawler's cap).
+/// The default longest wait a server can ask for (StormCrawler's cap).
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
-/// The first backoff of a failing host.
+/// The default first backoff of a failing host.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Per-host state, kept while the host has URLs queued or leased.
@@ -155,18 +202,19 @@ pub struct Frontier {
     seen: BloomFilter,
     front: Vec<VecDeque<Entry>>,
     /// Hosts with a back queue (queued or leased URLs).
-    active: HashMap<String, Host>,
-    /// URLs taken per host, ever (for `max_pages_per_host`).
-    taken: HashMap<String, u32>,
-    /// Delays set for hosts (robots.txt), kept when they go inactive.
+    active: HashMap<Arc<str>, Host>,
+    /// URLs taken per host name, ever (for `max_pages_per_host`).
+    taken: HashMap<Box<str>, u32>,
+    /// Delays set for politeness keys (robots.txt), kept when they go
+    /// inactive.
     delays: HashMap<String, Duration>,
     /// When an inactive host may be asked again, and its backoff: a host
     /// that leaves the back queues keeps its turn (its URLs may still be
     /// waiting in the front queues).
-    resting: HashMap<String, (Duration, Option<Duration>)>,
+    resting: HashMap<Arc<str>, (Duration, Option<Duration>)>,
     /// (next allowed, order, host) of every active host that is not busy
     /// and has URLs.
-    ready: BinaryHeap<Reverse<(Duration, u64, String)>>,
+    ready: BinaryHeap<Reverse<(Duration, u64, Arc<str>)>>,
     order: u64,
     queued: usize,
 }
@@ -192,6 +240,12 @@ impl Frontier {
     /// No priority, no active host, no expected URL, or a false positive
     /// rate outside (0, 1).
     pub fn new(config: FrontierConfig) -> Result<Frontier, ConfigError> {
+        if config.first_backoff.is_zero() || config.max_wait < config.first_backoff {
+            return Err(ConfigError(format!(
+                "first_backoff ({:?}) must be above zero and at most max_wait ({:?})",
+                config.first_backoff, config.max_wait
+            )));
+        }
         if config.priorities == 0 || config.active_hosts == 0 || config.expected_urls == 0 {
             return Err(ConfigError(
                 "priorities, active_hosts and expected_urls must be at least 1".into(),
@@ -244,33 +298,62 @@ impl Frontier {
         }
     }
 
-    /// [`push`](Self::push) for a URL normalised already.
+    /// [`push`](Self::push) for a URL normalised already; its politeness
+    /// key is its host.
     pub fn push_url(&mut self, url: Url, depth: u32, priority: usize) -> Pushed {
+        self.push_entry(Entry::new(&url, depth, priority))
+    }
+
+    /// Offers an entry whose politeness key the caller chose (the address
+    /// its host resolves to, so that hosts sharing an address share a
+    /// turn): [`admit`](Self::admit), then [`enqueue`](Self::enqueue).
+    pub fn push_entry(&mut self, entry: Entry) -> Pushed {
+        match self.admit(&entry.url, entry.depth) {
+            Pushed::Queued => self.enqueue(entry),
+            other => other,
+        }
+    }
+
+    /// The first half of a push: refuses a URL deeper than `max_depth` or
+    /// seen before, and marks it seen. Returns [`Pushed::Queued`] when the
+    /// URL is new (a distributed crawler then sends it to the worker that
+    /// owns its host, whose frontier [`enqueue`](Self::enqueue)s it).
+    pub fn admit(&mut self, url: &str, depth: u32) -> Pushed {
         if depth > self.config.max_depth {
             return Pushed::TooDeep;
         }
-        let host = host_of(&url);
-        if self.taken.get(&host).copied().unwrap_or(0) >= self.config.max_pages_per_host {
-            return Pushed::HostFull;
-        }
-        if self.seen.contains(url.as_str()) {
+        if self.seen.contains(url) {
             return Pushed::Seen;
         }
-        self.seen.insert(url.as_str());
-        *self.taken.entry(host.clone()).or_default() += 1;
-        let priority = priority.min(self.config.priorities - 1);
-        let entry = Entry { url, depth, priority };
+        self.seen.insert(url);
+        Pushed::Queued
+    }
+
+    /// The second half of a push: queues an entry without asking the
+    /// seen-filter (a URL handed back by a distributed queue), unless its
+    /// host has had `max_pages_per_host` URLs.
+    pub fn enqueue(&mut self, entry: Entry) -> Pushed {
+        let host = entry.host();
+        match self.taken.get_mut(host) {
+            Some(n) if *n >= self.config.max_pages_per_host => return Pushed::HostFull,
+            Some(n) => *n += 1,
+            None => {
+                self.taken.insert(host.into(), 1);
+            }
+        }
+        let priority = entry.priority.min(self.config.priorities - 1);
+        let entry = Entry { priority, ..entry };
         self.queued += 1;
         // A host with a back queue takes the entry there; else it waits in
         // its front queue.
-        if let Err(entry) = self.join_back_queue(host, entry) {
+        if let Err(entry) = self.join_back_queue(entry) {
             self.front[priority].push_back(entry);
         }
         Pushed::Queued
     }
 
-    /// Sets a host's delay between requests (a robots.txt crawl-delay,
-    /// capped by the caller); `None` goes back to the default.
+    /// Sets a politeness key's delay between requests (a robots.txt
+    /// crawl-delay, capped by the caller); `None` goes back to the default.
     pub fn set_delay(&mut self, host: &str, delay: Option<Duration>) {
         match delay {
             Some(d) => self.delays.insert(host.to_owned(), d),
@@ -308,26 +391,33 @@ impl Frontier {
         self.ready.peek().map(|Reverse((at, _, _))| *at)
     }
 
+    /// The delay between two requests to a politeness key.
+    pub fn delay_of(&self, host: &str) -> Duration {
+        self.delays.get(host).copied().unwrap_or(self.config.default_delay)
+    }
+
     /// Ends a lease at `now`: the host is free again after its delay (or
     /// the wait the outcome asks for).
     pub fn complete(&mut self, lease: &Lease, now: Duration, outcome: Outcome) {
-        let default = self.config.default_delay;
+        let (default, first, cap) =
+            (self.config.default_delay, self.config.first_backoff, self.config.max_wait);
         let Some(state) = self.active.get_mut(&lease.host) else { return };
         state.busy = false;
-        let wait = match outcome {
+        let next_allowed = match outcome {
             Outcome::Done => {
                 state.backoff = None;
-                state.delay.unwrap_or(default)
+                now.saturating_add(state.delay.unwrap_or(default))
             }
-            Outcome::RetryAfter(d) => d.min(MAX_WAIT),
+            Outcome::Skipped => state.next_allowed,
+            Outcome::RetryAfter(d) => now.saturating_add(d.min(cap)),
             Outcome::Backoff { jitter } => {
-                let base = state.backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_WAIT));
+                let base = state.backoff.map_or(first, |b| (b * 2).min(cap));
                 state.backoff = Some(base);
                 let extra = base.mul_f64(jitter.clamp(0.0, 1.0));
-                (base + extra).min(MAX_WAIT)
+                now.saturating_add((base + extra).min(cap))
             }
         };
-        state.next_allowed = now.saturating_add(wait);
+        state.next_allowed = next_allowed;
         if state.queue.is_empty() {
             // Nothing more queued for this host: its back queue goes to
             // another; its turn and backoff are remembered.
@@ -343,19 +433,36 @@ impl Frontier {
     /// Gives the URL of a lease back untouched (the fetcher stopped before
     /// fetching it): it is first in its host's queue again.
     pub fn release(&mut self, lease: Lease) {
+        let at = self.active.get(&lease.host).map(|s| s.next_allowed);
+        if let Some(at) = at {
+            self.requeue(lease, at);
+        }
+    }
+
+    /// Gives the URL of a lease back, first in its host's queue, and makes
+    /// the host wait until `now + wait`: another crawler took the host's
+    /// turn (the shared limiter said so), or the request sent was for the
+    /// host's robots.txt rather than this URL.
+    pub fn defer(&mut self, lease: Lease, now: Duration, wait: Duration) {
+        let cap = self.config.max_wait;
+        self.requeue(lease, now.saturating_add(wait.min(cap)));
+    }
+
+    fn requeue(&mut self, lease: Lease, at: Duration) {
         let Some(state) = self.active.get_mut(&lease.host) else { return };
         state.busy = false;
+        state.next_allowed = at;
         state.queue.push_front(lease.entry);
         self.queued += 1;
-        let at = state.next_allowed;
         self.schedule(lease.host, at);
     }
 
     /// Appends `entry` to its host's back queue if the host has one
     /// (scheduling the host if it was idle); gives the entry back if not.
-    fn join_back_queue(&mut self, host: String, entry: Entry) -> Result<(), Entry> {
-        let Some(state) = self.active.get_mut(&host) else { return Err(entry) };
+    fn join_back_queue(&mut self, entry: Entry) -> Result<(), Entry> {
+        let Some(state) = self.active.get_mut(&entry.key) else { return Err(entry) };
         let was_empty = state.queue.is_empty();
+        let host = Arc::clone(&entry.key);
         state.queue.push_back(entry);
         if was_empty && !state.busy {
             let at = state.next_allowed;
@@ -364,7 +471,7 @@ impl Frontier {
         Ok(())
     }
 
-    fn schedule(&mut self, host: String, at: Duration) {
+    fn schedule(&mut self, host: Arc<str>, at: Duration) {
         self.order += 1;
         self.ready.push(Reverse((at, self.order, host)));
     }
@@ -375,11 +482,11 @@ impl Frontier {
             let Some(entry) = self.front.iter_mut().find_map(VecDeque::pop_front) else {
                 return;
             };
-            let host = host_of(&entry.url);
-            match self.join_back_queue(host.clone(), entry) {
+            match self.join_back_queue(entry) {
                 Ok(()) => {}
                 Err(entry) => {
-                    let delay = self.delays.get(&host).copied();
+                    let host = Arc::clone(&entry.key);
+                    let delay = self.delays.get(&*host).copied();
                     let (next_allowed, backoff) = self.resting.remove(&host).unwrap_or_default();
                     let state = Host {
                         queue: VecDeque::from([entry]),
@@ -422,12 +529,12 @@ mod tests {
         let second = f.next(t0).unwrap();
         assert_ne!(first.host, second.host, "two hosts, one lease each");
         assert_eq!(f.next(t0), None, "a.test is busy, b.test has nothing more");
-        let a = if first.host == "a.test" { first } else { second };
+        let a = if &*first.host == "a.test" { first } else { second };
         f.complete(&a, t0, Outcome::Done);
         assert_eq!(f.next(t0 + Duration::from_millis(999)), None, "a.test's delay is 1 s");
         assert_eq!(f.next_ready_at(), Some(Duration::from_secs(1)));
         let again = f.next(Duration::from_secs(1)).unwrap();
-        assert_eq!(again.entry.url.as_str(), "http://a.test/2");
+        assert_eq!(&*again.entry.url, "http://a.test/2");
     }
 
     #[test]
@@ -482,11 +589,11 @@ mod tests {
         f.push("http://slow.test/2", 0, 0);
         // One active host at a time: the highest priority goes first.
         let lease = f.next(Duration::ZERO).unwrap();
-        assert_eq!(lease.host, "slow.test");
+        assert_eq!(&*lease.host, "slow.test");
         f.complete(&lease, Duration::ZERO, Outcome::Done);
         assert_eq!(f.next_ready_at(), Some(Duration::from_secs(10)));
         let lease = f.next(Duration::from_secs(10)).unwrap();
-        assert_eq!(lease.entry.url.as_str(), "http://slow.test/2");
+        assert_eq!(&*lease.entry.url, "http://slow.test/2");
         f.release(lease);
         assert_eq!(f.len(), 2, "a released URL is queued again");
         assert!(

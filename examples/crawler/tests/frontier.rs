@@ -47,8 +47,8 @@ proptest! {
         let mut leased: HashSet<String> = HashSet::new();
         let mut out: Vec<Lease> = Vec::new();
         // When each host may be asked again, as the model knows it.
-        let mut allowed: HashMap<String, Duration> = HashMap::new();
-        let mut backoff: HashMap<String, Duration> = HashMap::new();
+        let mut allowed: HashMap<std::sync::Arc<str>, Duration> = HashMap::new();
+        let mut backoff: HashMap<std::sync::Arc<str>, Duration> = HashMap::new();
         let mut step = |f: &mut Frontier, op: Op, now: &mut Duration, out: &mut Vec<Lease>| -> Result<(), TestCaseError> {
             match op {
                 Op::Push { host, page, priority } => {
