@@ -114,13 +114,7 @@ pub struct Entry {
 impl Entry {
     /// An entry for `url` whose politeness key is its host.
     pub fn new(url: &Url, depth: u32, priority: usize) -> Entry {
-        Entry {
-            url: url.as_str().into(),
-            key: host_of(url).into(),
-            depth,
-            hops: 0,
-            priority,
-        }
+        Entry { url: url.as_str().into(), key: host_of(url).into(), depth, hops: 0, priority }
     }
 
     /// The URL's host (the text between `://` and the next `/`, `:`, `?`

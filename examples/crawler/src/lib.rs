@@ -26,5 +26,8 @@
 //! # Ok::<(), sysblocks_crawler::frontier::ConfigError>(())
 //! ```
 
+pub mod fetch;
 pub mod frontier;
 pub mod normalize;
+pub mod robots;
+pub mod sim_web;
