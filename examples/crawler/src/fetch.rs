@@ -94,6 +94,17 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
+const BODY_TIMEOUT: &str = "reading the body";
+
+impl FetchError {
+    /// Whether another attempt may do better: not for a body that did not
+    /// arrive in time (the server answered, and will trickle again), nor
+    /// for a scheme this crawler does not speak.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, FetchError::Timeout(BODY_TIMEOUT) | FetchError::Unsupported(_))
+    }
+}
+
 /// A response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -168,6 +179,14 @@ impl Resolver {
         Ok(Resolver { table, cache: Mutex::default() })
     }
 
+    /// The address of `url`'s host if the table has it: the politeness
+    /// key of hosts grouped by address. (An address learnt from DNS is not
+    /// used as a key: a host's key must not change once its URLs are
+    /// queued, or two keys would give it two turns.)
+    pub fn known_ip(&self, url: &Url) -> Option<std::net::IpAddr> {
+        self.table.get(url.host_str()?).map(SocketAddr::ip)
+    }
+
     /// Where `url`'s host is.
     ///
     /// # Errors
@@ -229,15 +248,8 @@ impl Fetcher {
         if url.scheme() != "http" {
             return Err(FetchError::Unsupported(url.scheme().to_owned()));
         }
-        match tokio::time::timeout(
-            self.config.total_timeout,
-            self.exchange(url, address, want_text),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout("waiting for the whole response")),
-        }
+        let deadline = tokio::time::Instant::now() + self.config.total_timeout;
+        self.exchange(url, address, want_text, deadline).await
     }
 
     async fn connection(
@@ -271,8 +283,11 @@ impl Fetcher {
         url: &Url,
         address: SocketAddr,
         want_text: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<Page, FetchError> {
-        let mut sender = self.connection(address).await?;
+        let mut sender = tokio::time::timeout_at(deadline, self.connection(address))
+            .await
+            .map_err(|_| FetchError::Timeout("connecting"))??;
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let mut request = hyper::Request::get(path)
@@ -284,7 +299,8 @@ impl Fetcher {
         }
         let request = request.body(Empty::new()).map_err(|e| FetchError::Http(e.to_string()))?;
         let read = self.config.read_timeout;
-        let response = tokio::time::timeout(read, async {
+        let by = |read: Duration| deadline.min(tokio::time::Instant::now() + read);
+        let response = tokio::time::timeout_at(by(read), async {
             sender.ready().await?;
             sender.send_request(request).await
         })
@@ -315,9 +331,9 @@ impl Fetcher {
         }
         let mut bytes = BytesMut::new();
         loop {
-            let frame = tokio::time::timeout(read, body.frame())
+            let frame = tokio::time::timeout_at(by(read), body.frame())
                 .await
-                .map_err(|_| FetchError::Timeout("reading the body"))?;
+                .map_err(|_| FetchError::Timeout(BODY_TIMEOUT))?;
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| FetchError::Http(e.to_string()))?;
             if let Ok(data) = frame.into_data() {

@@ -107,6 +107,8 @@ pub struct Entry {
     /// Redirects followed to reach it (a redirect is a new URL in the
     /// frontier, so that it waits for its host's turn like any other).
     pub hops: u32,
+    /// Fetch attempts made so far (failed fetches, 429 and 503).
+    pub attempts: u32,
     /// Its front queue (0 first).
     pub priority: usize,
 }
@@ -114,7 +116,14 @@ pub struct Entry {
 impl Entry {
     /// An entry for `url` whose politeness key is its host.
     pub fn new(url: &Url, depth: u32, priority: usize) -> Entry {
-        Entry { url: url.as_str().into(), key: host_of(url).into(), depth, hops: 0, priority }
+        Entry {
+            url: url.as_str().into(),
+            key: host_of(url).into(),
+            depth,
+            hops: 0,
+            attempts: 0,
+            priority,
+        }
     }
 
     /// The URL's host (the text between `://` and the next `/`, `:`, `?`
@@ -219,6 +228,29 @@ impl std::fmt::Debug for Frontier {
             .field("queued", &self.queued)
             .field("active_hosts", &self.active.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// When a host may be asked again after a fetch that ended at `now`.
+fn next_turn(
+    (default, first, cap): (Duration, Duration, Duration),
+    state: &mut Host,
+    now: Duration,
+    outcome: Outcome,
+) -> Duration {
+    match outcome {
+        Outcome::Done => {
+            state.backoff = None;
+            now.saturating_add(state.delay.unwrap_or(default))
+        }
+        Outcome::Skipped => state.next_allowed,
+        Outcome::RetryAfter(d) => now.saturating_add(d.min(cap)),
+        Outcome::Backoff { jitter } => {
+            let base = state.backoff.map_or(first, |b| (b * 2).min(cap));
+            state.backoff = Some(base);
+            let extra = base.mul_f64(jitter.clamp(0.0, 1.0));
+            now.saturating_add((base + extra).min(cap))
+        }
     }
 }
 
@@ -391,27 +423,13 @@ impl Frontier {
     }
 
     /// Ends a lease at `now`: the host is free again after its delay (or
-    /// the wait the outcome asks for).
-    pub fn complete(&mut self, lease: &Lease, now: Duration, outcome: Outcome) {
-        let (default, first, cap) =
-            (self.config.default_delay, self.config.first_backoff, self.config.max_wait);
-        let Some(state) = self.active.get_mut(&lease.host) else { return };
+    /// the wait the outcome asks for). Returns that wait.
+    pub fn complete(&mut self, lease: &Lease, now: Duration, outcome: Outcome) -> Duration {
+        let config = (self.config.default_delay, self.config.first_backoff, self.config.max_wait);
+        let Some(state) = self.active.get_mut(&lease.host) else { return Duration::ZERO };
         state.busy = false;
-        let next_allowed = match outcome {
-            Outcome::Done => {
-                state.backoff = None;
-                now.saturating_add(state.delay.unwrap_or(default))
-            }
-            Outcome::Skipped => state.next_allowed,
-            Outcome::RetryAfter(d) => now.saturating_add(d.min(cap)),
-            Outcome::Backoff { jitter } => {
-                let base = state.backoff.map_or(first, |b| (b * 2).min(cap));
-                state.backoff = Some(base);
-                let extra = base.mul_f64(jitter.clamp(0.0, 1.0));
-                now.saturating_add((base + extra).min(cap))
-            }
-        };
-        state.next_allowed = next_allowed;
+        state.next_allowed = next_turn(config, state, now, outcome);
+        let wait = state.next_allowed.saturating_sub(now);
         if state.queue.is_empty() {
             // Nothing more queued for this host: its back queue goes to
             // another; its turn and backoff are remembered.
@@ -422,6 +440,20 @@ impl Frontier {
             let at = state.next_allowed;
             self.schedule(lease.host.clone(), at);
         }
+        wait
+    }
+
+    /// Ends a lease whose URL must be fetched again (a 429, a 503, a failed
+    /// connection): the host waits as [`complete`](Self::complete) says,
+    /// and the URL, its attempts counted, is first in the host's queue.
+    /// Returns the wait.
+    pub fn retry(&mut self, mut lease: Lease, now: Duration, outcome: Outcome) -> Duration {
+        let config = (self.config.default_delay, self.config.first_backoff, self.config.max_wait);
+        let Some(state) = self.active.get_mut(&lease.host) else { return Duration::ZERO };
+        let at = next_turn(config, state, now, outcome);
+        lease.entry.attempts += 1;
+        self.requeue(lease, at);
+        at.saturating_sub(now)
     }
 
     /// Gives the URL of a lease back untouched (the fetcher stopped before

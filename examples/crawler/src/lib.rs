@@ -26,8 +26,12 @@
 //! # Ok::<(), sysblocks_crawler::frontier::ConfigError>(())
 //! ```
 
+pub mod app;
+pub mod cluster;
+pub mod crawl;
 pub mod fetch;
 pub mod frontier;
 pub mod normalize;
+pub mod politeness;
 pub mod robots;
 pub mod sim_web;

@@ -493,7 +493,7 @@ impl Web {
         if path == "/robots.txt" {
             let mut robots = String::from("User-agent: *\nDisallow: /private/\n");
             if let Some(delay) = config.crawl_delay
-                && h % 5 == 0
+                && h.is_multiple_of(5)
             {
                 let _ = writeln!(robots, "Crawl-delay: {}", delay.as_secs_f64());
             }
@@ -603,7 +603,7 @@ impl Web {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LogReport {
     /// `(host, path)` asked for more than once, not counting answers of
-    /// 429 or 503, with how many times.
+    /// 429 or 503 or requests never answered, with how many times.
     pub repeats: Vec<((String, String), usize)>,
     /// Two requests to one address closer than the address's delay:
     /// (address, gap, delay).
@@ -626,7 +626,7 @@ impl SimWeb {
         let mut busy_until: HashMap<SocketAddr, Duration> = HashMap::new();
         let mut counts: HashMap<(String, String), usize> = HashMap::new();
         for entry in &log {
-            if !matches!(entry.status, 429 | 503) {
+            if !matches!(entry.status, 0 | 429 | 503) {
                 *counts.entry((entry.host.clone(), entry.path.clone())).or_default() += 1;
             }
             let Some(addr) = address.get(entry.host.as_str()).copied() else { continue };

@@ -1,0 +1,762 @@
+//! The crawl loop: one task owns the frontier and hands each lease to a
+//! fetch job; jobs run concurrently (robots.txt, the politeness limiter,
+//! the GET, link extraction) and send back what happened; the loop turns
+//! that into the host's next turn and new URLs.
+//!
+//! ```text
+//!            ┌────────────── frontier (one owner: this loop) ◀─────────────┐
+//!  next(now) │ lease                                            push links │
+//!            ▼                                                             │
+//!   job: robots.txt known? ──no──▶ GET /robots.txt, cache it ─▶ defer URL  │
+//!        │ yes: allowed? ──no──▶ skip (the host's turn is not used)        │
+//!        │ limiter admits the host's address? ──no──▶ defer by its wait    │
+//!        ▼                                                                 │
+//!       GET ─▶ 2xx HTML: links ─────────────────────────────────────────── ┤
+//!            ─▶ 3xx: the target, one hop more ──────────────────────────── ┘
+//!            ─▶ 429 / 503 / failure: retry after Retry-After or a backoff
+//! ```
+//!
+//! In the distributed mode ([`Crawler::run_cluster`]) the frontier is fed
+//! by the worker's claims of its partitions' tasks, and new links go to
+//! Redis for their owners instead ([`crate::cluster`]).
+
+use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sysblocks_sharded_counter::StripedCounter;
+use tokio::sync::{mpsc, watch};
+use url::Url;
+
+use crate::cluster::{Cluster, Finish, Lost, now_ms};
+use crate::fetch::{FetchConfig, FetchError, Fetcher, Links, Page, Resolver, extract_links};
+use crate::frontier::{ConfigError, Entry, Frontier, FrontierConfig, Lease, Outcome, Pushed};
+use crate::normalize::{normalize, resolve};
+use crate::politeness::Politeness;
+use crate::robots::{RobotsCache, Rules, robots_url};
+
+/// How a crawl runs.
+#[derive(Debug, Clone)]
+pub struct CrawlConfig {
+    /// The frontier's sizes, limits and delays.
+    pub frontier: FrontierConfig,
+    /// Each fetch's limits.
+    pub fetch: FetchConfig,
+    /// Fetches in flight at most (each to a different address).
+    pub concurrency: usize,
+    /// How long a host's robots.txt is trusted.
+    pub robots_ttl: Duration,
+    /// Fetch attempts of a URL at most (failures, 429 and 503 count).
+    pub max_attempts: u32,
+    /// Hosts that share an address share one politeness key (and turn).
+    pub per_ip: bool,
+    /// A file to append events to (URLs given up on, leases lost), one
+    /// JSON object a line, written as they happen.
+    pub events: Option<PathBuf>,
+}
+
+impl Default for CrawlConfig {
+    /// The frontier's and fetcher's defaults, 256 fetches in flight,
+    /// robots.txt trusted for an hour, 6 attempts, hosts grouped by
+    /// address.
+    fn default() -> Self {
+        CrawlConfig {
+            frontier: FrontierConfig::default(),
+            fetch: FetchConfig::default(),
+            concurrency: 256,
+            robots_ttl: Duration::from_secs(3600),
+            max_attempts: 6,
+            per_ip: true,
+            events: None,
+        }
+    }
+}
+
+/// A crawl that cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CrawlError {
+    /// The frontier's configuration.
+    Config(ConfigError),
+    /// Another setting, with why.
+    Invalid(String),
+    /// The event file.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for CrawlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CrawlError::Config(e) => e.fmt(f),
+            CrawlError::Invalid(why) => write!(f, "crawl configuration: {why}"),
+            CrawlError::Io(e) => write!(f, "event file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CrawlError {}
+
+impl From<ConfigError> for CrawlError {
+    fn from(e: ConfigError) -> Self {
+        CrawlError::Config(e)
+    }
+}
+
+/// What a crawl has done, counted as it goes (striped counters, so that
+/// fetch jobs on every core count without contending).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests sent (pages and robots.txt).
+    pub requests: StripedCounter,
+    /// HTML pages fetched with a 2xx.
+    pub pages: StripedCounter,
+    /// Body bytes read.
+    pub bytes: StripedCounter,
+    /// Fetches without a response (timeouts, refused connections).
+    pub errors: StripedCounter,
+    /// Responses 4xx or 5xx.
+    pub http_errors: StripedCounter,
+    /// Fetches to be tried again (429, 503, failures).
+    pub retries: StripedCounter,
+    /// URLs given up on after their last attempt.
+    pub gave_up: StripedCounter,
+    /// Redirects followed (as new URLs).
+    pub redirects: StripedCounter,
+    /// Redirects not followed: past the hop limit.
+    pub redirect_limit: StripedCounter,
+    /// URLs robots.txt disallowed (never asked for).
+    pub robots_denied: StripedCounter,
+    /// Links not followed for `nofollow`.
+    pub nofollow: StripedCounter,
+    /// Links and seeds refused (not a URL, another scheme, too long).
+    pub refused: StripedCounter,
+    /// URLs dropped: seen before, too deep, or their host full.
+    pub dropped: StripedCounter,
+    /// Responses that are not HTML (not parsed).
+    pub not_html: StripedCounter,
+    /// Bodies cut at the size cap.
+    pub truncated: StripedCounter,
+    /// Turns taken elsewhere: the shared limiter said wait.
+    pub deferred: StripedCounter,
+    /// URLs whose lease this worker lost (another may fetch them).
+    pub lost: StripedCounter,
+    /// URLs in the frontier, as of the last loop.
+    pub frontier: AtomicU64,
+    /// Hosts with URLs queued or leased, as of the last loop.
+    pub active_hosts: AtomicU64,
+}
+
+/// A crawl's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Requests sent.
+    pub requests: u64,
+    /// HTML pages fetched.
+    pub pages: u64,
+    /// Body bytes read.
+    pub bytes: u64,
+    /// Fetches without a response.
+    pub errors: u64,
+    /// 4xx and 5xx responses.
+    pub http_errors: u64,
+    /// Retries.
+    pub retries: u64,
+    /// URLs given up on.
+    pub gave_up: u64,
+    /// Redirects followed.
+    pub redirects: u64,
+    /// Redirects past the hop limit.
+    pub redirect_limit: u64,
+    /// URLs disallowed by robots.txt.
+    pub robots_denied: u64,
+    /// nofollow links.
+    pub nofollow: u64,
+    /// Refused links and seeds.
+    pub refused: u64,
+    /// Dropped URLs (seen, too deep, host full).
+    pub dropped: u64,
+    /// Non-HTML responses.
+    pub not_html: u64,
+    /// Truncated bodies.
+    pub truncated: u64,
+    /// Deferred turns.
+    pub deferred: u64,
+    /// Lost leases.
+    pub lost: u64,
+    /// How long the crawl took, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl Stats {
+    /// The totals now.
+    pub fn summary(&self, elapsed: Duration) -> Summary {
+        let n = |c: &StripedCounter| u64::try_from(c.sum()).unwrap_or(0);
+        Summary {
+            requests: n(&self.requests),
+            pages: n(&self.pages),
+            bytes: n(&self.bytes),
+            errors: n(&self.errors),
+            http_errors: n(&self.http_errors),
+            retries: n(&self.retries),
+            gave_up: n(&self.gave_up),
+            redirects: n(&self.redirects),
+            redirect_limit: n(&self.redirect_limit),
+            robots_denied: n(&self.robots_denied),
+            nofollow: n(&self.nofollow),
+            refused: n(&self.refused),
+            dropped: n(&self.dropped),
+            not_html: n(&self.not_html),
+            truncated: n(&self.truncated),
+            deferred: n(&self.deferred),
+            lost: n(&self.lost),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed_ms as f64 / 1000.0;
+        writeln!(
+            f,
+            "{} pages ({} requests, {:.1} MB) in {secs:.2} s: {:.0} pages/s",
+            self.pages,
+            self.requests,
+            self.bytes as f64 / 1e6,
+            self.pages as f64 / secs.max(1e-9)
+        )?;
+        writeln!(
+            f,
+            "  http errors {}, no response {}, retries {}, given up {}",
+            self.http_errors, self.errors, self.retries, self.gave_up
+        )?;
+        writeln!(
+            f,
+            "  redirects {} (over the hop limit {}), not HTML {}, cut at the size cap {}",
+            self.redirects, self.redirect_limit, self.not_html, self.truncated
+        )?;
+        write!(
+            f,
+            "  skipped: robots.txt {}, nofollow {}, refused URLs {}, seen/too deep/host full {}",
+            self.robots_denied, self.nofollow, self.refused, self.dropped
+        )
+    }
+}
+
+/// Seeds from a list: one URL a line; blank lines and `#` comments are
+/// skipped; a line that is not a crawlable URL is returned with why.
+pub fn parse_seeds(text: &str, config: &FrontierConfig) -> (Vec<Url>, Vec<(usize, String)>) {
+    let mut seeds = Vec::new();
+    let mut junk = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match normalize(line, &config.limits) {
+            Ok(url) => seeds.push(url),
+            Err(why) => junk.push((n + 1, format!("{why}"))),
+        }
+    }
+    (seeds, junk)
+}
+
+/// What a fetch job found.
+enum Done {
+    /// robots.txt was fetched (the URL waits for the host's next turn).
+    Robots { lease: Lease, rules: Arc<Rules> },
+    /// robots.txt disallows the URL.
+    Disallowed { lease: Lease },
+    /// The shared limiter says the host's turn is not yet.
+    Wait { lease: Lease, wait: Duration },
+    /// A response.
+    Fetched { lease: Lease, url: Box<Url>, page: Box<Page>, links: Option<Links> },
+    /// No response.
+    Failed { lease: Lease, error: FetchError },
+    /// Nothing can be done with the URL (it does not parse, the host does
+    /// not resolve).
+    Unusable { lease: Lease, why: String },
+}
+
+struct Shared {
+    config: CrawlConfig,
+    fetcher: Fetcher,
+    resolver: Arc<Resolver>,
+    robots: RobotsCache,
+    politeness: Politeness,
+    stats: Arc<Stats>,
+}
+
+/// A crawler: configure it, then run it once, alone or as one worker of a
+/// distributed crawl.
+pub struct Crawler {
+    shared: Arc<Shared>,
+    events: Option<Mutex<std::fs::File>>,
+}
+
+impl fmt::Debug for Crawler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Crawler").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+impl Crawler {
+    /// A crawler with `config`, resolving names with `resolver` and asking
+    /// `politeness` before each request.
+    ///
+    /// # Errors
+    /// A bad configuration, or an event file that cannot be opened.
+    pub fn new(
+        config: CrawlConfig,
+        resolver: Arc<Resolver>,
+        politeness: Politeness,
+    ) -> Result<Crawler, CrawlError> {
+        if config.concurrency == 0 || config.max_attempts == 0 {
+            return Err(CrawlError::Invalid(format!(
+                "concurrency ({}) and max_attempts ({}) must be at least 1",
+                config.concurrency, config.max_attempts
+            )));
+        }
+        if config.fetch.max_body == 0 {
+            return Err(CrawlError::Invalid("max_body must be at least 1 byte".into()));
+        }
+        let robots = RobotsCache::new(100_000, config.robots_ttl).map_err(CrawlError::Invalid)?;
+        let events = match &config.events {
+            Some(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(CrawlError::Io)?,
+            )),
+            None => None,
+        };
+        let shared = Shared {
+            fetcher: Fetcher::new(config.fetch.clone()),
+            config,
+            resolver,
+            robots,
+            politeness,
+            stats: Arc::default(),
+        };
+        Ok(Crawler { shared: Arc::new(shared), events })
+    }
+
+    /// The live counters (for a progress bar).
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// Crawls from `seeds` in this process until nothing is left or `stop`
+    /// turns true.
+    ///
+    /// # Errors
+    /// A bad frontier configuration.
+    pub async fn run_local(
+        &self,
+        seeds: &[Url],
+        stop: watch::Receiver<bool>,
+    ) -> Result<Summary, CrawlError> {
+        let mut frontier = Frontier::new(self.shared.config.frontier.clone())?;
+        let mut run = Run::new(self, None);
+        for seed in seeds {
+            let entry = run.entry(seed, 0, 0);
+            run.offer(&mut frontier, entry);
+        }
+        run.go(&mut frontier, stop).await;
+        Ok(self.shared.stats.summary(run.start.elapsed()))
+    }
+
+    /// Crawls as one worker of the distributed crawl that `cluster` joined:
+    /// `seeds` are submitted (once per crawl, whoever submits them), then
+    /// the worker fetches its partitions' URLs until the crawl is over or
+    /// `stop` turns true (its leases are then given back).
+    ///
+    /// # Errors
+    /// A bad frontier configuration.
+    pub async fn run_cluster(
+        &self,
+        cluster: Cluster,
+        seeds: &[Url],
+        stop: watch::Receiver<bool>,
+    ) -> Result<Summary, CrawlError> {
+        let mut frontier = Frontier::new(self.shared.config.frontier.clone())?;
+        let mut run = Run::new(self, Some(cluster));
+        for seed in seeds {
+            let entry = run.entry(seed, 0, 0);
+            run.offer(&mut frontier, entry);
+        }
+        run.go(&mut frontier, stop).await;
+        if let Some(cluster) = run.cluster.as_mut() {
+            cluster.leave().await;
+        }
+        Ok(self.shared.stats.summary(run.start.elapsed()))
+    }
+
+    fn event(&self, kind: &str, url: &str) {
+        if let Some(file) = &self.events
+            && let Ok(mut file) = file.lock()
+        {
+            let line = serde_json::json!({ "event": kind, "url": url, "at_ms": now_ms() });
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// One run's state: the loop's own, not shared with the jobs.
+struct Run<'a> {
+    crawler: &'a Crawler,
+    cluster: Option<Cluster>,
+    start: Instant,
+    rng: SmallRng,
+    inflight: usize,
+    tx: mpsc::UnboundedSender<Done>,
+    rx: mpsc::UnboundedReceiver<Done>,
+}
+
+impl<'a> Run<'a> {
+    fn new(crawler: &'a Crawler, cluster: Option<Cluster>) -> Run<'a> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let seed = now_ms() ^ u64::from(std::process::id());
+        Run {
+            crawler,
+            cluster,
+            start: Instant::now(),
+            rng: SmallRng::seed_from_u64(seed),
+            inflight: 0,
+            tx,
+            rx,
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.crawler.shared
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// An entry for `url`, keyed by its host's address when hosts are
+    /// grouped by address and the address is known.
+    fn entry(&self, url: &Url, depth: u32, hops: u32) -> Entry {
+        let mut entry = Entry::new(url, depth, 0);
+        entry.hops = hops;
+        if self.shared().config.per_ip
+            && let Some(ip) = self.shared().resolver.known_ip(url)
+        {
+            entry.key = ip.to_string().into();
+        }
+        entry
+    }
+
+    /// A URL found: into this frontier, or (distributed) to its owner.
+    fn offer(&mut self, frontier: &mut Frontier, entry: Entry) {
+        let stats = &self.crawler.shared.stats;
+        let pushed = match self.cluster.as_mut() {
+            None => frontier.push_entry(entry),
+            Some(cluster) => match frontier.admit(&entry.url, entry.depth) {
+                Pushed::Queued => match cluster.submit(&entry) {
+                    Ok(()) => Pushed::Queued,
+                    Err(_) => Pushed::Refused(crate::normalize::Refused::TooLong(entry.url.len())),
+                },
+                other => other,
+            },
+        };
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::Refused(_) => stats.refused.add(1),
+            Pushed::Seen | Pushed::TooDeep | Pushed::HostFull => stats.dropped.add(1),
+        }
+    }
+
+    async fn go(&mut self, frontier: &mut Frontier, mut stop: watch::Receiver<bool>) {
+        let concurrency = self.shared().config.concurrency;
+        let mut lost = Lost::default();
+        let mut next_sync = Instant::now();
+        let mut next_end_check = Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Hand out every turn that has come.
+            while self.inflight < concurrency {
+                let now = self.now();
+                let Some(lease) = frontier.next(now) else { break };
+                if let Some(cluster) = &self.cluster
+                    && !cluster.holds(&lease.entry.url)
+                {
+                    // Its lease was lost or its partition given up.
+                    frontier.complete(&lease, now, Outcome::Skipped);
+                    continue;
+                }
+                let delay = frontier.delay_of(&lease.host);
+                self.inflight += 1;
+                let shared = Arc::clone(&self.crawler.shared);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let done = job(&shared, lease, delay).await;
+                    let _ = tx.send(done);
+                });
+            }
+            let stats = &self.crawler.shared.stats;
+            stats.frontier.store(frontier.len() as u64, Ordering::Relaxed);
+            stats.active_hosts.store(frontier.active_hosts() as u64, Ordering::Relaxed);
+            let idle = self.inflight == 0 && frontier.is_empty();
+            match self.cluster.as_mut() {
+                None if idle => break,
+                None => {}
+                Some(cluster) => {
+                    if Instant::now() >= next_sync {
+                        cluster.sync(frontier, &mut lost).await;
+                        next_sync = Instant::now() + Duration::from_millis(50);
+                        for url in lost.urls.drain(..) {
+                            stats.lost.add(1);
+                            self.crawler.event("lost", &url);
+                        }
+                    }
+                    if idle && cluster.held() == 0 && Instant::now() >= next_end_check {
+                        next_end_check = Instant::now() + Duration::from_millis(300);
+                        if cluster.crawl_is_over().await.unwrap_or(false) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let wake = match frontier.next_ready_at() {
+                Some(at) if self.inflight < concurrency => self.start + at,
+                _ => Instant::now() + Duration::from_secs(3600),
+            };
+            let wake = if self.cluster.is_some() { wake.min(next_sync) } else { wake };
+            tokio::select! {
+                done = self.rx.recv() => {
+                    if let Some(done) = done {
+                        self.handle(frontier, done);
+                    }
+                    while let Ok(done) = self.rx.try_recv() {
+                        self.handle(frontier, done);
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Jobs still running finish; their results are not needed (a
+        // distributed worker gives the leases back when it leaves).
+    }
+
+    fn handle(&mut self, frontier: &mut Frontier, done: Done) {
+        self.inflight -= 1;
+        let now = self.now();
+        let stats = Arc::clone(&self.crawler.shared.stats);
+        let max_attempts = self.shared().config.max_attempts;
+        match done {
+            Done::Robots { lease, rules } => {
+                if let Some(delay) = rules.crawl_delay() {
+                    let current = frontier.delay_of(&lease.host);
+                    frontier.set_delay(&lease.host, Some(delay.max(current)));
+                }
+                let delay = frontier.delay_of(&lease.host);
+                frontier.defer(lease, now, delay);
+            }
+            Done::Disallowed { lease } => {
+                stats.robots_denied.add(1);
+                frontier.complete(&lease, now, Outcome::Skipped);
+                self.finish(&lease, Finish::Done);
+            }
+            Done::Wait { lease, wait } => {
+                stats.deferred.add(1);
+                frontier.defer(lease, now, wait);
+            }
+            Done::Unusable { lease, why } => {
+                stats.gave_up.add(1);
+                frontier.complete(&lease, now, Outcome::Skipped);
+                self.crawler.event("gave_up", &lease.entry.url);
+                self.finish(&lease, Finish::GiveUp(why));
+            }
+            Done::Failed { lease, error } => {
+                stats.errors.add(1);
+                tracing::debug!(url = %lease.entry.url, %error, "no response");
+                let jitter = self.rng.random::<f64>();
+                let attempts = if error.is_retryable() { max_attempts } else { 0 };
+                self.again(
+                    frontier,
+                    lease,
+                    Outcome::Backoff { jitter },
+                    attempts,
+                    error.to_string(),
+                );
+            }
+            Done::Fetched { lease, url, page, links } => {
+                stats.bytes.add(page.body.len() as i64);
+                if page.truncated {
+                    stats.truncated.add(1);
+                }
+                let status = page.status;
+                if status == 429 || status >= 500 {
+                    stats.http_errors.add(1);
+                    let outcome = match page.retry_after {
+                        Some(wait) if status == 429 || status == 503 => Outcome::RetryAfter(wait),
+                        _ => Outcome::Backoff { jitter: self.rng.random::<f64>() },
+                    };
+                    self.again(
+                        frontier,
+                        lease,
+                        outcome,
+                        max_attempts,
+                        format!("answered {status}"),
+                    );
+                    return;
+                }
+                frontier.complete(&lease, now, Outcome::Done);
+                if let Some(location) = page.redirect() {
+                    self.redirect(frontier, &lease, &url, location);
+                } else if (200..300).contains(&status) {
+                    if page.is_html() {
+                        stats.pages.add(1);
+                    } else {
+                        stats.not_html.add(1);
+                    }
+                } else if status >= 400 {
+                    stats.http_errors.add(1);
+                }
+                if let Some(links) = links {
+                    stats.nofollow.add(links.nofollow as i64);
+                    stats.refused.add(links.refused.len() as i64);
+                    let depth = lease.entry.depth + 1;
+                    for link in &links.follow {
+                        let entry = self.entry(link, depth, 0);
+                        self.offer(frontier, entry);
+                    }
+                }
+                self.finish(&lease, Finish::Done);
+            }
+        }
+    }
+
+    fn redirect(&mut self, frontier: &mut Frontier, lease: &Lease, from: &Url, location: &str) {
+        let stats = Arc::clone(&self.crawler.shared.stats);
+        let limits = self.shared().config.frontier.limits;
+        let hops = lease.entry.hops + 1;
+        if hops > self.shared().config.fetch.max_redirects {
+            stats.redirect_limit.add(1);
+            return;
+        }
+        match resolve(from, location, &limits) {
+            Ok(target) => {
+                stats.redirects.add(1);
+                let entry = self.entry(&target, lease.entry.depth, hops);
+                self.offer(frontier, entry);
+            }
+            Err(_) => stats.refused.add(1),
+        }
+    }
+
+    /// A fetch to try again, unless that was its last attempt.
+    fn again(
+        &mut self,
+        frontier: &mut Frontier,
+        lease: Lease,
+        outcome: Outcome,
+        max_attempts: u32,
+        why: String,
+    ) {
+        let now = self.now();
+        let stats = Arc::clone(&self.crawler.shared.stats);
+        if lease.entry.attempts + 1 >= max_attempts.max(1) {
+            stats.gave_up.add(1);
+            frontier.complete(&lease, now, outcome);
+            self.crawler.event("gave_up", &lease.entry.url);
+            self.finish(&lease, Finish::GiveUp(why));
+            return;
+        }
+        stats.retries.add(1);
+        match self.cluster.as_mut() {
+            None => {
+                frontier.retry(lease, now, outcome);
+            }
+            Some(cluster) => {
+                // The URL goes back to Redis, due when the host's turn
+                // comes; its owner (this worker, unless the ring changed)
+                // claims it again then.
+                let wait = frontier.complete(&lease, now, outcome);
+                let at = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                cluster.finish(&lease.entry.url, Finish::RetryAt(at));
+            }
+        }
+    }
+
+    fn finish(&mut self, lease: &Lease, finish: Finish) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.finish(&lease.entry.url, finish);
+        }
+    }
+}
+
+/// One lease's work, off the loop.
+async fn job(shared: &Shared, lease: Lease, delay: Duration) -> Done {
+    let Ok(url) = Url::parse(&lease.entry.url) else {
+        return Done::Unusable { why: format!("{:?} does not parse", lease.entry.url), lease };
+    };
+    let address = match shared.resolver.resolve(&url).await {
+        Ok(address) => address,
+        Err(error) => return Done::Unusable { why: error.to_string(), lease },
+    };
+    let Some(rules) = shared.robots.get(&url) else {
+        return robots(shared, lease, &url, address, delay).await;
+    };
+    if !rules.allows(&url) {
+        return Done::Disallowed { lease };
+    }
+    if let Some(wait) = admit(shared, &lease, delay).await {
+        return Done::Wait { lease, wait };
+    }
+    shared.stats.requests.add(1);
+    match shared.fetcher.get(&url, address, false).await {
+        Ok(page) => {
+            let links = ((200..300).contains(&page.status) && page.is_html())
+                .then(|| extract_links(&url, &page.body, &shared.config.frontier.limits));
+            Done::Fetched { lease, url: Box::new(url), page: Box::new(page), links }
+        }
+        Err(error) => Done::Failed { lease, error },
+    }
+}
+
+/// Fetches the robots.txt of the lease's host, in the host's turn.
+async fn robots(
+    shared: &Shared,
+    lease: Lease,
+    url: &Url,
+    address: SocketAddr,
+    delay: Duration,
+) -> Done {
+    if let Some(wait) = admit(shared, &lease, delay).await {
+        return Done::Wait { lease, wait };
+    }
+    shared.stats.requests.add(1);
+    let response = shared.fetcher.get(&robots_url(url), address, true).await;
+    let agent = shared.config.fetch.user_agent.split('/').next().unwrap_or("*");
+    let rules = Rules::from_response(agent, response.as_ref());
+    if let Rules::DisallowAll(why) = &rules {
+        let host = url.host_str().unwrap_or("");
+        tracing::info!(host, why, "robots.txt unavailable: the host is skipped");
+    }
+    Done::Robots { rules: shared.robots.insert(url, rules), lease }
+}
+
+/// Asks the politeness limiter for the lease's key: `None` to go ahead.
+async fn admit(shared: &Shared, lease: &Lease, delay: Duration) -> Option<Duration> {
+    match shared.politeness.check(&lease.host, delay).await {
+        Ok(wait) => wait,
+        Err(error) => {
+            tracing::warn!(%error, "politeness limiter failed; the frontier's spacing holds");
+            None
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Politeness as rate limiting: before each request, the host's (or its
+//! address's) key must be admitted by a limiter of one request per delay,
+//! a GCRA token bucket of capacity 1 from sysblocks-ratelimit.
+//!
+//! With one worker the limiter is in process (a [`Keyed`] set of token
+//! buckets, bounded in keys); with several it is a [`RedisLimiter`] that
+//! every worker asks, so "no host more than once per delay" holds across
+//! all of them, on Redis's clock. Each distinct delay has its own limiter
+//! (a limiter has one rate); delays are counted in whole milliseconds.
+//!
+//! The frontier already spaces one worker's requests to a host by the
+//! delay, counted from the end of the previous fetch; the limiter is what
+//! holds when two workers both believe they own a host (one joining, one
+//! thought dead), and it fails open, so that a Redis outage leaves the
+//! frontier's spacing in charge rather than stopping the crawl.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sysblocks_core::RedisConnection;
+use sysblocks_ratelimit::{
+    Algorithm, AnyKeyedLimiter, FailurePolicy, Keyed, KeyedLimiter, Limit, LimitError, Rate,
+    RedisLimiter, TokenBucket,
+};
+
+/// Where the limits live.
+#[derive(Debug, Clone)]
+pub enum Shared {
+    /// In this process.
+    Local,
+    /// On Redis (or a Cluster), keys under this prefix.
+    Redis(RedisConnection, String),
+}
+
+/// One limiter of one request per delay per key, for every delay in use.
+#[derive(Debug)]
+pub struct Politeness {
+    shared: Shared,
+    limiters: Mutex<HashMap<u64, AnyKeyedLimiter<str>>>,
+}
+
+/// Keys kept by an in-process limiter (an idle key's bucket is full again
+/// after one delay, so forgetting the oldest costs nothing).
+const LOCAL_KEYS: usize = 100_000;
+
+impl Politeness {
+    /// Limits kept where `shared` says.
+    pub fn new(shared: Shared) -> Politeness {
+        Politeness { shared, limiters: Mutex::default() }
+    }
+
+    /// Asks to send one request to `key`, whose delay is `delay`: `None`
+    /// to go ahead, or how long to wait first.
+    ///
+    /// # Errors
+    /// A limiter that cannot be built for this delay (under a microsecond).
+    pub async fn check(&self, key: &str, delay: Duration) -> Result<Option<Duration>, LimitError> {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+        let limiter = self.limiter(ms)?;
+        let decision = limiter.check(key).await?;
+        if decision.allowed {
+            return Ok(None);
+        }
+        let wait = decision.retry_after.unwrap_or(delay);
+        Ok(Some(wait.max(Duration::from_millis(1))))
+    }
+
+    fn limiter(&self, ms: u64) -> Result<AnyKeyedLimiter<str>, LimitError> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(limiter) = limiters.get(&ms) {
+            return Ok(limiter.clone());
+        }
+        let rate = Rate::new(1, Duration::from_millis(ms))?;
+        let limiter = match &self.shared {
+            Shared::Local => {
+                let keyed: Keyed<String, TokenBucket> =
+                    Keyed::new(LOCAL_KEYS, move || TokenBucket::new(1, rate))?;
+                AnyKeyedLimiter::new(keyed)
+            }
+            Shared::Redis(connection, prefix) => {
+                let limit = Limit::new(Algorithm::TokenBucket, rate);
+                let limiter =
+                    RedisLimiter::new(connection.clone(), limit, &format!("{prefix}{ms}ms:"))?
+                        .with_policy(FailurePolicy::Open);
+                AnyKeyedLimiter::new(limiter)
+            }
+        };
+        limiters.insert(ms, limiter.clone());
+        Ok(limiter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_request_per_delay_per_key() {
+        let p = Politeness::new(Shared::Local);
+        let delay = Duration::from_secs(60);
+        assert_eq!(p.check("127.0.0.2", delay).await.unwrap(), None);
+        let wait = p.check("127.0.0.2", delay).await.unwrap().expect("denied");
+        assert!(wait > Duration::from_secs(59) && wait <= delay, "{wait:?}");
+        assert_eq!(p.check("127.0.0.3", delay).await.unwrap(), None, "another key");
+        assert_eq!(
+            p.check("127.0.0.2", Duration::from_millis(1)).await.unwrap(),
+            None,
+            "another delay"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! One worker in process against sim-web, judged by sim-web's log: every
+//! page reachable within the limits fetched once, nothing disallowed
+//! asked for, no two requests to one address closer than its delay, and
+//! the traps, errors and junk bounded.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sysblocks_crawler::crawl::{CrawlConfig, Crawler};
+use sysblocks_crawler::fetch::Resolver;
+use sysblocks_crawler::normalize::normalize;
+use sysblocks_crawler::politeness::{Politeness, Shared};
+use sysblocks_crawler::sim_web::{SimConfig, SimWeb};
+
+fn config() -> CrawlConfig {
+    let mut config = CrawlConfig::default();
+    config.frontier.default_delay = Duration::from_millis(20);
+    config.frontier.first_backoff = Duration::from_millis(100);
+    config.frontier.max_pages_per_host = 40;
+    config.fetch.total_timeout = Duration::from_millis(800);
+    config.fetch.read_timeout = Duration::from_millis(800);
+    config.max_attempts = 3;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_crawls_sim_web_politely_and_completely() {
+    let sim = SimConfig { crawl_delay: Some(Duration::from_millis(60)), ..SimConfig::default() };
+    let web = SimWeb::start(sim).await.unwrap();
+    let resolver = Arc::new(Resolver::from_hosts(&web.hosts_file()).unwrap());
+    let config = config();
+    let crawler = Crawler::new(config.clone(), resolver, Politeness::new(Shared::Local)).unwrap();
+    let seed = normalize(&web.seed(), &config.frontier.limits).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let summary =
+        tokio::time::timeout(Duration::from_secs(120), crawler.run_local(&[seed], stopped))
+            .await
+            .expect("the crawl ends")
+            .unwrap();
+    println!("{summary}");
+    let log = web.log();
+    let fetched: BTreeSet<(String, String)> =
+        log.iter().map(|l| (l.host.clone(), l.path.clone())).collect();
+    let missing: Vec<_> = web.expected().difference(&fetched).cloned().collect();
+    assert!(missing.is_empty(), "not fetched: {missing:?}");
+    let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
+    assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
+    let report = web.report(|_| Duration::from_millis(20), Duration::from_millis(2));
+    // Every fifth host's robots.txt asks for 60 ms; once it is known it is
+    // the delay of the host's whole address (hosts are grouped by address).
+    for h in (0..20).step_by(5) {
+        let host = format!("h{h}.sim");
+        let ip = web.ip_of(&host).unwrap();
+        let on_ip: Vec<_> = log.iter().filter(|l| web.ip_of(&l.host) == Some(ip)).collect();
+        let robots = on_ip.iter().position(|l| l.host == host && l.path == "/robots.txt").unwrap();
+        for pair in on_ip[robots..].windows(2) {
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap + Duration::from_millis(2) >= Duration::from_millis(60),
+                "{host}'s address: {gap:?}"
+            );
+        }
+    }
+    assert!(report.too_close.is_empty(), "too close: {:?}", report.too_close);
+    assert_eq!(report.overlapping, 0, "two requests at once to one address");
+    assert!(report.repeats.is_empty(), "fetched more than once: {:?}", report.repeats);
+    let count = |host: &str, prefix: &str| {
+        log.iter().filter(|l| l.host == host && l.path.starts_with(prefix)).count()
+    };
+    assert!(count("trap.sim", "/") <= 41, "the calendar trap is bounded by the host's page limit");
+    assert!(count("redirect.sim", "/endless/") <= 6, "an endless redirect chain stops at 5 hops");
+    assert_eq!(count("never.sim", "/"), 0, "a host that never answers: its robots.txt times out");
+    // Retry-After is respected: limited.sim's next request comes after it.
+    let limited: Vec<_> = log.iter().filter(|l| l.host == "limited.sim").collect();
+    for pair in limited.windows(2) {
+        if pair[0].status == 429 {
+            assert!(pair[1].at - pair[0].at >= Duration::from_secs(1), "Retry-After: 1 ignored");
+        }
+    }
+    assert!(summary.truncated >= 1 && summary.not_html >= 1, "{summary:?}");
+}
