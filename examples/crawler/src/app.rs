@@ -23,7 +23,7 @@ use url::Url;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::crawl::{CrawlConfig, Crawler, Stats, Summary, parse_seeds};
 use crate::fetch::Resolver;
-use crate::politeness::{Politeness, Shared};
+use crate::politeness::Shared;
 use crate::sim_web::{SimConfig, SimWeb};
 
 /// The usage line.
@@ -253,9 +253,8 @@ pub async fn run_worker(o: &Options, stop: watch::Receiver<bool>) -> Result<Summ
     let config = crawl_config(o);
     let seeds = seeds_of(o, &config, None)?;
     let connection = connect(redis, o.cluster).await?;
-    let politeness =
-        Politeness::new(Shared::Redis(connection.clone(), format!("crawl-{}:polite:", o.run)));
-    let crawler = Crawler::new(config, resolver_of(o)?, politeness).map_err(|e| e.to_string())?;
+    let shared = Shared::Redis(connection.clone(), format!("crawl-{}:", o.run));
+    let crawler = Crawler::new(config, resolver_of(o)?, shared).map_err(|e| e.to_string())?;
     let cluster_config = ClusterConfig {
         run: o.run.clone(),
         worker,
@@ -392,8 +391,8 @@ pub async fn run(o: Options, stop: watch::Receiver<bool>) -> Result<(), String> 
 async fn run_local(o: &Options, stop: watch::Receiver<bool>) -> Result<(), String> {
     let config = crawl_config(o);
     let seeds = seeds_of(o, &config, None)?;
-    let crawler = Crawler::new(config, resolver_of(o)?, Politeness::new(Shared::Local))
-        .map_err(|e| e.to_string())?;
+    let crawler =
+        Crawler::new(config, resolver_of(o)?, Shared::Local).map_err(|e| e.to_string())?;
     let bar = progress_bar(o.progress);
     let stats = crawler.stats();
     let start = Instant::now();

@@ -40,7 +40,7 @@
 //! priority order cannot express, so it drives the backend's transitions
 //! (claim, renew, ack, fail, release, reap) itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -147,6 +147,12 @@ pub struct Cluster {
     owned: Vec<bool>,
     live: Vec<String>,
     held: HashMap<Box<str>, Held>,
+    /// Held URLs being fetched now: kept (and acked when done) even if
+    /// their partition is given up meanwhile, so that the new owner does
+    /// not fetch them again.
+    in_flight: HashSet<Box<str>>,
+    /// Whether some held URLs may belong to partitions given up.
+    release_due: bool,
     /// Links waiting to be submitted, per partition.
     outbox: Vec<Vec<Task>>,
     /// Finished tasks whose ack or fail has not reached Redis yet.
@@ -203,6 +209,8 @@ impl Cluster {
             schedulers,
             live: Vec::new(),
             held: HashMap::new(),
+            in_flight: HashSet::new(),
+            release_due: false,
             unacked: Vec::new(),
             last_beat: 0,
             last_reap: 0,
@@ -268,17 +276,19 @@ impl Cluster {
             }
             tracing::info!(worker = %self.config.worker, live = ?live, owned = ?self.owned(), "membership changed");
             self.live = live;
-            self.release_unowned(now).await;
+            self.release_due = true;
         }
         Ok(())
     }
 
-    /// Gives back the URLs of partitions this worker no longer owns.
+    /// Gives back the URLs of partitions this worker no longer owns, but
+    /// those being fetched.
     async fn release_unowned(&mut self, now: u64) {
+        self.release_due = false;
         let given: Vec<Box<str>> = self
             .held
             .iter()
-            .filter(|(_, h)| !self.owned[h.partition])
+            .filter(|(url, h)| !self.owned[h.partition] && !self.in_flight.contains(*url))
             .map(|(url, _)| url.clone())
             .collect();
         for url in given {
@@ -308,9 +318,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// A held URL's fetch starts.
+    pub fn started(&mut self, url: &str) {
+        self.in_flight.insert(url.into());
+    }
+
+    /// A held URL's fetch came back without finishing it (the URL waits
+    /// in the frontier again): if its partition was given up meanwhile, it
+    /// is released at the next [`sync`](Self::sync).
+    pub fn stopped(&mut self, url: &str) {
+        self.in_flight.remove(url);
+        if self.held.get(url).is_some_and(|h| !self.owned[h.partition]) {
+            self.release_due = true;
+        }
+    }
+
     /// Records how a URL's task ended; sent to Redis at the next
     /// [`sync`](Self::sync).
     pub fn finish(&mut self, url: &str, finish: Finish) {
+        self.in_flight.remove(url);
         if let Some(held) = self.held.remove(url) {
             self.unacked.push((url.into(), held, finish));
         }
@@ -328,6 +354,9 @@ impl Cluster {
             return;
         }
         self.send_finished(now, lost).await;
+        if self.release_due {
+            self.release_unowned(now).await;
+        }
         if now >= self.last_beat + millis(self.config.heartbeat)
             && let Err(error) = self.heartbeat(now).await
         {
@@ -457,7 +486,8 @@ impl Cluster {
                     priority: payload.priority as usize,
                     attempts: task.attempt.saturating_sub(1),
                 };
-                if frontier.enqueue(entry) == Pushed::HostFull {
+                if frontier.enqueue_claimed(entry) == Pushed::HostFull {
+                    tracing::info!(%url, "host full: not fetched");
                     self.finish(&url, Finish::Done);
                 }
             }

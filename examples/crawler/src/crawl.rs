@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use sysblocks_core::RedisConnection;
 use sysblocks_sharded_counter::StripedCounter;
 use tokio::sync::{mpsc, watch};
 use url::Url;
@@ -38,7 +39,7 @@ use crate::cluster::{Cluster, Finish, Lost, now_ms};
 use crate::fetch::{FetchConfig, FetchError, Fetcher, Links, Page, Resolver, extract_links};
 use crate::frontier::{ConfigError, Entry, Frontier, FrontierConfig, Lease, Outcome, Pushed};
 use crate::normalize::{normalize, resolve};
-use crate::politeness::Politeness;
+use crate::politeness::{Politeness, Shared as SharedIn};
 use crate::robots::{RobotsCache, Rules, robots_url};
 
 /// How a crawl runs.
@@ -269,8 +270,11 @@ pub fn parse_seeds(text: &str, config: &FrontierConfig) -> (Vec<Url>, Vec<(usize
 
 /// What a fetch job found.
 enum Done {
-    /// robots.txt was fetched (the URL waits for the host's next turn).
-    Robots { lease: Lease, rules: Arc<Rules> },
+    /// The host's robots.txt became known: fetched now (`wait` is `None`:
+    /// the URL waits for the host's next turn), or read from the shared
+    /// store (the URL waits `wait`, what is left of the delay after that
+    /// fetch).
+    Robots { lease: Lease, rules: Arc<Rules>, wait: Option<Duration> },
     /// robots.txt disallows the URL.
     Disallowed { lease: Lease },
     /// The shared limiter says the host's turn is not yet.
@@ -284,8 +288,25 @@ enum Done {
     Unusable { lease: Lease, why: String },
 }
 
+impl Done {
+    fn lease(&self) -> &Lease {
+        match self {
+            Done::Robots { lease, .. }
+            | Done::Disallowed { lease }
+            | Done::Wait { lease, .. }
+            | Done::Fetched { lease, .. }
+            | Done::Failed { lease, .. }
+            | Done::Unusable { lease, .. } => lease,
+        }
+    }
+}
+
 struct Shared {
     config: CrawlConfig,
+    /// robots.txt files shared by the workers of a distributed crawl
+    /// (status and body under `prefix + origin`), so that a worker taking
+    /// a host over does not fetch its robots.txt again.
+    shared_robots: Option<(RedisConnection, String)>,
     fetcher: Fetcher,
     resolver: Arc<Resolver>,
     robots: RobotsCache,
@@ -315,7 +336,7 @@ impl Crawler {
     pub fn new(
         config: CrawlConfig,
         resolver: Arc<Resolver>,
-        politeness: Politeness,
+        shared: SharedIn,
     ) -> Result<Crawler, CrawlError> {
         if config.concurrency == 0 || config.max_attempts == 0 {
             return Err(CrawlError::Invalid(format!(
@@ -337,12 +358,19 @@ impl Crawler {
             )),
             None => None,
         };
+        let shared_robots = match &shared {
+            SharedIn::Local => None,
+            SharedIn::Redis(connection, prefix) => {
+                Some((connection.clone(), format!("{prefix}robots:")))
+            }
+        };
         let shared = Shared {
+            politeness: Politeness::new(shared),
+            shared_robots,
             fetcher: Fetcher::new(config.fetch.clone()),
             config,
             resolver,
             robots,
-            politeness,
             stats: Arc::default(),
         };
         Ok(Crawler { shared: Arc::new(shared), events })
@@ -489,12 +517,13 @@ impl<'a> Run<'a> {
             while self.inflight < concurrency {
                 let now = self.now();
                 let Some(lease) = frontier.next(now) else { break };
-                if let Some(cluster) = &self.cluster
-                    && !cluster.holds(&lease.entry.url)
-                {
-                    // Its lease was lost or its partition given up.
-                    frontier.complete(&lease, now, Outcome::Skipped);
-                    continue;
+                if let Some(cluster) = self.cluster.as_mut() {
+                    if !cluster.holds(&lease.entry.url) {
+                        // Its lease was lost or its partition given up.
+                        frontier.complete(&lease, now, Outcome::Skipped);
+                        continue;
+                    }
+                    cluster.started(&lease.entry.url);
                 }
                 let delay = frontier.delay_of(&lease.host);
                 self.inflight += 1;
@@ -553,17 +582,20 @@ impl<'a> Run<'a> {
 
     fn handle(&mut self, frontier: &mut Frontier, done: Done) {
         self.inflight -= 1;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.stopped(&done.lease().entry.url);
+        }
         let now = self.now();
         let stats = Arc::clone(&self.crawler.shared.stats);
         let max_attempts = self.shared().config.max_attempts;
         match done {
-            Done::Robots { lease, rules } => {
+            Done::Robots { lease, rules, wait } => {
                 if let Some(delay) = rules.crawl_delay() {
                     let current = frontier.delay_of(&lease.host);
                     frontier.set_delay(&lease.host, Some(delay.max(current)));
                 }
-                let delay = frontier.delay_of(&lease.host);
-                frontier.defer(lease, now, delay);
+                let wait = wait.unwrap_or_else(|| frontier.delay_of(&lease.host));
+                frontier.defer(lease, now, wait);
             }
             Done::Disallowed { lease } => {
                 stats.robots_denied.add(1);
@@ -728,7 +760,8 @@ async fn job(shared: &Shared, lease: Lease, delay: Duration) -> Done {
     }
 }
 
-/// Fetches the robots.txt of the lease's host, in the host's turn.
+/// The robots.txt of the lease's host: from the crawl's shared store if
+/// another worker fetched it, else fetched now, in the host's turn.
 async fn robots(
     shared: &Shared,
     lease: Lease,
@@ -736,18 +769,63 @@ async fn robots(
     address: SocketAddr,
     delay: Duration,
 ) -> Done {
+    let agent = shared.config.fetch.user_agent.split('/').next().unwrap_or("*");
+    let origin = crate::robots::origin_of(url);
+    if let Some((connection, prefix)) = &shared.shared_robots {
+        let get = redis::cmd("GET").arg(format!("{prefix}{origin}")).clone();
+        if let Ok(Some(stored)) = connection.run::<Option<Vec<u8>>>(&get).await
+            && let Some((status, fetched_at, body)) = split_stored(&stored)
+        {
+            let rules = Rules::from_parts(agent, status, body);
+            // The fetch of robots.txt was a request: the host's next one
+            // waits the delay robots.txt asks for, counted from it.
+            let delay = rules.crawl_delay().unwrap_or_default().max(delay);
+            let next = fetched_at + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            let wait = Duration::from_millis(next.saturating_sub(now_ms()));
+            let rules = shared.robots.insert(url, rules);
+            return Done::Robots { rules, lease, wait: Some(wait) };
+        }
+    }
     if let Some(wait) = admit(shared, &lease, delay).await {
         return Done::Wait { lease, wait };
     }
     shared.stats.requests.add(1);
     let response = shared.fetcher.get(&robots_url(url), address, true).await;
-    let agent = shared.config.fetch.user_agent.split('/').next().unwrap_or("*");
+    let (status, body) = match &response {
+        Ok(page) => {
+            (page.status, &page.body[..page.body.len().min(crate::robots::MAX_ROBOTS_BYTES)])
+        }
+        Err(_) => (0, &[][..]),
+    };
     let rules = Rules::from_response(agent, response.as_ref());
     if let Rules::DisallowAll(why) = &rules {
         let host = url.host_str().unwrap_or("");
         tracing::info!(host, why, "robots.txt unavailable: the host is skipped");
     }
-    Done::Robots { rules: shared.robots.insert(url, rules), lease }
+    if let Some((connection, prefix)) = &shared.shared_robots {
+        let mut stored = format!("{status} {}\n", now_ms()).into_bytes();
+        stored.extend_from_slice(body);
+        let ttl = u64::try_from(shared.config.robots_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set = redis::cmd("SET")
+            .arg(format!("{prefix}{origin}"))
+            .arg(stored)
+            .arg("PX")
+            .arg(ttl)
+            .clone();
+        if let Err(error) = connection.run::<()>(&set).await {
+            tracing::warn!(%error, "could not share a robots.txt");
+        }
+    }
+    Done::Robots { rules: shared.robots.insert(url, rules), lease, wait: None }
+}
+
+/// A shared robots.txt: a line with its status and when it was fetched
+/// (ms since the epoch), then its body.
+fn split_stored(stored: &[u8]) -> Option<(u16, u64, &[u8])> {
+    let newline = stored.iter().position(|b| *b == b'\n')?;
+    let line = std::str::from_utf8(&stored[..newline]).ok()?;
+    let (status, at) = line.split_once(' ')?;
+    Some((status.parse().ok()?, at.parse().ok()?, &stored[newline + 1..]))
 }
 
 /// Asks the politeness limiter for the lease's key: `None` to go ahead.

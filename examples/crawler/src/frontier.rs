@@ -203,6 +203,9 @@ struct Host {
 pub struct Frontier {
     config: FrontierConfig,
     seen: BloomFilter,
+    /// URLs handed over by a distributed queue (made on first use), so
+    /// that one handed over again is not counted twice against its host.
+    claimed: Option<BloomFilter>,
     front: Vec<VecDeque<Entry>>,
     /// Hosts with a back queue (queued or leased URLs).
     active: HashMap<Arc<str>, Host>,
@@ -289,6 +292,7 @@ impl Frontier {
         Ok(Frontier {
             config,
             seen,
+            claimed: None,
             front,
             active: HashMap::new(),
             taken: HashMap::new(),
@@ -355,9 +359,25 @@ impl Frontier {
         Pushed::Queued
     }
 
+    /// Queues a URL handed over by a distributed queue (its task claimed
+    /// by this worker), without asking the seen-filter, unless its host has
+    /// had `max_pages_per_host` URLs. A URL handed over again (its lease
+    /// came back to this worker) queues again but does not count again.
+    pub fn enqueue_claimed(&mut self, entry: Entry) -> Pushed {
+        let (expected, rate) = (self.config.expected_urls, self.config.false_positive_rate);
+        let claimed = self
+            .claimed
+            .get_or_insert_with(|| BloomFilter::with_false_pos(rate).expected_items(expected));
+        if claimed.contains(&*entry.url) {
+            self.queue(entry);
+            return Pushed::Queued;
+        }
+        claimed.insert(&*entry.url);
+        self.enqueue(entry)
+    }
+
     /// The second half of a push: queues an entry without asking the
-    /// seen-filter (a URL handed back by a distributed queue), unless its
-    /// host has had `max_pages_per_host` URLs.
+    /// seen-filter, unless its host has had `max_pages_per_host` URLs.
     pub fn enqueue(&mut self, entry: Entry) -> Pushed {
         let host = entry.host();
         match self.taken.get_mut(host) {
@@ -367,6 +387,11 @@ impl Frontier {
                 self.taken.insert(host.into(), 1);
             }
         }
+        self.queue(entry);
+        Pushed::Queued
+    }
+
+    fn queue(&mut self, entry: Entry) {
         let priority = entry.priority.min(self.config.priorities - 1);
         let entry = Entry { priority, ..entry };
         self.queued += 1;
@@ -375,7 +400,6 @@ impl Frontier {
         if let Err(entry) = self.join_back_queue(entry) {
             self.front[priority].push_back(entry);
         }
-        Pushed::Queued
     }
 
     /// Sets a politeness key's delay between requests (a robots.txt

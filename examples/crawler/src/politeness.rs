@@ -8,6 +8,13 @@
 //! all of them, on Redis's clock. Each distinct delay has its own limiter
 //! (a limiter has one rate); delays are counted in whole milliseconds.
 //!
+//! On Redis the limiters of every delay share one key per address. That
+//! is sound for a bucket of capacity 1: its whole state is the address's
+//! next allowed time (GCRA's TAT), which a request admitted with delay `d`
+//! sets to `now + d`; a worker that does not know a host's crawl-delay yet
+//! (it just took the host over) still waits for the time that the worker
+//! which knew it set.
+//!
 //! The frontier already spaces one worker's requests to a host by the
 //! delay, counted from the end of the previous fetch; the limiter is what
 //! holds when two workers both believe they own a host (one joining, one
@@ -24,12 +31,13 @@ use sysblocks_ratelimit::{
     RedisLimiter, TokenBucket,
 };
 
-/// Where the limits live.
+/// Where what the workers of a crawl share lives: the politeness limits
+/// and the robots.txt files fetched.
 #[derive(Debug, Clone)]
 pub enum Shared {
     /// In this process.
     Local,
-    /// On Redis (or a Cluster), keys under this prefix.
+    /// On Redis (or a Cluster), keys under this prefix (the crawl's).
     Redis(RedisConnection, String),
 }
 
@@ -56,6 +64,9 @@ impl Politeness {
     /// # Errors
     /// A limiter that cannot be built for this delay (under a microsecond).
     pub async fn check(&self, key: &str, delay: Duration) -> Result<Option<Duration>, LimitError> {
+        if delay.is_zero() {
+            return Ok(None);
+        }
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
         let limiter = self.limiter(ms)?;
         let decision = limiter.check(key).await?;

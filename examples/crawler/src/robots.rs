@@ -44,18 +44,21 @@ impl Rules {
     /// Rules from a robots.txt response, for the agent `agent`.
     pub fn from_response(agent: &str, response: Result<&Page, &FetchError>) -> Rules {
         match response {
-            Ok(page) if (200..300).contains(&page.status) => {
-                let body = &page.body[..page.body.len().min(MAX_ROBOTS_BYTES)];
-                match Robot::new(agent, body) {
-                    Ok(robot) => Rules::Parsed(Box::new(robot)),
-                    Err(_) => Rules::AllowAll,
-                }
-            }
-            Ok(page) if page.status == 429 || page.status >= 500 => {
-                Rules::DisallowAll(format!("robots.txt answered {}", page.status))
-            }
-            Ok(_) => Rules::AllowAll,
+            Ok(page) => Rules::from_parts(agent, page.status, &page.body),
             Err(error) => Rules::DisallowAll(format!("robots.txt: {error}")),
+        }
+    }
+
+    /// Rules from a status (0: no response) and a body.
+    pub fn from_parts(agent: &str, status: u16, body: &[u8]) -> Rules {
+        match status {
+            200..=299 => match Robot::new(agent, &body[..body.len().min(MAX_ROBOTS_BYTES)]) {
+                Ok(robot) => Rules::Parsed(Box::new(robot)),
+                Err(_) => Rules::AllowAll,
+            },
+            0 => Rules::DisallowAll("robots.txt: no response".to_owned()),
+            429 | 500.. => Rules::DisallowAll(format!("robots.txt answered {status}")),
+            _ => Rules::AllowAll,
         }
     }
 

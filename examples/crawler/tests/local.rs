@@ -10,14 +10,17 @@ use std::time::Duration;
 use sysblocks_crawler::crawl::{CrawlConfig, Crawler};
 use sysblocks_crawler::fetch::Resolver;
 use sysblocks_crawler::normalize::normalize;
-use sysblocks_crawler::politeness::{Politeness, Shared};
+use sysblocks_crawler::politeness::Shared;
 use sysblocks_crawler::sim_web::{SimConfig, SimWeb};
+
+const CRAWL_DELAY: Duration = Duration::from_millis(60);
+const TOLERANCE: Duration = Duration::from_millis(2);
 
 fn config() -> CrawlConfig {
     let mut config = CrawlConfig::default();
     config.frontier.default_delay = Duration::from_millis(20);
     config.frontier.first_backoff = Duration::from_millis(100);
-    config.frontier.max_pages_per_host = 40;
+    config.frontier.max_pages_per_host = 60;
     config.fetch.total_timeout = Duration::from_millis(800);
     config.fetch.read_timeout = Duration::from_millis(800);
     config.max_attempts = 3;
@@ -26,11 +29,11 @@ fn config() -> CrawlConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_crawls_sim_web_politely_and_completely() {
-    let sim = SimConfig { crawl_delay: Some(Duration::from_millis(60)), ..SimConfig::default() };
+    let sim = SimConfig { crawl_delay: Some(CRAWL_DELAY), ..SimConfig::default() };
     let web = SimWeb::start(sim).await.unwrap();
     let resolver = Arc::new(Resolver::from_hosts(&web.hosts_file()).unwrap());
     let config = config();
-    let crawler = Crawler::new(config.clone(), resolver, Politeness::new(Shared::Local)).unwrap();
+    let crawler = Crawler::new(config.clone(), resolver, Shared::Local).unwrap();
     let seed = normalize(&web.seed(), &config.frontier.limits).unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let summary =
@@ -47,18 +50,21 @@ async fn one_worker_crawls_sim_web_politely_and_completely() {
     let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
     assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
     let report = web.report(|_| Duration::from_millis(20), Duration::from_millis(2));
-    // Every fifth host's robots.txt asks for 60 ms; once it is known it is
-    // the delay of the host's whole address (hosts are grouped by address).
+    // Every fifth host's robots.txt asks for a crawl-delay: once it is
+    // known, a request to that host is followed by nothing else on its
+    // address (hosts are grouped by address) for that long.
     for h in (0..20).step_by(5) {
         let host = format!("h{h}.sim");
         let ip = web.ip_of(&host).unwrap();
         let on_ip: Vec<_> = log.iter().filter(|l| web.ip_of(&l.host) == Some(ip)).collect();
         let robots = on_ip.iter().position(|l| l.host == host && l.path == "/robots.txt").unwrap();
-        for pair in on_ip[robots..].windows(2) {
+        for pair in on_ip[robots..].windows(2).filter(|pair| pair[0].host == host) {
             let gap = pair[1].at - pair[0].at;
             assert!(
-                gap + Duration::from_millis(2) >= Duration::from_millis(60),
-                "{host}'s address: {gap:?}"
+                gap + TOLERANCE >= CRAWL_DELAY,
+                "{host}'s crawl-delay: {gap:?} between {:?} and {:?}",
+                pair[0],
+                pair[1]
             );
         }
     }
@@ -68,7 +74,7 @@ async fn one_worker_crawls_sim_web_politely_and_completely() {
     let count = |host: &str, prefix: &str| {
         log.iter().filter(|l| l.host == host && l.path.starts_with(prefix)).count()
     };
-    assert!(count("trap.sim", "/") <= 41, "the calendar trap is bounded by the host's page limit");
+    assert!(count("trap.sim", "/") <= 61, "the calendar trap is bounded by the host's page limit");
     assert!(count("redirect.sim", "/endless/") <= 6, "an endless redirect chain stops at 5 hops");
     assert_eq!(count("never.sim", "/"), 0, "a host that never answers: its robots.txt times out");
     // Retry-After is respected: limited.sim's next request comes after it.
