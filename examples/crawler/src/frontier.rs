@@ -344,6 +344,12 @@ impl Frontier {
         }
     }
 
+    /// Whether the seen-filter holds `url` (a false positive now and then,
+    /// at the configured rate), changing nothing.
+    pub fn has_seen(&self, url: &str) -> bool {
+        self.seen.contains(url)
+    }
+
     /// The first half of a push: refuses a URL deeper than `max_depth` or
     /// seen before, and marks it seen. Returns [`Pushed::Queued`] when the
     /// URL is new (a distributed crawler then sends it to the worker that
