@@ -31,7 +31,7 @@ pub const USAGE: &str = "usage: crawl [--seeds FILE] [--hosts FILE] [--workers N
 [--delay-ms N] [--concurrency N] [--max-depth N] [--max-pages-per-host N] [--max-attempts N] \
 [--sim-hosts N] [--sim-pages N] [--sim-latency-ms N] [--no-specials] [--fetch-timeout-ms N] \
 [--backoff-ms N] [--lease-ms N] [--partitions N] [--run NAME] [--events FILE] [--no-progress] \
-[--worker ID]";
+[--metrics ADDR] [--worker ID]";
 
 /// The command's options.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +74,8 @@ pub struct Options {
     pub events: Option<PathBuf>,
     /// Whether to draw a progress bar.
     pub progress: bool,
+    /// Where to serve `/metrics` (a worker, or the one-process crawl).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             partitions: 16,
             events: None,
             progress: true,
+            metrics: None,
         }
     }
 }
@@ -125,6 +128,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--redis" => o.redis = Some(value("--redis")?),
             "--worker" => o.worker = Some(value("--worker")?),
             "--run" => o.run = value("--run")?,
+            "--metrics" => {
+                let v = value(&arg)?;
+                o.metrics =
+                    Some(v.parse().map_err(|_| {
+                        format!("--metrics takes an address:port, got {v:?}\n{USAGE}")
+                    })?);
+            }
             "--cluster" => o.cluster = true,
             "--no-progress" => o.progress = false,
             "--no-specials" => o.sim.specials = false,
@@ -271,6 +281,12 @@ pub async fn run_worker(o: &Options, stop: watch::Receiver<bool>) -> Result<Summ
         KeyedBatchConfig::default(),
     )
     .map_err(|e| e.to_string())?;
+    if let Some(address) = o.metrics {
+        let bound = crate::metrics::serve(address, crawler.stats(), stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%bound, "serving /metrics");
+    }
     let (done, finished) = oneshot::channel();
     let publisher = tokio::spawn(publish(crawler.stats(), totals, finished));
     let summary = crawler.run_cluster(cluster, &seeds, stop).await.map_err(|e| e.to_string());
@@ -393,6 +409,12 @@ async fn run_local(o: &Options, stop: watch::Receiver<bool>) -> Result<(), Strin
     let seeds = seeds_of(o, &config, None)?;
     let crawler =
         Crawler::new(config, resolver_of(o)?, Shared::Local).map_err(|e| e.to_string())?;
+    if let Some(address) = o.metrics {
+        let bound = crate::metrics::serve(address, crawler.stats(), stop.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("metrics: http://{bound}/metrics");
+    }
     let bar = progress_bar(o.progress);
     let stats = crawler.stats();
     let start = Instant::now();

@@ -349,11 +349,9 @@ impl Cluster {
     /// is dropped.
     pub async fn sync(&mut self, frontier: &mut Frontier, lost: &mut Lost) {
         let now = now_ms();
-        if let Err(error) = self.send_outbox().await {
-            tracing::warn!(%error, "submitting links failed; kept for the next round");
+        if !self.flush(lost).await {
             return;
         }
-        self.send_finished(now, lost).await;
         if self.release_due {
             self.release_unowned(now).await;
         }
@@ -380,14 +378,38 @@ impl Cluster {
         }
     }
 
+    /// Sends the links found and the tasks finished (links first: a page
+    /// is acked only once its links are queued). Returns whether the links
+    /// went out.
+    pub async fn flush(&mut self, lost: &mut Lost) -> bool {
+        if let Err(error) = self.send_outbox().await {
+            tracing::warn!(%error, "submitting links failed; kept for the next round");
+            return false;
+        }
+        self.send_finished(now_ms(), lost).await;
+        true
+    }
+
     async fn send_outbox(&mut self) -> Result<(), SchedulerError> {
         for p in 0..self.outbox.len() {
             if self.outbox[p].is_empty() {
                 continue;
             }
             let tasks = self.outbox[p].clone();
-            self.schedulers[p].submit_all(tasks).await?;
-            self.outbox[p].clear();
+            match self.schedulers[p].submit_all(tasks).await {
+                Ok(_) => self.outbox[p].clear(),
+                Err(SchedulerError::DuplicateId { .. }) => {
+                    // An earlier send of this batch was added though its
+                    // reply was lost (Redis went away). Sent again under new
+                    // ids, the URLs already queued are recognised by their
+                    // idempotency keys and only the others are added.
+                    let fresh = std::mem::take(&mut self.outbox[p]);
+                    self.outbox[p] =
+                        fresh.into_iter().map(|t| t.with_id(TaskId::random())).collect();
+                    return Err(SchedulerError::DuplicateId { id: "(a resent batch)".into() });
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(())
     }

@@ -42,6 +42,9 @@ use crate::normalize::{normalize, resolve};
 use crate::politeness::{Politeness, Shared as SharedIn};
 use crate::robots::{RobotsCache, Rules, robots_url};
 
+/// How long a stopping crawl waits for its fetches in flight.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How a crawl runs.
 #[derive(Debug, Clone)]
 pub struct CrawlConfig {
@@ -303,10 +306,11 @@ impl Done {
 
 struct Shared {
     config: CrawlConfig,
-    /// robots.txt files shared by the workers of a distributed crawl
-    /// (status and body under `prefix + origin`), so that a worker taking
-    /// a host over does not fetch its robots.txt again.
-    shared_robots: Option<(RedisConnection, String)>,
+    /// What the workers of a distributed crawl share besides the limits,
+    /// under the crawl's prefix: robots.txt files (`robots:{origin}`: the
+    /// status, when it was fetched, the body), so that a worker taking a
+    /// host over does not fetch its robots.txt again.
+    shared_redis: Option<(RedisConnection, String)>,
     fetcher: Fetcher,
     resolver: Arc<Resolver>,
     robots: RobotsCache,
@@ -358,15 +362,13 @@ impl Crawler {
             )),
             None => None,
         };
-        let shared_robots = match &shared {
+        let shared_redis = match &shared {
             SharedIn::Local => None,
-            SharedIn::Redis(connection, prefix) => {
-                Some((connection.clone(), format!("{prefix}robots:")))
-            }
+            SharedIn::Redis(connection, prefix) => Some((connection.clone(), prefix.clone())),
         };
         let shared = Shared {
             politeness: Politeness::new(shared),
-            shared_robots,
+            shared_redis,
             fetcher: Fetcher::new(config.fetch.clone()),
             config,
             resolver,
@@ -465,6 +467,16 @@ impl<'a> Run<'a> {
 
     fn shared(&self) -> &Shared {
         &self.crawler.shared
+    }
+
+    /// Ends this worker's turn of `key` in Redis (distributed only): no
+    /// other worker asks it before `wait` has passed.
+    fn end_turn(&self, key: &Arc<str>, wait: Duration) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let (shared, key) = (Arc::clone(&self.crawler.shared), Arc::clone(key));
+        tokio::spawn(async move { shared.politeness.end_turn(&key, wait).await });
     }
 
     fn now(&self) -> Duration {
@@ -576,8 +588,19 @@ impl<'a> Run<'a> {
                 _ = stop.changed() => {}
             }
         }
-        // Jobs still running finish; their results are not needed (a
-        // distributed worker gives the leases back when it leaves).
+        // Stopped (or over): fetches in flight finish, within a deadline,
+        // so that what they fetched is counted and acknowledged rather
+        // than fetched again by another worker.
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while self.inflight > 0 {
+            match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
+                Ok(Some(done)) => self.handle(frontier, done),
+                _ => break,
+            }
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.flush(&mut lost).await;
+        }
     }
 
     fn handle(&mut self, frontier: &mut Frontier, done: Done) {
@@ -594,7 +617,14 @@ impl<'a> Run<'a> {
                     let current = frontier.delay_of(&lease.host);
                     frontier.set_delay(&lease.host, Some(delay.max(current)));
                 }
-                let wait = wait.unwrap_or_else(|| frontier.delay_of(&lease.host));
+                let wait = match wait {
+                    Some(wait) => wait,
+                    None => {
+                        let delay = frontier.delay_of(&lease.host);
+                        self.end_turn(&lease.host, delay);
+                        delay
+                    }
+                };
                 frontier.defer(lease, now, wait);
             }
             Done::Disallowed { lease } => {
@@ -646,7 +676,8 @@ impl<'a> Run<'a> {
                     );
                     return;
                 }
-                frontier.complete(&lease, now, Outcome::Done);
+                let wait = frontier.complete(&lease, now, Outcome::Done);
+                self.end_turn(&lease.host, wait);
                 if let Some(location) = page.redirect() {
                     self.redirect(frontier, &lease, &url, location);
                 } else if (200..300).contains(&status) {
@@ -701,26 +732,25 @@ impl<'a> Run<'a> {
     ) {
         let now = self.now();
         let stats = Arc::clone(&self.crawler.shared.stats);
-        if lease.entry.attempts + 1 >= max_attempts.max(1) {
+        let last = lease.entry.attempts + 1 >= max_attempts.max(1);
+        let wait = match self.cluster.as_mut() {
+            None if !last => frontier.retry(lease.clone(), now, outcome),
+            _ => frontier.complete(&lease, now, outcome),
+        };
+        self.end_turn(&lease.host, wait);
+        if last {
             stats.gave_up.add(1);
-            frontier.complete(&lease, now, outcome);
             self.crawler.event("gave_up", &lease.entry.url);
             self.finish(&lease, Finish::GiveUp(why));
             return;
         }
         stats.retries.add(1);
-        match self.cluster.as_mut() {
-            None => {
-                frontier.retry(lease, now, outcome);
-            }
-            Some(cluster) => {
-                // The URL goes back to Redis, due when the host's turn
-                // comes; its owner (this worker, unless the ring changed)
-                // claims it again then.
-                let wait = frontier.complete(&lease, now, outcome);
-                let at = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                cluster.finish(&lease.entry.url, Finish::RetryAt(at));
-            }
+        if let Some(cluster) = self.cluster.as_mut() {
+            // The URL goes back to Redis, due when the host's turn comes;
+            // its owner (this worker, unless the ring changed) claims it
+            // again then.
+            let at = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            cluster.finish(&lease.entry.url, Finish::RetryAt(at));
         }
     }
 
@@ -771,8 +801,8 @@ async fn robots(
 ) -> Done {
     let agent = shared.config.fetch.user_agent.split('/').next().unwrap_or("*");
     let origin = crate::robots::origin_of(url);
-    if let Some((connection, prefix)) = &shared.shared_robots {
-        let get = redis::cmd("GET").arg(format!("{prefix}{origin}")).clone();
+    if let Some((connection, prefix)) = &shared.shared_redis {
+        let get = redis::cmd("GET").arg(format!("{prefix}robots:{origin}")).clone();
         if let Ok(Some(stored)) = connection.run::<Option<Vec<u8>>>(&get).await
             && let Some((status, fetched_at, body)) = split_stored(&stored)
         {
@@ -802,12 +832,12 @@ async fn robots(
         let host = url.host_str().unwrap_or("");
         tracing::info!(host, why, "robots.txt unavailable: the host is skipped");
     }
-    if let Some((connection, prefix)) = &shared.shared_robots {
+    if let Some((connection, prefix)) = &shared.shared_redis {
         let mut stored = format!("{status} {}\n", now_ms()).into_bytes();
         stored.extend_from_slice(body);
         let ttl = u64::try_from(shared.config.robots_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let set = redis::cmd("SET")
-            .arg(format!("{prefix}{origin}"))
+            .arg(format!("{prefix}robots:{origin}"))
             .arg(stored)
             .arg("PX")
             .arg(ttl)
@@ -830,8 +860,18 @@ fn split_stored(stored: &[u8]) -> Option<(u16, u64, &[u8])> {
 
 /// Asks the politeness limiter for the lease's key: `None` to go ahead.
 async fn admit(shared: &Shared, lease: &Lease, delay: Duration) -> Option<Duration> {
+    // The key's turn (across workers) for as long as a fetch may take,
+    // then the limiter's say.
+    let hold = shared.config.fetch.total_timeout + delay;
+    if let Some(wait) = shared.politeness.take_turn(&lease.host, hold).await {
+        return Some(wait);
+    }
     match shared.politeness.check(&lease.host, delay).await {
-        Ok(wait) => wait,
+        Ok(None) => None,
+        Ok(Some(wait)) => {
+            shared.politeness.end_turn(&lease.host, wait).await;
+            Some(wait)
+        }
         Err(error) => {
             tracing::warn!(%error, "politeness limiter failed; the frontier's spacing holds");
             None

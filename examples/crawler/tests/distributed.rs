@@ -28,6 +28,9 @@ const TOLERANCE: Duration = Duration::from_millis(5);
 struct Workers {
     children: Vec<(String, Option<Child>)>,
     dir: PathBuf,
+    run: String,
+    redis: String,
+    cluster: bool,
 }
 
 impl Drop for Workers {
@@ -56,30 +59,41 @@ impl Workers {
         web.write_hosts_file(&dir.join("hosts")).unwrap();
         std::fs::write(dir.join("seeds"), format!("# the seed\n{}\nnot a url\n", web.seed()))
             .unwrap();
-        let mut workers = Workers { children: Vec::new(), dir };
+        let mut workers =
+            Workers { children: Vec::new(), dir, run, redis: redis.to_owned(), cluster };
         for i in 1..=n {
-            let id = format!("w{i}");
-            let mut command = Command::new(env!("CARGO_BIN_EXE_crawl"));
-            command
-                .args(["--worker", &id, "--redis", redis, "--run", &run, "--no-progress"])
-                .args(["--delay-ms", &DELAY.as_millis().to_string()])
-                .args(["--fetch-timeout-ms", "800", "--backoff-ms", "100", "--max-attempts", "3"])
-                .args(["--max-pages-per-host", "60", "--lease-ms", "2000", "--concurrency", "64"])
-                .arg("--seeds")
-                .arg(workers.dir.join("seeds"))
-                .arg("--hosts")
-                .arg(workers.dir.join("hosts"))
-                .arg("--events")
-                .arg(workers.dir.join(format!("{id}.events")))
-                .env("CRAWL_LOG", "info")
-                .stdout(std::fs::File::create(workers.dir.join(format!("{id}.out"))).unwrap())
-                .stderr(std::fs::File::create(workers.dir.join(format!("{id}.log"))).unwrap());
-            if cluster {
-                command.arg("--cluster");
-            }
-            workers.children.push((id, Some(command.spawn().expect("the crawl binary starts"))));
+            workers.add(&format!("w{i}"));
         }
         workers
+    }
+
+    /// Starts one more worker, `id`.
+    fn add(&mut self, id: &str) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crawl"));
+        command
+            .args(["--worker", id, "--redis", &self.redis, "--run", &self.run, "--no-progress"])
+            .args(["--delay-ms", &DELAY.as_millis().to_string()])
+            .args(["--fetch-timeout-ms", "800", "--backoff-ms", "100", "--max-attempts", "3"])
+            .args(["--max-pages-per-host", "60", "--lease-ms", "2000", "--concurrency", "64"])
+            .arg("--seeds")
+            .arg(self.dir.join("seeds"))
+            .arg("--hosts")
+            .arg(self.dir.join("hosts"))
+            .arg("--events")
+            .arg(self.dir.join(format!("{id}.events")))
+            .env("CRAWL_LOG", "info")
+            .stdout(std::fs::File::create(self.dir.join(format!("{id}.out"))).unwrap())
+            .stderr(std::fs::File::create(self.dir.join(format!("{id}.log"))).unwrap());
+        if self.cluster {
+            command.arg("--cluster");
+        }
+        self.children
+            .push((id.to_owned(), Some(command.spawn().expect("the crawl binary starts"))));
+    }
+
+    /// What a worker wrote to its standard error.
+    fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{id}.log"))).unwrap_or_default()
     }
 
     fn kill(&mut self, id: &str) {
@@ -102,7 +116,15 @@ impl Workers {
                     assert!(status.success(), "{id} exited with {status}:\n{log}");
                     break;
                 }
-                assert!(Instant::now() < deadline, "{id} did not finish within {within:?}");
+                if Instant::now() >= deadline {
+                    let log = std::fs::read_to_string(self.dir.join(format!("{id}.log")))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    panic!(
+                        "{id} did not finish within {within:?}; its log ends:\n{}",
+                        tail.join("\n")
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -151,6 +173,15 @@ fn judge(web: &SimWeb, lost: &HashSet<String>, killed: Option<&str>) {
     let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
     assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
     let report = web.report(|_| DELAY, TOLERANCE);
+    if !report.too_close.is_empty() {
+        let (addr, _, _) = report.too_close[0];
+        let on: Vec<_> = log.iter().filter(|l| web.address_of(&l.host) == Some(addr)).collect();
+        for pair in on.windows(2) {
+            if pair[1].at - pair[0].at + TOLERANCE < DELAY {
+                eprintln!("too close:\n  {:?}\n  {:?}", pair[0], pair[1]);
+            }
+        }
+    }
     assert!(
         report.too_close.is_empty(),
         "closer than the delay across workers: {:?}",
@@ -202,14 +233,18 @@ fn judge(web: &SimWeb, lost: &HashSet<String>, killed: Option<&str>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_on_redis_lose_nothing_when_one_is_killed() {
+async fn three_workers_on_redis_lose_nothing_when_one_is_killed_and_one_joins() {
     let redis = Redis::new();
     let web = web().await;
     let mut workers = Workers::start(&web, redis.url(), false, 3);
     until_requests(&web, 150).await;
     workers.kill("w2");
+    until_requests(&web, 250).await;
+    workers.add("w4");
     workers.wait(Duration::from_secs(120)).await;
     judge(&web, &workers.lost(), Some("w2"));
+    assert!(workers.log("w4").contains("membership changed"), "w4 joined:\n{}", workers.log("w4"));
+    assert!(workers.log("w1").contains("seed line 3 skipped"), "the junk seed line is reported");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
