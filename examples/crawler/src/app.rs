@@ -390,13 +390,15 @@ pub async fn run(o: Options, stop: watch::Receiver<bool>) -> Result<(), String> 
         let forbidden = seen.iter().filter(|(_, p)| SimWeb::forbidden(p)).count();
         println!(
             "sim-web saw {} requests: {} of {} expected pages fetched, {} repeated, {} disallowed asked for, \
-             {} pairs closer than the delay, {} overlapping",
+             {} pairs closer than the delay, {} crawl-delays and {} Retry-Afters broken, {} overlapping",
             web.requests(),
             expected.len() - missing,
             expected.len(),
             report.repeats.len(),
             forbidden,
             report.too_close.len(),
+            report.crawl_delay_broken.len(),
+            report.retry_after_broken.len(),
             report.overlapping
         );
     }

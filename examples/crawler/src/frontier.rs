@@ -658,4 +658,41 @@ mod tests {
         let bad = FrontierConfig { false_positive_rate: 1.5, ..FrontierConfig::default() };
         assert!(Frontier::new(bad).is_err());
     }
+
+    #[test]
+    fn defer_retry_and_skip_keep_the_url_and_the_turn_rules() {
+        let mut f = frontier(10);
+        f.push("http://a.test/1", 0, 0);
+        f.push("http://a.test/2", 0, 0);
+        let t = Duration::from_secs(100);
+        let lease = f.next(t).unwrap();
+        f.defer(lease, t, Duration::from_secs(5));
+        assert_eq!(f.next(t + Duration::from_secs(4)), None, "deferred 5 s");
+        let lease = f.next(t + Duration::from_secs(5)).unwrap();
+        assert_eq!(&*lease.entry.url, "http://a.test/1", "first again");
+        let t = t + Duration::from_secs(5);
+        let wait = f.retry(lease, t, Outcome::Backoff { jitter: 0.0 });
+        assert_eq!(wait, FIRST_BACKOFF);
+        let lease = f.next(t + wait).unwrap();
+        assert_eq!((&*lease.entry.url, lease.entry.attempts), ("http://a.test/1", 1));
+        let t = t + wait;
+        assert_eq!(f.complete(&lease, t, Outcome::Skipped), Duration::ZERO, "no request: no wait");
+        let lease = f.next(t).unwrap();
+        assert_eq!(&*lease.entry.url, "http://a.test/2");
+    }
+
+    #[test]
+    fn a_url_handed_over_again_counts_once_against_its_host() {
+        let mut f = frontier(10);
+        let url = Url::parse("http://a.test/x").unwrap();
+        for _ in 0..10 {
+            assert_eq!(f.enqueue_claimed(Entry::new(&url, 0, 0)), Pushed::Queued);
+        }
+        for i in 0..4 {
+            let other = Url::parse(&format!("http://a.test/{i}")).unwrap();
+            assert_eq!(f.enqueue_claimed(Entry::new(&other, 0, 0)), Pushed::Queued);
+        }
+        let sixth = Url::parse("http://a.test/sixth").unwrap();
+        assert_eq!(f.enqueue_claimed(Entry::new(&sixth, 0, 0)), Pushed::HostFull, "5 per host");
+    }
 }

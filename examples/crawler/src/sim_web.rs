@@ -605,27 +605,67 @@ pub struct LogReport {
     /// `(host, path)` asked for more than once, not counting answers of
     /// 429 or 503 or requests never answered, with how many times.
     pub repeats: Vec<((String, String), usize)>,
-    /// Two requests to one address closer than the address's delay:
-    /// (address, gap, delay).
-    pub too_close: Vec<(SocketAddr, Duration, Duration)>,
+    /// Two requests to one address closer than the address's delay: the
+    /// two, and the delay.
+    pub too_close: Vec<(Logged, Logged, Duration)>,
+    /// A request to a host whose robots.txt asks for a crawl-delay (once
+    /// that robots.txt was fetched), followed on its address sooner than
+    /// the crawl-delay (hosts that share an address share the wait).
+    pub crawl_delay_broken: Vec<(Logged, Logged)>,
+    /// A 429 with `Retry-After` followed by a request to that host sooner.
+    pub retry_after_broken: Vec<(Logged, Logged)>,
     /// Two requests to one address in flight at once.
     pub overlapping: usize,
 }
 
 impl SimWeb {
-    /// Checks the log against a politeness rule: requests to one address
-    /// at least `delay(address)` apart (arrival to arrival, less
-    /// `tolerance` for the time between a crawler's decision and the
-    /// arrival), and every `(host, path)` fetched once.
+    /// Checks the log against politeness: requests to one address at least
+    /// `delay(address)` apart (arrival to arrival, less `tolerance`), the
+    /// crawl-delays the robots.txt files ask for, `Retry-After`, one
+    /// request at a time per address, and every `(host, path)` fetched
+    /// once.
     pub fn report(&self, delay: impl Fn(SocketAddr) -> Duration, tolerance: Duration) -> LogReport {
         let log = self.log();
+        let mut report = self.spacing(&log, delay, tolerance);
+        let config = &self.web.config;
+        let retry_after = Duration::from_secs(config.retry_after_secs);
+        let limited: Vec<&Logged> = log.iter().filter(|l| l.host == "limited.sim").collect();
+        for pair in limited.windows(2) {
+            if pair[0].status == 429 && pair[1].at - pair[0].at < retry_after {
+                report.retry_after_broken.push((pair[0].clone(), pair[1].clone()));
+            }
+        }
+        let Some(crawl_delay) = config.crawl_delay else { return report };
+        for h in (0..config.hosts).step_by(5) {
+            let host = format!("h{h}.sim");
+            let ip = self.ip_of(&host);
+            let on_ip: Vec<&Logged> = log.iter().filter(|l| self.ip_of(&l.host) == ip).collect();
+            let Some(robots) = on_ip.iter().position(|l| l.host == host && l.path == "/robots.txt")
+            else {
+                continue;
+            };
+            for pair in on_ip[robots..].windows(2).filter(|pair| pair[0].host == host) {
+                if pair[1].at - pair[0].at + tolerance < crawl_delay {
+                    report.crawl_delay_broken.push((pair[0].clone(), pair[1].clone()));
+                }
+            }
+        }
+        report
+    }
+
+    fn spacing(
+        &self,
+        log: &[Logged],
+        delay: impl Fn(SocketAddr) -> Duration,
+        tolerance: Duration,
+    ) -> LogReport {
         let address: HashMap<&str, SocketAddr> =
             self.addresses.iter().map(|(n, a)| (n.as_str(), *a)).collect();
         let mut report = LogReport::default();
-        let mut last: HashMap<SocketAddr, Duration> = HashMap::new();
+        let mut last: HashMap<SocketAddr, &Logged> = HashMap::new();
         let mut busy_until: HashMap<SocketAddr, Duration> = HashMap::new();
         let mut counts: HashMap<(String, String), usize> = HashMap::new();
-        for entry in &log {
+        for entry in log {
             if !matches!(entry.status, 0 | 429 | 503) {
                 *counts.entry((entry.host.clone(), entry.path.clone())).or_default() += 1;
             }
@@ -641,11 +681,11 @@ impl SimWeb {
             if entry.done.is_some() {
                 busy_until.insert(addr, end);
             }
-            if let Some(previous) = last.insert(addr, entry.at) {
-                let gap = entry.at.saturating_sub(previous);
+            if let Some(previous) = last.insert(addr, entry) {
+                let gap = entry.at.saturating_sub(previous.at);
                 let want = delay(addr);
                 if gap + tolerance < want {
-                    report.too_close.push((addr, gap, want));
+                    report.too_close.push((previous.clone(), entry.clone(), want));
                 }
             }
         }
