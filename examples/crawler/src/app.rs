@@ -480,6 +480,7 @@ async fn run_distributed(o: &Options, mut stop: watch::Receiver<bool>) -> Result
         }
         children.push(command.spawn().map_err(|e| format!("cannot start a worker: {e}"))?);
     }
+    let pids: Vec<u32> = children.iter().filter_map(tokio::process::Child::id).collect();
     println!("{} workers crawling through Redis at {redis} (run {})", o.workers, o.run);
     let connection = connect(&redis, o.cluster).await?;
     let totals = KeyedBatchedCounter::start(
@@ -491,6 +492,7 @@ async fn run_distributed(o: &Options, mut stop: watch::Receiver<bool>) -> Result
     let bar = progress_bar(o.progress);
     let start = Instant::now();
     let mut codes = Vec::new();
+    let mut stopping: Option<Instant> = None;
     for mut child in children {
         loop {
             tokio::select! {
@@ -499,6 +501,9 @@ async fn run_distributed(o: &Options, mut stop: watch::Receiver<bool>) -> Result
                     break;
                 }
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stopping.is_some_and(|at| at.elapsed() > crate::crawl::DRAIN_DEADLINE * 2) {
+                        let _ = child.start_kill();
+                    }
                     let pages = totals.get("pages").await.unwrap_or(0);
                     bar.set_message(format!(
                         "{pages} pages over all workers, {:.0} pages/s",
@@ -506,8 +511,14 @@ async fn run_distributed(o: &Options, mut stop: watch::Receiver<bool>) -> Result
                     ));
                     bar.tick();
                 }
-                _ = stop.changed() => {
-                    let _ = child.start_kill();
+                _ = stop.changed(), if stopping.is_none() => {
+                    // Each worker stops as on Ctrl-C (its fetches in flight
+                    // finish, its leases go back); killed if it takes too
+                    // long.
+                    stopping = Some(Instant::now());
+                    for pid in &pids {
+                        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    }
                 }
             }
         }

@@ -96,6 +96,24 @@ impl Workers {
         std::fs::read_to_string(self.dir.join(format!("{id}.log"))).unwrap_or_default()
     }
 
+    /// Asks a worker to stop (SIGTERM) and waits for it: it must finish
+    /// its fetches in flight, give its leases back and exit 0.
+    async fn terminate(&mut self, id: &str) {
+        let (_, child) = self.children.iter_mut().find(|(i, _)| i == id).unwrap();
+        let mut child = child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{id} did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "{id} exited with {status} on SIGTERM:\n{}", self.log(id));
+    }
+
     fn kill(&mut self, id: &str) {
         let (_, child) = self.children.iter_mut().find(|(i, _)| i == id).unwrap();
         let mut child = child.take().unwrap();
@@ -249,6 +267,18 @@ async fn a_redis_restart_mid_crawl_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.restart();
     workers.wait(Duration::from_secs(120)).await;
+    judge(&web, &workers.lost(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_hands_its_work_over_without_a_repeat() {
+    let redis = Redis::new();
+    let web = web().await;
+    let mut workers = Workers::start(&web, redis.url(), false, 2);
+    until_requests(&web, 150).await;
+    workers.terminate("w1").await;
+    workers.wait(Duration::from_secs(120)).await;
+    // No worker was killed: every repeat must be a lease seen lost.
     judge(&web, &workers.lost(), None);
 }
 

@@ -11,6 +11,22 @@ use std::process::ExitCode;
 
 use sysblocks_crawler::app::{parse, run};
 
+/// Ctrl-C, or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
@@ -34,8 +50,8 @@ async fn main() -> ExitCode {
         .init();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("crawl: stopping (Ctrl-C)");
+        stop_signal().await;
+        eprintln!("crawl: stopping: fetches in flight finish, leases are given back");
         let _ = stop.send(true);
     });
     match run(options, stopped).await {
