@@ -280,6 +280,9 @@ enum Done {
     Robots { lease: Lease, rules: Arc<Rules>, wait: Option<Duration> },
     /// robots.txt disallows the URL.
     Disallowed { lease: Lease },
+    /// robots.txt could not be had (no answer, 5xx, 429), and this was
+    /// not the URL's last attempt: the host backs off, then asks again.
+    RobotsUnavailable { lease: Lease, why: String },
     /// The shared limiter says the host's turn is not yet.
     Wait { lease: Lease, wait: Duration },
     /// A response.
@@ -296,6 +299,7 @@ impl Done {
         match self {
             Done::Robots { lease, .. }
             | Done::Disallowed { lease }
+            | Done::RobotsUnavailable { lease, .. }
             | Done::Wait { lease, .. }
             | Done::Fetched { lease, .. }
             | Done::Failed { lease, .. }
@@ -642,6 +646,11 @@ impl<'a> Run<'a> {
                 self.crawler.event("gave_up", &lease.entry.url);
                 self.finish(&lease, Finish::GiveUp(why));
             }
+            Done::RobotsUnavailable { lease, why } => {
+                stats.errors.add(1);
+                let jitter = self.rng.random::<f64>();
+                self.again(frontier, lease, Outcome::Backoff { jitter }, max_attempts, why);
+            }
             Done::Failed { lease, error } => {
                 stats.errors.add(1);
                 tracing::debug!(url = %lease.entry.url, %error, "no response");
@@ -830,6 +839,12 @@ async fn robots(
     let rules = Rules::from_response(agent, response.as_ref());
     if let Rules::DisallowAll(why) = &rules {
         let host = url.host_str().unwrap_or("");
+        if lease.entry.attempts + 1 < shared.config.max_attempts {
+            // Maybe a passing failure: asked again after a backoff, and
+            // nothing is remembered until the last attempt.
+            tracing::info!(host, why, "robots.txt unavailable: asking again later");
+            return Done::RobotsUnavailable { why: why.clone(), lease };
+        }
         tracing::info!(host, why, "robots.txt unavailable: the host is skipped");
     }
     if let Some((connection, prefix)) = &shared.shared_redis {

@@ -10,8 +10,11 @@
 //! | 2xx                                 | parsed (the first 500 KiB)   |
 //! | 2xx that does not parse             | allow everything             |
 //! | 4xx (no robots.txt)                 | allow everything             |
-//! | 5xx, 429, timeout, refused          | disallow everything (for the |
-//! |                                     | cache's lifetime)            |
+//! | 5xx, 429, timeout, refused          | disallow everything          |
+//!
+//! The crawl loop asks again after a backoff when robots.txt cannot be had,
+//! and keeps "disallow everything" (for the cache's lifetime) only after
+//! the URL's last attempt.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
