@@ -266,13 +266,9 @@ impl Cluster {
         }
         self.last_beat = now;
         if live != self.live {
-            let mut ring: HashRing<String> = HashRing::new();
-            for worker in &live {
-                let _ = ring.add(worker.clone());
-            }
-            for p in 0..self.owned.len() {
-                let owner = ring.node_for(format!("partition-{p}").as_bytes());
-                self.owned[p] = owner == Some(&self.config.worker);
+            let owners = owners(&live, self.config.partitions);
+            for (p, owner) in owners.iter().enumerate() {
+                self.owned[p] = *owner == self.config.worker;
             }
             tracing::info!(worker = %self.config.worker, live = ?live, owned = ?self.owned(), "membership changed");
             self.live = live;
@@ -562,6 +558,52 @@ impl Cluster {
     }
 }
 
+/// The owner of each of `partitions` partitions among the `live` workers:
+/// partition `p` belongs to the ring node of the bytes `partition-{p}`
+/// (160 virtual nodes per worker), so that a worker joining takes only
+/// partitions, and one leaving gives only its own.
+pub fn owners(live: &[String], partitions: u32) -> Vec<String> {
+    let mut ring: HashRing<String> = HashRing::new();
+    for worker in live {
+        let _ = ring.add(worker.clone());
+    }
+    (0..partitions)
+        .map(|p| ring.node_for(format!("partition-{p}").as_bytes()).cloned().unwrap_or_default())
+        .collect()
+}
+
 fn backend(error: redis::RedisError) -> SchedulerError {
     SchedulerError::Backend(sysblocks_scheduler::BackendError::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("w{i}")).collect()
+    }
+
+    #[test]
+    fn a_worker_joining_or_leaving_moves_only_its_partitions() {
+        for n in 1..8 {
+            let before = owners(&workers(n), 64);
+            let after = owners(&workers(n + 1), 64);
+            let joined = format!("w{}", n + 1);
+            let mut moved = 0;
+            for (b, a) in before.iter().zip(&after) {
+                if b != a {
+                    assert_eq!(a, &joined, "a partition moved between two old workers");
+                    moved += 1;
+                }
+            }
+            assert!(moved > 0, "the new worker owns something");
+            // Leaving is the same change read the other way round.
+            let gone: Vec<String> = workers(n + 1).into_iter().filter(|w| *w != "w1").collect();
+            for (b, a) in after.iter().zip(&owners(&gone, 64)) {
+                assert!(b == a || b == "w1", "only w1's partitions move when it leaves");
+            }
+        }
+        assert!(owners(&[], 4).iter().all(String::is_empty));
+    }
 }
