@@ -1,0 +1,34 @@
+//! `sysblocks-gateway`: an HTTP API gateway whose limits (shared by every
+//! instance through Redis), cache, routing and counters come from the
+//! sysblocks building blocks.
+//!
+//! Being built in steps; what is here so far:
+//!
+//! * [`config`]: the configuration file (routes by host and path prefix,
+//!   upstream groups, per-route limits as descriptors in the spirit of
+//!   Envoy's: a key from a header, the client IP or the path, an algorithm,
+//!   a rate and a burst, shadow mode, fail-open or fail-closed), refused at
+//!   load with the file, the line and the reason.
+//!
+//! ```
+//! use sysblocks_gateway::config::Config;
+//!
+//! let config = Config::parse("gateway.toml", r#"
+//! listen = "127.0.0.1:8080"
+//!
+//! [[upstream]]
+//! name = "api"
+//! servers = ["127.0.0.1:9001", "127.0.0.1:9002"]
+//!
+//! [[route]]
+//! prefix = "/pricing"
+//! upstream = "api"
+//! limit = { key = "header:x-api-key", algorithm = "sliding_window_log", rate = "1000/min" }
+//! "#)?;
+//! let route = config.route_for(Some("example.com"), "/pricing/eu").expect("a route");
+//! assert_eq!(route.upstream, "api");
+//! assert!(config.route_for(None, "/other").is_none());
+//! # Ok::<(), sysblocks_gateway::config::ConfigError>(())
+//! ```
+
+pub mod config;
