@@ -120,6 +120,7 @@ struct Policy {
     name: Arc<str>,
     legacy: bool,
     deny_missing: bool,
+    shadow: bool,
 }
 
 /// A tower [`Layer`] that rate-limits requests by a key taken from each
@@ -234,7 +235,12 @@ impl<D, F> RateLimitLayer<D, F> {
         RateLimitLayer {
             limiter: Arc::new(limiter),
             key: Arc::new(key),
-            policy: Policy { name: Arc::from("default"), legacy: false, deny_missing: false },
+            policy: Policy {
+                name: Arc::from("default"),
+                legacy: false,
+                deny_missing: false,
+                shadow: false,
+            },
             refusal: Arc::new(problem_response),
         }
     }
@@ -251,6 +257,17 @@ impl<D, F> RateLimitLayer<D, F> {
     #[must_use]
     pub fn with_legacy_headers(mut self) -> Self {
         self.policy.legacy = true;
+        self
+    }
+
+    /// Shadow mode, to try a limit on live traffic before enforcing it:
+    /// every request is decided and counted as usual and carries the
+    /// `RateLimit` headers, but none is refused; a request that would have
+    /// been refused is marked `RateLimit-Shadow: refused`. A limiter
+    /// failure lets the request through.
+    #[must_use]
+    pub fn shadow(mut self) -> Self {
+        self.policy.shadow = true;
         self
     }
 
@@ -347,11 +364,19 @@ where
                 return inner.call(request).await;
             };
             match layer.limiter.check(&key).await {
-                Ok(decision) if decision.allowed => {
+                Ok(decision) if decision.allowed || layer.policy.shadow => {
                     let mut response = inner.call(request).await?;
                     layer.write_headers::<F::Key>(response.headers_mut(), &decision);
+                    if !decision.allowed {
+                        response.headers_mut().remove(http::header::RETRY_AFTER);
+                        response.headers_mut().insert(
+                            HeaderName::from_static("ratelimit-shadow"),
+                            HeaderValue::from_static("refused"),
+                        );
+                    }
                     Ok(response)
                 }
+                Err(_) if layer.policy.shadow => inner.call(request).await,
                 Ok(decision) => Ok(refuse(Refused::Limited(decision))),
                 Err(LimitError::TooManyKeys { .. }) => Ok(refuse(Refused::TooManyKeys)),
                 Err(_) => Ok(refuse(Refused::Unavailable)),

@@ -294,3 +294,26 @@ async fn the_layer_limits_by_client_ip() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn shadow_mode_decides_and_counts_but_never_refuses() {
+    let clock = ManualClock::new();
+    let mut service = layer(clock.clone()).shadow().layer(Hello);
+    let statuses: Vec<StatusCode> = {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            out.push(send(&mut service, Some("alice")).await.status());
+        }
+        out
+    };
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let fourth_on = send(&mut service, Some("alice")).await;
+    assert_eq!(fourth_on.body(), "hello", "the application was called");
+    assert_eq!(header(&fourth_on, "ratelimit-shadow").unwrap(), "refused");
+    assert_eq!(header(&fourth_on, "ratelimit").unwrap(), "\"default\";r=0;t=3");
+    assert_eq!(header(&fourth_on, "retry-after"), None, "nothing to retry: it was served");
+    // The budget was really spent: the same layer enforcing would refuse.
+    let first = send(&mut service, Some("bob")).await;
+    assert_eq!(header(&first, "ratelimit-shadow"), None);
+    assert_eq!(header(&first, "ratelimit").unwrap(), "\"default\";r=2;t=1");
+}
