@@ -9,6 +9,11 @@
 //!   Envoy's: a key from a header, the client IP or the path, an algorithm,
 //!   a rate and a burst, shadow mode, fail-open or fail-closed), refused at
 //!   load with the file, the line and the reason.
+//! * [`proxy`]: the request path: routes, `RateLimitLayer` over a
+//!   `RedisLimiter` shared by every instance (in process without Redis),
+//!   shadow mode and the failure policy, forwarding with hop-by-hop
+//!   headers stripped; header and body limits.
+//! * [`upstream_sim`]: a test upstream.
 //!
 //! ```
 //! use sysblocks_gateway::config::Config;
@@ -32,3 +37,5 @@
 //! ```
 
 pub mod config;
+pub mod proxy;
+pub mod upstream_sim;

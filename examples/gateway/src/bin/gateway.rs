@@ -1,0 +1,99 @@
+//! `gateway --config FILE`: serves the routes of FILE until Ctrl-C or
+//! SIGTERM. Prints `listening on ADDRESS` once it accepts requests.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sysblocks_gateway::config::{Config, RedisTarget};
+use sysblocks_gateway::proxy::Gateway;
+
+const USAGE: &str = "usage: gateway --config FILE";
+
+async fn connect(target: &RedisTarget) -> Result<sysblocks_core::RedisConnection, String> {
+    let fail = |e: redis::RedisError| format!("cannot connect to Redis: {e}");
+    match target {
+        RedisTarget::Standalone(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(fail)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)));
+            Ok(client.get_connection_manager_with_config(config).await.map_err(fail)?.into())
+        }
+        RedisTarget::Cluster(nodes) => {
+            let client = redis::cluster::ClusterClient::builder(nodes.clone())
+                .connection_timeout(Duration::from_secs(1))
+                .response_timeout(Duration::from_secs(1))
+                .build()
+                .map_err(fail)?;
+            Ok(client.get_async_connection().await.map_err(fail)?.into())
+        }
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match args.as_slice() {
+        [flag, path] if flag == "--config" => std::path::PathBuf::from(path),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let redis = match &config.redis {
+        Some(target) => match connect(target).await {
+            Ok(connection) => Some(connection),
+            Err(e) => {
+                eprintln!("gateway: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let gateway = match Gateway::new(config, redis) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    match gateway.serve(stopped).await {
+        Ok(bound) => println!("listening on {bound}"),
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    stop_signal().await;
+    let _ = stop.send(true);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,325 @@
+//! The gateway's request path:
+//!
+//! ```text
+//!  client ──▶ HTTP/1.1 server (header size and time limits, body limit)
+//!         ──▶ route: host, then the longest path prefix        (404: none)
+//!         ──▶ RateLimitLayer over the route's limiter          (429 + headers)
+//!               RedisLimiter (Redis or Cluster: every instance shares it),
+//!               or Keyed limiters in process
+//!         ──▶ upstream: a server of the route's group          (502: none answers)
+//!               hop-by-hop headers stripped both ways, X-Forwarded-For added
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sysblocks_core::RedisConnection;
+use sysblocks_ratelimit::{
+    AnyKeyedLimiter, FailurePolicy, Keyed, LimitError, RateLimitLayer, RedisLimiter,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::{Config, KeySource, OnFailure, Route, RouteLimit};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(Request<Body>) -> BoxFuture<Response<Body>> + Send + Sync>;
+
+/// The hop-by-hop headers (RFC 9110, 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The client's address, put in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// A gateway built from a [`Config`].
+pub struct Gateway {
+    config: Arc<Config>,
+    routes: Vec<Handler>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("listen", &self.config.listen).finish_non_exhaustive()
+    }
+}
+
+/// Why a gateway cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A limit that cannot be built.
+    Limit(String, LimitError),
+    /// The listening address.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::Limit(route, e) => write!(f, "route {route:?}: {e}"),
+            GatewayError::Io(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+impl Gateway {
+    /// Builds the routes of `config`; their limits live on `redis` when
+    /// given (shared by every gateway instance), in process otherwise.
+    ///
+    /// # Errors
+    /// A limit that cannot be built.
+    pub fn new(config: Config, redis: Option<RedisConnection>) -> Result<Gateway, GatewayError> {
+        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http();
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let upstream =
+                config.upstream(&route.upstream).map(|u| u.servers.clone()).unwrap_or_default();
+            let proxy =
+                Proxy { client: client.clone(), servers: Arc::new(upstream), next: Arc::default() };
+            let handler: Handler = match &route.limit {
+                None => Arc::new(move |request| {
+                    let mut proxy = proxy.clone();
+                    Box::pin(async move { proxy.forward(request).await })
+                }),
+                Some(limit) => limited(route, limit, proxy, redis.clone())?,
+            };
+            routes.push(handler);
+        }
+        Ok(Gateway { config: Arc::new(config), routes })
+    }
+
+    /// Serves on the configured address until `stop` turns true; returns
+    /// the address bound.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn serve(self, mut stop: watch::Receiver<bool>) -> Result<SocketAddr, GatewayError> {
+        let listener = TcpListener::bind(self.config.listen).await.map_err(GatewayError::Io)?;
+        let bound = listener.local_addr().map_err(GatewayError::Io)?;
+        let gateway = Arc::new(self);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                    _ = stop.changed() => break,
+                };
+                let gateway = Arc::clone(&gateway);
+                tokio::spawn(async move {
+                    let limits = gateway.config.server;
+                    let service = hyper::service::service_fn(
+                        move |request: Request<hyper::body::Incoming>| {
+                            let gateway = Arc::clone(&gateway);
+                            async move {
+                                let mut request = request.map(Body::new);
+                                request.extensions_mut().insert(Peer(peer));
+                                Ok::<_, Infallible>(gateway.handle(request).await)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout())
+                        .max_buf_size(limits.max_header_bytes.max(8192))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        if let Some(length) = request.headers().get(header::CONTENT_LENGTH)
+            && length
+                .to_str()
+                .ok()
+                .and_then(|l| l.parse::<u64>().ok())
+                .is_some_and(|l| l > self.config.server.max_body_bytes)
+        {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over the limit");
+        }
+        let host =
+            request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+        let path = request.uri().path().to_owned();
+        let Some(index) = self
+            .config
+            .route_for(host.as_deref(), &path)
+            .and_then(|r| self.config.routes.iter().position(|x| std::ptr::eq(x, r)))
+        else {
+            return plain(StatusCode::NOT_FOUND, "no route for this host and path");
+        };
+        (self.routes[index])(request).await
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("{text}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// The key of a request, as a limit's descriptor says.
+fn key_of(source: &KeySource, request: &Request<Body>) -> Option<String> {
+    match source {
+        KeySource::ClientIp => request.extensions().get::<Peer>().map(|p| p.0.ip().to_string()),
+        KeySource::Path => Some(request.uri().path().to_owned()),
+        // A value that is not text (invalid UTF-8) is no key: it shares
+        // the keyless budget.
+        KeySource::Header(name) => {
+            request.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        }
+    }
+}
+
+/// A route behind its limit: `RateLimitLayer` over the route's limiter.
+fn limited(
+    route: &Route,
+    limit: &RouteLimit,
+    proxy: Proxy,
+    redis: Option<RedisConnection>,
+) -> Result<Handler, GatewayError> {
+    let fail = |e| GatewayError::Limit(route.name.clone(), e);
+    let limiter: AnyKeyedLimiter<String> = match redis {
+        Some(connection) => {
+            let policy = match limit.on_failure {
+                OnFailure::Open => FailurePolicy::Open,
+                OnFailure::Closed => FailurePolicy::Error,
+            };
+            let prefix = format!("gw:{}:", route.name.replace(['{', '}'], "_"));
+            AnyKeyedLimiter::new(
+                RedisLimiter::new(connection, limit.limit, &prefix)
+                    .map_err(fail)?
+                    .with_policy(policy),
+            )
+        }
+        None => {
+            let l = limit.limit;
+            let keyed: Keyed<String, _> = Keyed::new(100_000, move || l.build()).map_err(fail)?;
+            AnyKeyedLimiter::new(keyed)
+        }
+    };
+    let source = limit.key.clone();
+    let key = move |request: &Request<Body>| key_of(&source, request);
+    let mut layer = RateLimitLayer::new(limiter, key).with_policy_name(&route.name);
+    if limit.shadow {
+        layer = layer.shadow();
+    }
+    let service = layer.share_missing_key("-".to_owned()).layer(proxy);
+    Ok(Arc::new(move |request| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            let ready = std::future::poll_fn(|cx| service.poll_ready(cx)).await;
+            match ready {
+                Ok(()) => service.call(request).await.unwrap_or_else(|never| match never {}),
+                Err(never) => match never {},
+            }
+        })
+    }))
+}
+
+/// Forwards requests to the servers of one upstream group (in turn).
+#[derive(Clone)]
+struct Proxy {
+    client: Client<HttpConnector, Body>,
+    servers: Arc<Vec<SocketAddr>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    async fn forward(&mut self, request: Request<Body>) -> Response<Body> {
+        if self.servers.is_empty() {
+            return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
+        }
+        let server = self.servers[self.next.fetch_add(1, Ordering::Relaxed) % self.servers.len()];
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{server}{path}").parse() else {
+            return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
+        };
+        parts.uri = uri;
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(ip) = peer {
+            let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+            {
+                Some(earlier) => format!("{earlier}, {ip}"),
+                None => ip.to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&forwarded) {
+                parts.headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+            }
+        }
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, Body::new(body))
+            }
+            Err(error) => {
+                tracing::warn!(%server, %error, "upstream failed");
+                plain(StatusCode::BAD_GATEWAY, "the upstream did not answer")
+            }
+        }
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let mut proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(request).await) })
+    }
+}
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|n| (*n).to_owned()).chain(named) {
+        headers.remove(name.as_str());
+    }
+}

@@ -1,0 +1,229 @@
+//! Two gateway processes share one limit through Redis, then through the
+//! Redis Cluster: 200 concurrent clients spread over both send 1,500
+//! requests to a route limited to 1,000 a minute (a fixed window, as
+//! Envoy's), and exactly 1,000 are admitted; every other request gets 429 with headers that agree with the
+//! limit. Also: a shadow route refuses nothing, and a route without a
+//! limit is not limited.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sysblocks_gateway::upstream_sim::UpstreamSim;
+use sysblocks_testkit::{Cluster, Redis};
+
+/// A gateway process, killed on drop.
+struct GatewayProcess {
+    child: Child,
+    address: SocketAddr,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(config: &str) -> GatewayProcess {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("sysblocks-gateway-{}-{nanos:x}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the gateway binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("gateway said {line:?}"));
+    GatewayProcess { address: address.parse().unwrap(), child, _dir: TempDir(dir) }
+}
+
+fn config(redis: &str, upstreams: &[SocketAddr], run: &str) -> String {
+    let servers: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+{redis}
+
+[[upstream]]
+name = "api"
+servers = [{servers}]
+
+[[route]]
+name = "{run}-limited"
+prefix = "/limited"
+upstream = "api"
+limit = {{ key = "header:x-api-key", algorithm = "fixed_window", rate = "1000/min" }}
+
+[[route]]
+name = "{run}-shadow"
+prefix = "/shadow"
+upstream = "api"
+limit = {{ key = "header:x-api-key", algorithm = "token_bucket", rate = "10/min", shadow = true }}
+
+[[route]]
+prefix = "/"
+upstream = "api"
+"#,
+        servers = servers.join(", ")
+    )
+}
+
+fn run_name() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t{}x{nanos:x}", std::process::id())
+}
+
+/// Sends `total` requests to `path` from `clients` concurrent clients,
+/// alternating between the gateways; returns the answers' statuses with
+/// their RateLimit headers.
+async fn load(
+    gateways: &[SocketAddr],
+    path: &str,
+    clients: usize,
+    total: usize,
+) -> Vec<(StatusCode, http::HeaderMap)> {
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, next, gateways, path) =
+            (client.clone(), Arc::clone(&next), gateways.to_vec(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return answers;
+                }
+                let gateway = gateways[i % gateways.len()];
+                let request = Request::get(format!("http://{gateway}{path}"))
+                    .header("x-api-key", "team-a")
+                    .body(Body::empty())
+                    .unwrap();
+                let response = client.request(request).await.expect("the gateway answers");
+                let (parts, body) = response.into_parts();
+                let _ = body.collect().await;
+                answers.push((parts.status, parts.headers));
+            }
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.extend(task.await.unwrap());
+    }
+    answers
+}
+
+/// Waits, if the next minute starts within 10 s, until it has started: the
+/// fixed window is the epoch's minute (on Redis's clock, this machine's), and
+/// the load must fall in one.
+async fn clear_of_a_minute_boundary() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let into = now.as_millis() % 60_000;
+    if into > 50_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into) as u64 + 100)).await;
+    }
+}
+
+async fn exactly_the_limit_across_two_gateways(redis_line: String) {
+    let up1 = UpstreamSim::start("up1", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let up2 = UpstreamSim::start("up2", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let text = config(&redis_line, &[up1.address(), up2.address()], &run_name());
+    let (a, b) = (start_gateway(&text), start_gateway(&text));
+    let gateways = [a.address, b.address];
+
+    clear_of_a_minute_boundary().await;
+    let answers = load(&gateways, "/limited/items", 200, 1500).await;
+    let admitted = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(admitted, 1000, "exactly the limit in the minute, over both gateways");
+    for (status, headers) in &answers {
+        let header =
+            |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(
+            header("ratelimit-policy").ends_with(";q=1000;w=60"),
+            "{}",
+            header("ratelimit-policy")
+        );
+        if *status == StatusCode::OK {
+            continue;
+        }
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(header("ratelimit").contains(";r=0;"), "{}", header("ratelimit"));
+        let retry: u64 = header("retry-after").parse().expect("Retry-After in seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    assert_eq!(up1.served() + up2.served(), 1000, "refused requests never reach an upstream");
+
+    let shadow = load(&gateways, "/shadow", 20, 40).await;
+    assert!(shadow.iter().all(|(s, _)| *s == StatusCode::OK), "shadow mode refuses nothing");
+    let marked = shadow.iter().filter(|(_, h)| h.get("ratelimit-shadow").is_some()).count();
+    assert_eq!(marked, 30, "30 of 40 would have been refused at 10 a minute");
+
+    let free = load(&gateways, "/anything", 20, 200).await;
+    assert!(free.iter().all(|(s, _)| *s == StatusCode::OK));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_redis_admit_exactly_the_limit() {
+    let redis = Redis::new();
+    exactly_the_limit_across_two_gateways(format!("redis = \"{}\"", redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_the_cluster_admit_exactly_the_limit() {
+    let cluster = Cluster::new();
+    let nodes: Vec<String> = cluster.nodes().iter().map(|n| format!("\"{n}\"")).collect();
+    exactly_the_limit_across_two_gateways(format!("redis_cluster = [{}]", nodes.join(", "))).await;
+}
+
+#[test]
+fn a_bad_config_is_refused_at_start_with_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("sysblocks-gateway-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n\n[[route]]\nprefix = \"/\"\nupstream = \"missing\"\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_gateway")).arg("--config").arg(&path).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:3: route \"/\": no upstream is named \"missing\""),
+        "{stderr}"
+    );
+}
