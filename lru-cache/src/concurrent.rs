@@ -407,8 +407,23 @@ struct LeadGuard<'a, K: Hash + Eq + Clone, V: Clone, S: BuildHasher> {
     done: bool,
 }
 
+/// How a loaded value is stored.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// With the cache's time to live.
+    Default,
+    /// With its own time to live.
+    For(Duration),
+    /// Not at all (handed to the waiting callers only).
+    Not,
+}
+
 impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> LeadGuard<'_, K, V, S> {
-    fn complete(mut self, outcome: Outcome<V>) {
+    fn complete(self, outcome: Outcome<V>) {
+        self.complete_keeping(outcome, Keep::Default);
+    }
+
+    fn complete_keeping(mut self, outcome: Outcome<V>, keep: Keep) {
         {
             let mut shard = self.cache.lock_shard(self.key);
             // Only a load that is still the key's current one may store its
@@ -417,7 +432,15 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> LeadGuard<'_, K, V, S> {
             if self.detach_from(&mut shard)
                 && let Outcome::Ready(v) = &outcome
             {
-                shard.cache.insert(self.key.clone(), v.clone());
+                match keep {
+                    Keep::Default => {
+                        shard.cache.insert(self.key.clone(), v.clone());
+                    }
+                    Keep::For(ttl) => {
+                        shard.cache.insert_with_ttl(self.key.clone(), v.clone(), ttl);
+                    }
+                    Keep::Not => {}
+                }
             }
         }
         self.flight.finish(outcome);
@@ -702,6 +725,64 @@ where
         match result {
             Ok(v) => v,
             Err(never) => match *never {},
+        }
+    }
+}
+
+impl<K, V, S> ConcurrentLruCache<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// As [`try_get_with_async`](Self::try_get_with_async), for a loader
+    /// that decides how long its value may be kept: `Some(ttl)` caches it
+    /// for `ttl`, `None` (or a zero `ttl`) hands it to this caller and to
+    /// every caller waiting on the same load without caching it. An HTTP
+    /// cache's loader reads the time to live from the response's
+    /// `Cache-Control`, and `no-store` means `None`; the callers that asked
+    /// at once still share one request.
+    ///
+    /// # Errors
+    /// The loader's error, shared.
+    pub async fn try_get_with_ttl_async<E, F>(
+        &self,
+        key: K,
+        init: F,
+    ) -> Result<V, std::sync::Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<(V, Option<Duration>), E>>,
+    {
+        let mut init = Some(init);
+        loop {
+            match self.begin(&key) {
+                Ok(v) => return Ok(v),
+                Err(Role::Lead(flight)) => {
+                    let guard = LeadGuard { cache: self, key: &key, flight, done: false };
+                    let Some(init) = init.take() else { unreachable!("a caller leads once") };
+                    return match init.await {
+                        Ok((v, ttl)) => {
+                            let keep = match ttl {
+                                Some(ttl) if !ttl.is_zero() => Keep::For(ttl),
+                                _ => Keep::Not,
+                            };
+                            guard.complete_keeping(Outcome::Ready(v.clone()), keep);
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            let e = std::sync::Arc::new(e);
+                            guard.complete(Outcome::Failed(e.clone()));
+                            Err(e)
+                        }
+                    };
+                }
+                Err(Role::Wait(flight)) => {
+                    if let Some(result) = waiter_result((WaitFlight { flight: &flight }).await) {
+                        return result;
+                    }
+                }
+            }
         }
     }
 }

@@ -124,6 +124,55 @@ async fn async_callers_share_one_load() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_decides_whether_and_how_long_its_value_is_kept() {
+    let clock = sysblocks_lru_cache::ManualClock::new();
+    let cache = Arc::new(
+        ConcurrentLruCache::<u64, u64>::builder()
+            .capacity(100)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Not to be kept: the callers that came at once share the one load,
+    // and the next caller loads again.
+    for round in 0..2 {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..CALLERS {
+            let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .try_get_with_ttl_async(5, async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok::<_, std::io::Error>((55, None))
+                    })
+                    .await
+            }));
+        }
+        while cache.waiters(&5) < CALLERS - 1 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 55);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), round + 1, "one load per round");
+        assert_eq!(cache.get(&5), None, "not kept");
+    }
+    // Kept for its own time to live.
+    let ttl = std::time::Duration::from_secs(10);
+    let v =
+        cache.try_get_with_ttl_async(6, async { Ok::<_, std::io::Error>((66, Some(ttl))) }).await;
+    assert_eq!(v.unwrap(), 66);
+    clock.advance(std::time::Duration::from_secs(9));
+    assert_eq!(cache.get(&6), Some(66));
+    clock.advance(std::time::Duration::from_secs(2));
+    assert_eq!(cache.get(&6), None, "expired after its own ttl");
+}
+
 #[tokio::test]
 async fn cancelled_loader_hands_over_to_a_waiter() {
     let cache = Arc::new(ConcurrentLruCache::<u64, u64>::new(100).unwrap());

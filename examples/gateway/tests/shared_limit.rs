@@ -227,3 +227,71 @@ fn a_bad_config_is_refused_at_start_with_the_file_and_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_follows_each_routes_policy_and_limits_are_exact_again_after() {
+    let mut redis = Redis::private();
+    let up = UpstreamSim::start("up", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let run = run_name();
+    let text = format!(
+        r#"
+listen = "127.0.0.1:0"
+redis = "{url}"
+
+[[upstream]]
+name = "api"
+servers = ["{up}"]
+
+[[route]]
+name = "{run}-open"
+prefix = "/open"
+upstream = "api"
+limit = {{ key = "header:x-api-key", algorithm = "fixed_window", rate = "100/min", on_failure = "open" }}
+
+[[route]]
+name = "{run}-closed"
+prefix = "/closed"
+upstream = "api"
+limit = {{ key = "header:x-api-key", algorithm = "fixed_window", rate = "100/min", on_failure = "closed" }}
+"#,
+        url = redis.url(),
+        up = up.address()
+    );
+    let gateway = start_gateway(&text);
+    let gateways = [gateway.address];
+    clear_of_a_minute_boundary().await;
+    let ok = |answers: &[(StatusCode, http::HeaderMap)]| {
+        answers.iter().filter(|(s, _)| *s == StatusCode::OK).count()
+    };
+    assert_eq!(ok(&load(&gateways, "/open", 10, 60).await), 60);
+
+    redis.server().unwrap().stop();
+    let started = std::time::Instant::now();
+    let open = load(&gateways, "/open", 10, 50).await;
+    let closed = load(&gateways, "/closed", 10, 50).await;
+    assert_eq!(ok(&open), 50, "fail open: admitted while Redis is down");
+    assert!(closed.iter().all(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE), "fail closed: 503");
+    assert!(closed.iter().all(|(_, h)| h.get("retry-after").is_some()));
+    // Each decision is bounded (250 ms): 100 requests by 10 clients take
+    // well under 10x what the bound allows them.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "no hung request: {:?}",
+        started.elapsed()
+    );
+
+    redis.server().unwrap().restart();
+    clear_of_a_minute_boundary().await;
+    // Back: exact again (a fresh window after the restart of an empty Redis).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = load(&gateways, "/closed", 1, 1).await;
+        if probe[0].0 == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the gateway did not reconnect to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = load(&gateways, "/closed", 20, 150).await;
+    assert_eq!(ok(&after), 99, "100 a minute, one spent by the probe");
+}
