@@ -102,8 +102,12 @@ impl Gateway {
         for route in &config.routes {
             let upstream =
                 config.upstream(&route.upstream).map(|u| u.servers.clone()).unwrap_or_default();
-            let proxy =
-                Proxy { client: client.clone(), servers: Arc::new(upstream), next: Arc::default() };
+            let proxy = Proxy {
+                client: client.clone(),
+                servers: Arc::new(upstream),
+                next: Arc::default(),
+                cache: route.cache.and_then(|c| cache(c.max_bytes)),
+            };
             let handler: Handler = match &route.limit {
                 None => Arc::new(move |request| {
                     let mut proxy = proxy.clone();
@@ -250,16 +254,133 @@ fn limited(
     }))
 }
 
-/// Forwards requests to the servers of one upstream group (in turn).
+/// A response kept by a route's cache.
+struct Cached {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+/// The most of a body read into memory to be shared or cached.
+const MAX_SHARED_BODY: usize = 64 << 20;
+
+type Cache = sysblocks_lru_cache::ConcurrentLruCache<String, Arc<Cached>>;
+
+/// A route's cache: responses weighed by their bytes (the bound is never
+/// exceeded), kept as long as the upstream's `Cache-Control` allows, and
+/// single flight: concurrent misses for one key make one upstream request.
+fn cache(max_bytes: u64) -> Option<Arc<Cache>> {
+    let cache = Cache::builder()
+        .max_weight(max_bytes)
+        .weigher(|key: &String, value: &Arc<Cached>| {
+            let headers: usize =
+                value.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+            (key.len() + headers + value.body.len() + 64) as u64
+        })
+        .build()
+        .ok()?;
+    Some(Arc::new(cache))
+}
+
+/// How long a response may be kept, from its status and `Cache-Control`
+/// (`None`: not at all: not a 200, `no-store`, `private`, `no-cache`, or
+/// no `max-age`).
+pub fn ttl_of(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    if status != StatusCode::OK {
+        return None;
+    }
+    let mut ttl = None;
+    for directive in headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let directive = directive.trim().to_ascii_lowercase();
+        match directive.split_once('=') {
+            None if matches!(directive.as_str(), "no-store" | "private" | "no-cache") => {
+                return None;
+            }
+            Some(("s-maxage", secs)) => ttl = secs.trim().parse().ok().map(Duration::from_secs),
+            Some(("max-age", secs)) if ttl.is_none() => {
+                ttl = secs.trim().parse().ok().map(Duration::from_secs)
+            }
+            _ => {}
+        }
+    }
+    ttl.filter(|t| !t.is_zero())
+}
+
+/// Forwards requests to the servers of one upstream group (in turn),
+/// through the route's cache if it has one.
 #[derive(Clone)]
 struct Proxy {
     client: Client<HttpConnector, Body>,
     servers: Arc<Vec<SocketAddr>>,
     next: Arc<AtomicUsize>,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Proxy {
     async fn forward(&mut self, request: Request<Body>) -> Response<Body> {
+        let cacheable = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+            && !request.headers().contains_key(header::AUTHORIZATION);
+        match &self.cache {
+            Some(cache) if cacheable => {
+                let cache = Arc::clone(cache);
+                let host =
+                    request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                let key = format!("{} {host}{target}", request.method());
+                self.cached(&cache, key, request).await
+            }
+            _ => self.send(request).await,
+        }
+    }
+
+    async fn cached(
+        &mut self,
+        cache: &Cache,
+        key: String,
+        request: Request<Body>,
+    ) -> Response<Body> {
+        use http_body_util::BodyExt;
+        let led = std::sync::atomic::AtomicBool::new(false);
+        let mut proxy = self.clone();
+        let load = async {
+            led.store(true, Ordering::Relaxed);
+            let response = proxy.send(request).await;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_SHARED_BODY)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            let ttl = ttl_of(parts.status, &parts.headers);
+            Ok::<_, String>((
+                Arc::new(Cached { status: parts.status, headers: parts.headers, body }),
+                ttl,
+            ))
+        };
+        match cache.try_get_with_ttl_async(key, load).await {
+            Ok(cached) => {
+                let mut response = Response::new(Body::from(cached.body.clone()));
+                *response.status_mut() = cached.status;
+                *response.headers_mut() = cached.headers.clone();
+                let state = if led.load(Ordering::Relaxed) { "MISS" } else { "HIT" };
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(state));
+                response
+            }
+            Err(error) => {
+                tracing::warn!(%error, "upstream body could not be read");
+                plain(StatusCode::BAD_GATEWAY, "the upstream's answer could not be read")
+            }
+        }
+    }
+
+    async fn send(&mut self, request: Request<Body>) -> Response<Body> {
         if self.servers.is_empty() {
             return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
         }
