@@ -301,9 +301,11 @@ pub fn ttl_of(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
             None if matches!(directive.as_str(), "no-store" | "private" | "no-cache") => {
                 return None;
             }
-            Some(("s-maxage", secs)) => ttl = secs.trim().parse().ok().map(Duration::from_secs),
+            Some(("s-maxage", secs)) => {
+                ttl = secs.trim().parse().ok().map(Duration::from_secs);
+            }
             Some(("max-age", secs)) if ttl.is_none() => {
-                ttl = secs.trim().parse().ok().map(Duration::from_secs)
+                ttl = secs.trim().parse().ok().map(Duration::from_secs);
             }
             _ => {}
         }
