@@ -190,8 +190,8 @@ pub struct Upstream {
     pub servers: Vec<SocketAddr>,
     /// Where the route key comes from (default: the path).
     pub hash_key: KeySource,
-    /// Bounded loads: no server gets more than `balance_factor` x the mean
-    /// of requests in flight (plus one).
+    /// Bounded loads: no server gets more than `balance_factor` (above 1)
+    /// x the mean of requests in flight (plus one).
     pub balance_factor: f64,
     /// Consecutive failures that eject a server until a probe succeeds.
     pub eject_after: u32,
@@ -371,11 +371,11 @@ impl Config {
                 None => KeySource::Path,
             };
             let balance_factor = raw.balance_factor.unwrap_or(1.25);
-            if !(balance_factor.is_finite() && balance_factor >= 1.0) {
+            if !(balance_factor.is_finite() && balance_factor > 1.0) {
                 return Err(at(
                     span,
                     format!(
-                        "upstream {:?}: balance_factor must be at least 1 (got {balance_factor})",
+                        "upstream {:?}: balance_factor must be above 1 (got {balance_factor})",
                         raw.name
                     ),
                 ));

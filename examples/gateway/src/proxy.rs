@@ -6,7 +6,9 @@
 //!         ──▶ RateLimitLayer over the route's limiter          (429 + headers)
 //!               RedisLimiter (Redis or Cluster: every instance shares it),
 //!               or Keyed limiters in process
-//!         ──▶ upstream: a server of the route's group          (502: none answers)
+//!         ──▶ cache (GET/HEAD): single flight, Cache-Control TTLs
+//!         ──▶ upstream: consistent hash of the route key, bounded loads
+//!                                                              (502: none answers)
 //!               hop-by-hop headers stripped both ways, X-Forwarded-For added
 //! ```
 
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use http::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sysblocks_consistent_hash::{HashRing, hash_key};
 use sysblocks_core::RedisConnection;
 use sysblocks_ratelimit::{
     AnyKeyedLimiter, FailurePolicy, Keyed, LimitError, RateLimitLayer, RedisLimiter,
@@ -100,12 +103,13 @@ impl Gateway {
             .build_http();
         let mut routes = Vec::new();
         for route in &config.routes {
-            let upstream =
-                config.upstream(&route.upstream).map(|u| u.servers.clone()).unwrap_or_default();
+            let upstream = config.upstream(&route.upstream);
+            let servers = upstream.map(|u| u.servers.clone()).unwrap_or_default();
+            let factor = upstream.map_or(1.25, |u| u.balance_factor);
             let proxy = Proxy {
                 client: client.clone(),
-                servers: Arc::new(upstream),
-                next: Arc::default(),
+                balancer: Arc::new(Balancer::new(&servers, factor)),
+                hash_key: upstream.map_or(KeySource::Path, |u| u.hash_key.clone()),
                 cache: route.cache.and_then(|c| cache(c.max_bytes)),
             };
             let handler: Handler = match &route.limit {
@@ -313,13 +317,80 @@ pub fn ttl_of(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
     ttl.filter(|t| !t.is_zero())
 }
 
-/// Forwards requests to the servers of one upstream group (in turn),
-/// through the route's cache if it has one.
+/// Picks an upstream server by consistent hashing of a route key with
+/// bounded loads over the requests in flight (sysblocks-consistent-hash):
+/// a key keeps its server across restarts and gateway instances (the ring
+/// depends only on the servers' addresses), removing a server moves only
+/// its keys, and no server has more than `c` x the mean in flight (plus
+/// one).
+#[derive(Debug)]
+pub struct Balancer {
+    ring: HashRing<String>,
+    servers: Vec<SocketAddr>,
+    in_flight: Vec<AtomicU64>,
+    factor: f64,
+}
+
+impl Balancer {
+    /// A balancer over `servers` with balance factor `factor` (above 1).
+    pub fn new(servers: &[SocketAddr], factor: f64) -> Balancer {
+        let mut ring: HashRing<String> = HashRing::new();
+        for server in servers {
+            let _ = ring.add(server.to_string());
+        }
+        let servers: Vec<SocketAddr> = ring.nodes().filter_map(|n| n.parse().ok()).collect();
+        let in_flight = servers.iter().map(|_| AtomicU64::new(0)).collect();
+        Balancer { ring, servers, in_flight, factor: factor.max(1.0 + 1e-9) }
+    }
+
+    /// The server a key goes to when nothing is in flight.
+    pub fn server_for(&self, key: &[u8]) -> Option<SocketAddr> {
+        self.ring.node_for(key).and_then(|n| n.parse().ok())
+    }
+
+    /// Picks the server for `key` now and counts a request in flight on
+    /// it until the returned guard is dropped.
+    pub fn pick(&self, key: &[u8]) -> Option<InFlight<'_>> {
+        let loads: Vec<u64> = self.in_flight.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+        let index = self.ring.bounded_index(hash_key(key), &loads, self.factor).ok()?;
+        self.in_flight[index].fetch_add(1, Ordering::Relaxed);
+        Some(InFlight { balancer: self, index })
+    }
+
+    /// Requests in flight per server.
+    pub fn loads(&self) -> Vec<u64> {
+        self.in_flight.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+    }
+}
+
+/// A request in flight on one server.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    balancer: &'a Balancer,
+    index: usize,
+}
+
+impl InFlight<'_> {
+    /// The server.
+    pub fn server(&self) -> SocketAddr {
+        self.balancer.servers[self.index]
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.balancer.in_flight[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Forwards requests to a server of one upstream group (by consistent
+/// hashing of the route key, with bounded loads), through the route's
+/// cache if it has one.
 #[derive(Clone)]
 struct Proxy {
     client: Client<HttpConnector, Body>,
-    servers: Arc<Vec<SocketAddr>>,
-    next: Arc<AtomicUsize>,
+    balancer: Arc<Balancer>,
+    hash_key: KeySource,
     cache: Option<Arc<Cache>>,
 }
 
@@ -383,10 +454,12 @@ impl Proxy {
     }
 
     async fn send(&mut self, request: Request<Body>) -> Response<Body> {
-        if self.servers.is_empty() {
+        let key = key_of(&self.hash_key, &request).unwrap_or_default();
+        let balancer = Arc::clone(&self.balancer);
+        let Some(in_flight) = balancer.pick(key.as_bytes()) else {
             return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
-        }
-        let server = self.servers[self.next.fetch_add(1, Ordering::Relaxed) % self.servers.len()];
+        };
+        let server = in_flight.server();
         let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());

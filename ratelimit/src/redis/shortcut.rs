@@ -62,12 +62,15 @@ impl Shortcut {
         denied.insert(key.to_string(), entry);
     }
 
-    /// Keeps a remembered denial's `remaining` at what Redis said last (an
-    /// admission of a smaller cost used some of it).
+    /// Lowers a remembered denial's `remaining` to what an admission said
+    /// (an admission of a smaller cost used some of it). Never raises it:
+    /// while a denial stands, what is left can only shrink, so a higher
+    /// figure is an older decision whose reply came late (two batches in
+    /// flight reach Redis in either order).
     pub(super) fn refresh(&self, key: &str, decision: &Decision) {
         let mut denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(known) = denied.get_mut(key) {
-            known.remaining = decision.remaining;
+            known.remaining = known.remaining.min(decision.remaining);
         }
     }
 
