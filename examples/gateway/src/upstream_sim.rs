@@ -8,6 +8,7 @@
 //! | `status=N` | answer with status N |
 //! | `bytes=N` | a body of N bytes |
 //! | `cache=TEXT` | `Cache-Control: TEXT` |
+//! | `headers=1` | the body lists the request's header names |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,12 @@ async fn answer(State(sim): State<Arc<Sim>>, request: Request<Body>) -> Response
     let mut body = format!("{} {} {}\n", sim.name, request.method(), uri);
     if let Some(n) = param("bytes").and_then(|v| v.parse::<usize>().ok()) {
         body = "x".repeat(n.min(64 << 20));
+    }
+    if param("headers").is_some() {
+        for name in request.headers().keys() {
+            body.push_str(name.as_str());
+            body.push('\n');
+        }
     }
     let mut response = Response::builder()
         .status(status)

@@ -1,0 +1,93 @@
+//! Bad input gets a clear answer and nothing breaks: oversized headers
+//! (431) and bodies (413), two Content-Lengths (400),
+//! a client too slow to send its headers (cut off), hop-by-hop headers not
+//! forwarded, and a limit key that is not text.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use sysblocks_gateway::config::Config;
+use sysblocks_gateway::proxy::Gateway;
+use sysblocks_gateway::upstream_sim::UpstreamSim;
+
+async fn gateway(up: &UpstreamSim) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let text = format!(
+        r#"
+listen = "127.0.0.1:0"
+[server]
+max_header_bytes = 8192
+max_body_bytes = 1000
+header_timeout_ms = 300
+[[upstream]]
+name = "api"
+servers = ["{}"]
+[[route]]
+prefix = "/"
+upstream = "api"
+limit = {{ key = "header:x-api-key", algorithm = "token_bucket", rate = "1000/s" }}
+"#,
+        up.address()
+    );
+    let config = Config::parse("bad.toml", &text).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    (Gateway::new(config, None).unwrap().serve(stopped).await.unwrap(), stop)
+}
+
+/// Sends raw bytes and reads what comes back until the server closes or
+/// 5 s pass (on a blocking thread: the server runs on the test's runtime).
+async fn raw(address: SocketAddr, bytes: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.write_all(&bytes);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+fn status(answer: &str) -> &str {
+    answer.split_whitespace().nth(1).unwrap_or("(closed without an answer)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_answers() {
+    let up = UpstreamSim::start("up", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (gw, _stop) = gateway(&up).await;
+
+    let huge = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(status(&raw(gw, huge.into_bytes()).await), "431");
+
+    let big_body =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
+    assert_eq!(status(&raw(gw, big_body.into()).await), "413");
+
+    let two_lengths =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
+    assert_eq!(status(&raw(gw, two_lengths.into()).await), "400");
+
+    let garbage = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n".to_vec();
+    assert_eq!(status(&raw(gw, garbage).await), "400");
+
+    // A client that never finishes its headers is cut off after the
+    // header timeout (300 ms; 10x that is the bound checked).
+    let started = Instant::now();
+    let slow = raw(gw, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ".to_vec()).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "cut off late: {:?}", started.elapsed());
+    assert!(slow.is_empty() || status(&slow) == "408", "{slow}");
+
+    // Hop-by-hop headers, and those Connection names, are not forwarded;
+    // a limit key that is not text is no key (the shared budget), not a crash.
+    let mut hop = b"GET /x?headers=1 HTTP/1.1\r\nHost: a\r\nConnection: close, x-private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Api-Key: \xff\xfe\r\nX-Kept: 1\r\n\r\n".to_vec();
+    let answer = raw(gw, std::mem::take(&mut hop)).await;
+    assert_eq!(status(&answer), "200", "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_ascii_lowercase();
+    assert!(body.contains("x-kept"), "{body}");
+    for name in ["x-private", "keep-alive", "te\n", "connection"] {
+        assert!(!body.contains(name), "{name} was forwarded: {body}");
+    }
+    assert!(body.contains("x-forwarded-for"));
+}
