@@ -13,6 +13,8 @@
 //!   `RedisLimiter` shared by every instance (in process without Redis),
 //!   shadow mode and the failure policy, forwarding with hop-by-hop
 //!   headers stripped; header and body limits.
+//! * [`metrics`]: counts per route and status class, limiter decisions,
+//!   cache hits, latencies; `GET /metrics` in Prometheus's text format.
 //! * [`upstream_sim`]: a test upstream.
 //!
 //! ```
@@ -37,5 +39,6 @@
 //! ```
 
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 pub mod upstream_sim;

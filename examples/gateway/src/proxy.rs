@@ -38,6 +38,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{Config, KeySource, OnFailure, Route, RouteLimit};
+use crate::metrics::{Metrics, Outcome as MetricsOutcome};
+use sysblocks_sharded_counter::{KeyedBatchConfig, KeyedBatchedCounter};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Arc<dyn Fn(Request<Body>) -> BoxFuture<Response<Body>> + Send + Sync>;
@@ -62,6 +64,7 @@ pub struct Peer(pub SocketAddr);
 pub struct Gateway {
     config: Arc<Config>,
     routes: Vec<Handler>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -78,6 +81,8 @@ pub enum GatewayError {
     Limit(String, LimitError),
     /// The listening address.
     Io(std::io::Error),
+    /// The shared counters.
+    Counters(String),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -85,6 +90,7 @@ impl std::fmt::Display for GatewayError {
         match self {
             GatewayError::Limit(route, e) => write!(f, "route {route:?}: {e}"),
             GatewayError::Io(e) => write!(f, "cannot listen: {e}"),
+            GatewayError::Counters(e) => write!(f, "counters: {e}"),
         }
     }
 }
@@ -121,7 +127,15 @@ impl Gateway {
             };
             routes.push(handler);
         }
-        Ok(Gateway { config: Arc::new(config), routes })
+        let shared = match redis {
+            Some(connection) => Some(
+                KeyedBatchedCounter::start(connection, "gw:totals:", KeyedBatchConfig::default())
+                    .map_err(|e| GatewayError::Counters(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let metrics = Metrics::new(config.routes.iter().map(|r| r.name.as_str()), shared);
+        Ok(Gateway { config: Arc::new(config), routes, metrics })
     }
 
     /// Serves on the configured address until `stop` turns true; returns
@@ -181,14 +195,37 @@ impl Gateway {
         let host =
             request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
         let path = request.uri().path().to_owned();
+        if path == "/metrics" && request.method() == http::Method::GET {
+            let mut response = Response::new(Body::from(self.metrics.render().await));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return response;
+        }
         let Some(index) = self
             .config
             .route_for(host.as_deref(), &path)
             .and_then(|r| self.config.routes.iter().position(|x| std::ptr::eq(x, r)))
         else {
+            self.metrics.unrouted();
             return plain(StatusCode::NOT_FOUND, "no route for this host and path");
         };
-        (self.routes[index])(request).await
+        let started = std::time::Instant::now();
+        let response = (self.routes[index])(request).await;
+        let route = &self.config.routes[index];
+        let headers = response.headers();
+        let limited =
+            response.status() == StatusCode::TOO_MANY_REQUESTS && headers.contains_key("ratelimit");
+        let outcome = MetricsOutcome {
+            status: response.status().as_u16(),
+            admitted: route.limit.as_ref().map(|_| !limited),
+            shadow_refused: headers.contains_key("ratelimit-shadow"),
+            cache_hit: headers.get("x-cache").map(|v| v.as_bytes() == b"HIT"),
+            latency: started.elapsed(),
+        };
+        self.metrics.record(&route.name, outcome);
+        response
     }
 }
 

@@ -98,6 +98,13 @@ upstream = "api"
     )
 }
 
+async fn scrape(gateway: SocketAddr) -> String {
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(format!("http://{gateway}/metrics")).body(Body::empty()).unwrap();
+    let response = client.request(request).await.unwrap();
+    String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).into_owned()
+}
+
 fn run_name() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -184,6 +191,42 @@ async fn exactly_the_limit_across_two_gateways(redis_line: String) {
         assert!((1..=60).contains(&retry), "Retry-After {retry}");
     }
     assert_eq!(up1.served() + up2.served(), 1000, "refused requests never reach an upstream");
+
+    // The counters: each instance's decisions add up to the limit, and
+    // the all-instances family (sharded counters in Redis) gets there too.
+    let metric = |text: &str, line_start: &str| -> i64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+    };
+    let route = text
+        .lines()
+        .find(|l| l.contains("-limited\""))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let admitted =
+        format!("gateway_limit_decisions_total{{route=\"{route}\",decision=\"admitted\"}}");
+    let mut sum = 0;
+    for gateway in gateways {
+        let text = scrape(gateway).await;
+        sum += metric(&text, &admitted);
+    }
+    assert_eq!(sum, 1000);
+    let all = format!("gateway_requests_all_instances_total{{route=\"{route}\",class=\"2xx\"}}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let total = metric(&scrape(gateways[0]).await, &all);
+        if total == 1000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "all instances: {total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let shadow = load(&gateways, "/shadow", 20, 40).await;
     assert!(shadow.iter().all(|(s, _)| *s == StatusCode::OK), "shadow mode refuses nothing");

@@ -1,0 +1,200 @@
+//! What the gateway counts, and `GET /metrics` in Prometheus's text
+//! format. Counts are `StripedCounter`s (sysblocks-sharded-counter), so
+//! that requests on every core count without contending; with Redis they
+//! are also added, batched, into `KeyedBatchedCounter`s, so that the
+//! `_all_instances` family adds up every gateway instance's requests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use sysblocks_sharded_counter::{KeyedBatchedCounter, StripedCounter};
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// One route's counts.
+#[derive(Debug, Default)]
+struct RouteCounts {
+    /// By status class: 1xx .. 5xx.
+    classes: [StripedCounter; 5],
+    admitted: StripedCounter,
+    limited: StripedCounter,
+    shadow_refused: StripedCounter,
+    cache_hits: StripedCounter,
+    cache_misses: StripedCounter,
+    latency: [StripedCounter; BUCKETS.len() + 1],
+    latency_micros: StripedCounter,
+}
+
+/// The gateway's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    routes: BTreeMap<String, RouteCounts>,
+    unrouted: StripedCounter,
+    shared: Option<KeyedBatchedCounter>,
+}
+
+/// How one request went, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// The status sent.
+    pub status: u16,
+    /// Whether the route's limit was asked and said yes (`Some(true)`),
+    /// no (`Some(false)`), or the route has none (`None`).
+    pub admitted: Option<bool>,
+    /// A shadow limit would have refused it.
+    pub shadow_refused: bool,
+    /// A cache hit (`Some(true)`) or miss (`Some(false)`).
+    pub cache_hit: Option<bool>,
+    /// Time from the request to the response head.
+    pub latency: Duration,
+}
+
+/// A label value with its quotes and backslashes escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counters for these routes; `shared` also adds them up in Redis.
+    pub fn new<'a>(
+        routes: impl IntoIterator<Item = &'a str>,
+        shared: Option<KeyedBatchedCounter>,
+    ) -> Metrics {
+        let routes = routes.into_iter().map(|r| (r.to_owned(), RouteCounts::default())).collect();
+        Metrics { routes, unrouted: StripedCounter::new(), shared }
+    }
+
+    /// Counts a request that matched no route.
+    pub fn unrouted(&self) {
+        self.unrouted.add(1);
+    }
+
+    /// Counts one request of `route`.
+    pub fn record(&self, route: &str, outcome: Outcome) {
+        let Some(counts) = self.routes.get(route) else { return };
+        let class = usize::from(outcome.status / 100).clamp(1, 5) - 1;
+        counts.classes[class].add(1);
+        match outcome.admitted {
+            Some(true) => counts.admitted.add(1),
+            Some(false) => counts.limited.add(1),
+            None => {}
+        }
+        if outcome.shadow_refused {
+            counts.shadow_refused.add(1);
+        }
+        match outcome.cache_hit {
+            Some(true) => counts.cache_hits.add(1),
+            Some(false) => counts.cache_misses.add(1),
+            None => {}
+        }
+        let seconds = outcome.latency.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len());
+        counts.latency[bucket].add(1);
+        counts.latency_micros.add(i64::try_from(outcome.latency.as_micros()).unwrap_or(i64::MAX));
+        if let Some(shared) = &self.shared {
+            let _ = shared.add(&format!("{route}:{}xx", class + 1), 1);
+        }
+    }
+
+    /// The Prometheus text of the counts; with Redis, also the totals of
+    /// every instance (read now).
+    pub async fn render(&self) -> String {
+        let mut out = String::new();
+        let n = |c: &StripedCounter| c.sum();
+        let _ = writeln!(
+            out,
+            "# HELP gateway_requests_total Requests by route and status class (this instance)."
+        );
+        let _ = writeln!(out, "# TYPE gateway_requests_total counter");
+        let routes: Vec<(String, &RouteCounts)> =
+            self.routes.iter().map(|(r, c)| (label(r), c)).collect();
+        for (route, c) in &routes {
+            for (i, class) in c.classes.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "gateway_requests_total{{route=\"{route}\",class=\"{}xx\"}} {}",
+                    i + 1,
+                    n(class)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "gateway_requests_total{{route=\"\",class=\"unrouted\"}} {}",
+            n(&self.unrouted)
+        );
+        let _ = writeln!(out, "# HELP gateway_limit_decisions_total Limiter decisions by route.");
+        let _ = writeln!(out, "# TYPE gateway_limit_decisions_total counter");
+        for (route, c) in &routes {
+            for (decision, counter) in [
+                ("admitted", &c.admitted),
+                ("limited", &c.limited),
+                ("shadow_refused", &c.shadow_refused),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "gateway_limit_decisions_total{{route=\"{route}\",decision=\"{decision}\"}} {}",
+                    n(counter)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP gateway_cache_total Cache lookups by route.");
+        let _ = writeln!(out, "# TYPE gateway_cache_total counter");
+        for (route, c) in &routes {
+            let _ = writeln!(
+                out,
+                "gateway_cache_total{{route=\"{route}\",result=\"hit\"}} {}",
+                n(&c.cache_hits)
+            );
+            let _ = writeln!(
+                out,
+                "gateway_cache_total{{route=\"{route}\",result=\"miss\"}} {}",
+                n(&c.cache_misses)
+            );
+        }
+        let _ =
+            writeln!(out, "# HELP gateway_latency_seconds Time to the response head, by route.");
+        let _ = writeln!(out, "# TYPE gateway_latency_seconds histogram");
+        for (route, c) in &routes {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += n(&c.latency[i]);
+                let _ = writeln!(
+                    out,
+                    "gateway_latency_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += n(&c.latency[BUCKETS.len()]);
+            let _ = writeln!(
+                out,
+                "gateway_latency_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let _ = writeln!(
+                out,
+                "gateway_latency_seconds_sum{{route=\"{route}\"}} {}",
+                n(&c.latency_micros) as f64 / 1e6
+            );
+            let _ =
+                writeln!(out, "gateway_latency_seconds_count{{route=\"{route}\"}} {cumulative}");
+        }
+        if let Some(shared) = &self.shared {
+            let _ = writeln!(
+                out,
+                "# HELP gateway_requests_all_instances_total Requests by route and status class, every instance (Redis)."
+            );
+            let _ = writeln!(out, "# TYPE gateway_requests_all_instances_total counter");
+            for (name, (route, _)) in self.routes.keys().zip(&routes) {
+                for class in 1..=5 {
+                    let total = shared.get(&format!("{name}:{class}xx")).await.unwrap_or(0);
+                    let _ = writeln!(
+                        out,
+                        "gateway_requests_all_instances_total{{route=\"{route}\",class=\"{class}xx\"}} {total}"
+                    );
+                }
+            }
+        }
+        out
+    }
+}
