@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sysblocks_sharded_counter::{KeyedBatchedCounter, StripedCounter};
@@ -30,7 +31,9 @@ struct RouteCounts {
 /// The gateway's counters.
 #[derive(Debug)]
 pub struct Metrics {
-    routes: BTreeMap<String, RouteCounts>,
+    /// Per route name, made on a route's first request (routes come and
+    /// go with reloads; their counts stay).
+    routes: std::sync::RwLock<BTreeMap<String, Arc<RouteCounts>>>,
     unrouted: StripedCounter,
     shared: Option<KeyedBatchedCounter>,
 }
@@ -57,13 +60,19 @@ fn label(text: &str) -> String {
 }
 
 impl Metrics {
-    /// Counters for these routes; `shared` also adds them up in Redis.
-    pub fn new<'a>(
-        routes: impl IntoIterator<Item = &'a str>,
-        shared: Option<KeyedBatchedCounter>,
-    ) -> Metrics {
-        let routes = routes.into_iter().map(|r| (r.to_owned(), RouteCounts::default())).collect();
-        Metrics { routes, unrouted: StripedCounter::new(), shared }
+    /// Counters; `shared` also adds them up in Redis.
+    pub fn new(shared: Option<KeyedBatchedCounter>) -> Metrics {
+        Metrics { routes: std::sync::RwLock::default(), unrouted: StripedCounter::new(), shared }
+    }
+
+    fn counts(&self, route: &str) -> Arc<RouteCounts> {
+        let read = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(counts) = read.get(route) {
+            return Arc::clone(counts);
+        }
+        drop(read);
+        let mut write = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(write.entry(route.to_owned()).or_default())
     }
 
     /// Counts a request that matched no route.
@@ -73,7 +82,7 @@ impl Metrics {
 
     /// Counts one request of `route`.
     pub fn record(&self, route: &str, outcome: Outcome) {
-        let Some(counts) = self.routes.get(route) else { return };
+        let counts = self.counts(route);
         let class = usize::from(outcome.status / 100).clamp(1, 5) - 1;
         counts.classes[class].add(1);
         match outcome.admitted {
@@ -108,8 +117,12 @@ impl Metrics {
             "# HELP gateway_requests_total Requests by route and status class (this instance)."
         );
         let _ = writeln!(out, "# TYPE gateway_requests_total counter");
+        let snapshot: Vec<(String, Arc<RouteCounts>)> = {
+            let read = self.routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            read.iter().map(|(r, c)| (r.clone(), Arc::clone(c))).collect()
+        };
         let routes: Vec<(String, &RouteCounts)> =
-            self.routes.iter().map(|(r, c)| (label(r), c)).collect();
+            snapshot.iter().map(|(r, c)| (label(r), &**c)).collect();
         for (route, c) in &routes {
             for (i, class) in c.classes.iter().enumerate() {
                 let _ = writeln!(
@@ -185,7 +198,7 @@ impl Metrics {
                 "# HELP gateway_requests_all_instances_total Requests by route and status class, every instance (Redis)."
             );
             let _ = writeln!(out, "# TYPE gateway_requests_all_instances_total counter");
-            for (name, (route, _)) in self.routes.keys().zip(&routes) {
+            for ((name, _), (route, _)) in snapshot.iter().zip(&routes) {
                 for class in 1..=5 {
                     let total = shared.get(&format!("{name}:{class}xx")).await.unwrap_or(0);
                     let _ = writeln!(

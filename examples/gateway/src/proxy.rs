@@ -62,14 +62,25 @@ pub struct Peer(pub SocketAddr);
 
 /// A gateway built from a [`Config`].
 pub struct Gateway {
-    config: Arc<Config>,
-    routes: Vec<Handler>,
+    /// The configuration and routes in force; a reload swaps them whole,
+    /// and a request keeps the ones it started with.
+    current: std::sync::RwLock<Arc<Routes>>,
     metrics: Metrics,
+    redis: Option<RedisConnection>,
+    client: Client<HttpConnector, Body>,
+}
+
+/// One configuration's routes, ready to serve.
+struct Routes {
+    config: Config,
+    handlers: Vec<Handler>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("listen", &self.config.listen).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("listen", &self.current().config.listen)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,6 +118,50 @@ impl Gateway {
         let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http();
+        let shared = match &redis {
+            Some(connection) => Some(
+                KeyedBatchedCounter::start(
+                    connection.clone(),
+                    "gw:totals:",
+                    KeyedBatchConfig::default(),
+                )
+                .map_err(|e| GatewayError::Counters(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let routes = build(config, &client, redis.as_ref())?;
+        Ok(Gateway {
+            current: std::sync::RwLock::new(Arc::new(routes)),
+            metrics: Metrics::new(shared),
+            redis,
+            client,
+        })
+    }
+
+    fn current(&self) -> Arc<Routes> {
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Swaps in `config`'s routes; requests in flight finish with the
+    /// old ones, and no connection is dropped. The listening address and
+    /// the client limits stay those the gateway started with.
+    ///
+    /// # Errors
+    /// A limit that cannot be built: the old configuration stays.
+    pub fn reload(&self, config: Config) -> Result<(), GatewayError> {
+        let routes = build(config, &self.client, self.redis.as_ref())?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+        Ok(())
+    }
+}
+
+/// Builds the handlers of `config`'s routes.
+fn build(
+    config: Config,
+    client: &Client<HttpConnector, Body>,
+    redis: Option<&RedisConnection>,
+) -> Result<Routes, GatewayError> {
+    {
         let mut routes = Vec::new();
         for route in &config.routes {
             let upstream = config.upstream(&route.upstream);
@@ -123,30 +178,29 @@ impl Gateway {
                     let mut proxy = proxy.clone();
                     Box::pin(async move { proxy.forward(request).await })
                 }),
-                Some(limit) => limited(route, limit, proxy, redis.clone())?,
+                Some(limit) => limited(route, limit, proxy, redis.cloned())?,
             };
             routes.push(handler);
         }
-        let shared = match redis {
-            Some(connection) => Some(
-                KeyedBatchedCounter::start(connection, "gw:totals:", KeyedBatchConfig::default())
-                    .map_err(|e| GatewayError::Counters(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let metrics = Metrics::new(config.routes.iter().map(|r| r.name.as_str()), shared);
-        Ok(Gateway { config: Arc::new(config), routes, metrics })
+        Ok(Routes { config, handlers: routes })
     }
+}
 
+impl Gateway {
     /// Serves on the configured address until `stop` turns true; returns
     /// the address bound.
     ///
     /// # Errors
     /// The address cannot be bound.
-    pub async fn serve(self, mut stop: watch::Receiver<bool>) -> Result<SocketAddr, GatewayError> {
-        let listener = TcpListener::bind(self.config.listen).await.map_err(GatewayError::Io)?;
+    pub async fn serve(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<SocketAddr, GatewayError> {
+        let listen = self.current().config.listen;
+        let limits = self.current().config.server;
+        let listener = TcpListener::bind(listen).await.map_err(GatewayError::Io)?;
         let bound = listener.local_addr().map_err(GatewayError::Io)?;
-        let gateway = Arc::new(self);
+        let gateway = self;
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -158,7 +212,6 @@ impl Gateway {
                 };
                 let gateway = Arc::clone(&gateway);
                 tokio::spawn(async move {
-                    let limits = gateway.config.server;
                     let service = hyper::service::service_fn(
                         move |request: Request<hyper::body::Incoming>| {
                             let gateway = Arc::clone(&gateway);
@@ -183,12 +236,14 @@ impl Gateway {
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let current = self.current();
+        let config = &current.config;
         if let Some(length) = request.headers().get(header::CONTENT_LENGTH)
             && length
                 .to_str()
                 .ok()
                 .and_then(|l| l.parse::<u64>().ok())
-                .is_some_and(|l| l > self.config.server.max_body_bytes)
+                .is_some_and(|l| l > config.server.max_body_bytes)
         {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over the limit");
         }
@@ -203,17 +258,16 @@ impl Gateway {
             );
             return response;
         }
-        let Some(index) = self
-            .config
+        let Some(index) = config
             .route_for(host.as_deref(), &path)
-            .and_then(|r| self.config.routes.iter().position(|x| std::ptr::eq(x, r)))
+            .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)))
         else {
             self.metrics.unrouted();
             return plain(StatusCode::NOT_FOUND, "no route for this host and path");
         };
         let started = std::time::Instant::now();
-        let response = (self.routes[index])(request).await;
-        let route = &self.config.routes[index];
+        let response = (current.handlers[index])(request).await;
+        let route = &config.routes[index];
         let headers = response.headers();
         let limited =
             response.status() == StatusCode::TOO_MANY_REQUESTS && headers.contains_key("ratelimit");

@@ -31,7 +31,7 @@ limit = {{ key = "header:x-api-key", algorithm = "token_bucket", rate = "1000/s"
     );
     let config = Config::parse("bad.toml", &text).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    (Gateway::new(config, None).unwrap().serve(stopped).await.unwrap(), stop)
+    (std::sync::Arc::new(Gateway::new(config, None).unwrap()).serve(stopped).await.unwrap(), stop)
 }
 
 /// Sends raw bytes and reads what comes back until the server closes or

@@ -30,7 +30,8 @@ cache = {{ max_bytes = 1000000 }}
     );
     let config = Config::parse("cache.toml", &text).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let bound = Gateway::new(config, None).unwrap().serve(stopped).await.unwrap();
+    let bound =
+        std::sync::Arc::new(Gateway::new(config, None).unwrap()).serve(stopped).await.unwrap();
     (bound, stop)
 }
 

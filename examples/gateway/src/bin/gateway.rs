@@ -1,5 +1,7 @@
 //! `gateway --config FILE`: serves the routes of FILE until Ctrl-C or
-//! SIGTERM. Prints `listening on ADDRESS` once it accepts requests.
+//! SIGTERM. Prints `listening on ADDRESS` once it accepts requests. On
+//! SIGHUP it reads FILE again and swaps the routes in (connections stay
+//! open); a bad file is reported with its line and the old routes stay.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,12 +87,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let gateway = std::sync::Arc::new(gateway);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    match gateway.serve(stopped).await {
+    match std::sync::Arc::clone(&gateway).serve(stopped).await {
         Ok(bound) => println!("listening on {bound}"),
         Err(e) => {
             eprintln!("gateway: {e}");
             return ExitCode::FAILURE;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hangup) = signal(SignalKind::hangup()) {
+            let gateway = std::sync::Arc::clone(&gateway);
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    match Config::load(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|config| gateway.reload(config).map_err(|e| e.to_string()))
+                    {
+                        Ok(()) => eprintln!("gateway: reloaded {}", path.display()),
+                        Err(e) => {
+                            eprintln!("gateway: reload refused, the old configuration stays: {e}");
+                        }
+                    }
+                }
+            });
         }
     }
     stop_signal().await;
