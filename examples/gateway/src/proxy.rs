@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -169,7 +169,12 @@ fn build(
             let factor = upstream.map_or(1.25, |u| u.balance_factor);
             let proxy = Proxy {
                 client: client.clone(),
-                balancer: Arc::new(Balancer::new(&servers, factor)),
+                balancer: Arc::new(Balancer::with_ejection(
+                    &servers,
+                    factor,
+                    upstream.map_or(5, |u| u.eject_after),
+                )),
+                retries: route.retries,
                 hash_key: upstream.map_or(KeySource::Path, |u| u.hash_key.clone()),
                 cache: route.cache.and_then(|c| cache(c.max_bytes)),
             };
@@ -420,18 +425,76 @@ pub struct Balancer {
     servers: Vec<SocketAddr>,
     in_flight: Vec<AtomicU64>,
     factor: f64,
+    /// Passive health: consecutive failures, and until when (ms since
+    /// `epoch`) a server is left out.
+    failures: Vec<AtomicU32>,
+    ejected_until: Vec<AtomicU64>,
+    eject_after: u32,
+    epoch: std::time::Instant,
 }
 
+/// How long a server that failed `eject_after` times in a row is left
+/// out; then one request probes it (one more failure leaves it out again).
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
+
 impl Balancer {
-    /// A balancer over `servers` with balance factor `factor` (above 1).
+    /// A balancer over `servers` with balance factor `factor` (above 1),
+    /// leaving a server out after 5 failures in a row.
     pub fn new(servers: &[SocketAddr], factor: f64) -> Balancer {
+        Balancer::with_ejection(servers, factor, 5)
+    }
+
+    /// As [`new`](Self::new), leaving a server out after `eject_after`
+    /// failures in a row (for [`EJECT_FOR`]).
+    pub fn with_ejection(servers: &[SocketAddr], factor: f64, eject_after: u32) -> Balancer {
         let mut ring: HashRing<String> = HashRing::new();
         for server in servers {
             let _ = ring.add(server.to_string());
         }
         let servers: Vec<SocketAddr> = ring.nodes().filter_map(|n| n.parse().ok()).collect();
-        let in_flight = servers.iter().map(|_| AtomicU64::new(0)).collect();
-        Balancer { ring, servers, in_flight, factor: factor.max(1.0 + 1e-9) }
+        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        Balancer {
+            ring,
+            in_flight: zeros(servers.len()),
+            ejected_until: zeros(servers.len()),
+            failures: (0..servers.len()).map(|_| AtomicU32::new(0)).collect(),
+            servers,
+            factor: factor.max(1.0 + 1e-9),
+            eject_after: eject_after.max(1),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn usable(&self, index: usize, avoid: &[usize]) -> bool {
+        !avoid.contains(&index)
+            && self.ejected_until[index].load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    /// Records how a request to the server of `guard` went: a success
+    /// clears its failures; `eject_after` failures in a row leave it out
+    /// for [`EJECT_FOR`].
+    pub fn report(&self, guard: &InFlight<'_>, ok: bool) {
+        let i = guard.index;
+        if ok {
+            self.failures[i].store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.failures[i].fetch_add(1, Ordering::Relaxed) + 1 >= self.eject_after {
+            let until = self.now_ms() + u64::try_from(EJECT_FOR.as_millis()).unwrap_or(u64::MAX);
+            self.ejected_until[i].store(until, Ordering::Relaxed);
+            // After the pause, one failure is enough to leave it out again.
+            self.failures[i].store(self.eject_after - 1, Ordering::Relaxed);
+            tracing::warn!(server = %self.servers[i], "upstream left out after failures in a row");
+        }
+    }
+
+    /// Whether a server is left out now.
+    pub fn is_ejected(&self, server: SocketAddr) -> bool {
+        self.servers.iter().position(|s| *s == server).is_some_and(|i| !self.usable(i, &[]))
     }
 
     /// The server a key goes to when nothing is in flight.
@@ -442,8 +505,32 @@ impl Balancer {
     /// Picks the server for `key` now and counts a request in flight on
     /// it until the returned guard is dropped.
     pub fn pick(&self, key: &[u8]) -> Option<InFlight<'_>> {
+        self.pick_avoiding(key, &[])
+    }
+
+    /// As [`pick`](Self::pick), but not the servers at `avoid` (tried
+    /// already) nor those left out, unless no other is left: the bounded
+    /// choice first, then the next distinct servers clockwise (the key's
+    /// replicas).
+    pub fn pick_avoiding(&self, key: &[u8], avoid: &[usize]) -> Option<InFlight<'_>> {
         let loads: Vec<u64> = self.in_flight.iter().map(|l| l.load(Ordering::Relaxed)).collect();
-        let index = self.ring.bounded_index(hash_key(key), &loads, self.factor).ok()?;
+        let mut index = self.ring.bounded_index(hash_key(key), &loads, self.factor).ok()?;
+        if !self.usable(index, avoid) {
+            let next = self
+                .ring
+                .replicas(key, self.servers.len())
+                .filter_map(|node| node.parse::<SocketAddr>().ok())
+                .filter_map(|server| self.servers.iter().position(|s| *s == server))
+                .find(|i| self.usable(*i, avoid));
+            match next {
+                Some(i) => index = i,
+                // Everything tried or left out: a new server for a retry
+                // if there is one, else the bounded choice.
+                None => {
+                    index = (0..self.servers.len()).find(|i| !avoid.contains(i)).unwrap_or(index);
+                }
+            }
+        }
         self.in_flight[index].fetch_add(1, Ordering::Relaxed);
         Some(InFlight { balancer: self, index })
     }
@@ -466,6 +553,11 @@ impl InFlight<'_> {
     pub fn server(&self) -> SocketAddr {
         self.balancer.servers[self.index]
     }
+
+    /// The server's index (to avoid it on a retry).
+    pub fn index(&self) -> usize {
+        self.index
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -483,6 +575,7 @@ struct Proxy {
     balancer: Arc<Balancer>,
     hash_key: KeySource,
     cache: Option<Arc<Cache>>,
+    retries: u32,
 }
 
 impl Proxy {
@@ -547,17 +640,8 @@ impl Proxy {
     async fn send(&mut self, request: Request<Body>) -> Response<Body> {
         let key = key_of(&self.hash_key, &request).unwrap_or_default();
         let balancer = Arc::clone(&self.balancer);
-        let Some(in_flight) = balancer.pick(key.as_bytes()) else {
-            return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
-        };
-        let server = in_flight.server();
         let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = format!("http://{server}{path}").parse() else {
-            return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
-        };
-        parts.uri = uri;
         strip_hop_by_hop(&mut parts.headers);
         if let Some(ip) = peer {
             let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
@@ -569,17 +653,49 @@ impl Proxy {
                 parts.headers.insert(HeaderName::from_static("x-forwarded-for"), value);
             }
         }
-        match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, Body::new(body))
-            }
-            Err(error) => {
-                tracing::warn!(%server, %error, "upstream failed");
-                plain(StatusCode::BAD_GATEWAY, "the upstream did not answer")
+        // Only a request that can be sent again unchanged is retried: an
+        // idempotent method and no body.
+        let idempotent = matches!(
+            parts.method,
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::OPTIONS
+                | http::Method::DELETE
+                | http::Method::PUT
+        );
+        let bodiless = !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let retries = if idempotent && bodiless { self.retries } else { 0 };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let mut body = Some(body);
+        let mut tried = Vec::new();
+        for _ in 0..=retries {
+            let Some(in_flight) = balancer.pick_avoiding(key.as_bytes(), &tried) else {
+                return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
+            };
+            let server = in_flight.server();
+            let Ok(uri) = format!("http://{server}{target}").parse::<http::Uri>() else {
+                return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
+            };
+            let mut request = Request::new(body.take().unwrap_or_else(Body::empty));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = parts.headers.clone();
+            match self.client.request(request).await {
+                Ok(response) => {
+                    balancer.report(&in_flight, true);
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Response::from_parts(parts, Body::new(body));
+                }
+                Err(error) => {
+                    balancer.report(&in_flight, false);
+                    tracing::warn!(%server, %error, "upstream failed");
+                    tried.push(in_flight.index());
+                }
             }
         }
+        plain(StatusCode::BAD_GATEWAY, "the upstream did not answer")
     }
 }
 
