@@ -694,24 +694,7 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
-        let mut init = Some(init);
-        loop {
-            match self.begin(&key) {
-                Ok(v) => return Ok(v),
-                Err(Role::Lead(flight)) => {
-                    let guard = LeadGuard { cache: self, key: &key, flight, done: false };
-                    let Some(init) = init.take() else { unreachable!("a caller leads once") };
-                    let result = init.await;
-                    return settle(guard, result);
-                }
-                Err(Role::Wait(flight)) => {
-                    let outcome = WaitFlight { flight: &flight }.await;
-                    if let Some(result) = waiter_result(outcome) {
-                        return result;
-                    }
-                }
-            }
-        }
+        self.load_async(key, async move { init.await.map(|v| (v, Keep::Default)) }).await
     }
 
     /// Async single flight for an infallible loader.
@@ -754,6 +737,20 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<(V, Option<Duration>), E>>,
     {
+        let keep = |ttl: Option<Duration>| match ttl {
+            Some(ttl) if !ttl.is_zero() => Keep::For(ttl),
+            _ => Keep::Not,
+        };
+        self.load_async(key, async move { init.await.map(|(v, ttl)| (v, keep(ttl))) }).await
+    }
+
+    /// The async single flight both async loaders share: `init` also says
+    /// how its value is kept.
+    async fn load_async<E, F>(&self, key: K, init: F) -> Result<V, std::sync::Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<(V, Keep), E>>,
+    {
         let mut init = Some(init);
         loop {
             match self.begin(&key) {
@@ -762,11 +759,7 @@ where
                     let guard = LeadGuard { cache: self, key: &key, flight, done: false };
                     let Some(init) = init.take() else { unreachable!("a caller leads once") };
                     return match init.await {
-                        Ok((v, ttl)) => {
-                            let keep = match ttl {
-                                Some(ttl) if !ttl.is_zero() => Keep::For(ttl),
-                                _ => Keep::Not,
-                            };
+                        Ok((v, keep)) => {
                             guard.complete_keeping(Outcome::Ready(v.clone()), keep);
                             Ok(v)
                         }
@@ -778,7 +771,8 @@ where
                     };
                 }
                 Err(Role::Wait(flight)) => {
-                    if let Some(result) = waiter_result((WaitFlight { flight: &flight }).await) {
+                    let outcome = WaitFlight { flight: &flight }.await;
+                    if let Some(result) = waiter_result(outcome) {
                         return result;
                     }
                 }

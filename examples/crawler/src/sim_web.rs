@@ -618,6 +618,30 @@ pub struct LogReport {
     pub overlapping: usize,
 }
 
+impl LogReport {
+    /// The politeness rules broken (spacing, crawl-delays, Retry-After,
+    /// overlap), one line each; empty when the crawl was polite.
+    pub fn impolite(&self) -> Vec<String> {
+        let mut broken = Vec::new();
+        for (a, b, want) in &self.too_close {
+            broken.push(format!("closer than {want:?}: {a:?} then {b:?}"));
+        }
+        for (a, b) in &self.crawl_delay_broken {
+            broken.push(format!("crawl-delay broken: {a:?} then {b:?}"));
+        }
+        for (a, b) in &self.retry_after_broken {
+            broken.push(format!("Retry-After broken: {a:?} then {b:?}"));
+        }
+        if self.overlapping > 0 {
+            broken.push(format!(
+                "{} requests while another to the address was in flight",
+                self.overlapping
+            ));
+        }
+        broken
+    }
+}
+
 impl SimWeb {
     /// Checks the log against politeness: requests to one address at least
     /// `delay(address)` apart (arrival to arrival, less `tolerance`), the

@@ -191,21 +191,8 @@ fn judge(web: &SimWeb, lost: &HashSet<String>, killed: Option<&str>) {
     let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
     assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
     let report = web.report(|_| DELAY, TOLERANCE);
-    assert!(
-        report.too_close.is_empty(),
-        "closer than the delay across workers: {:?}",
-        report.too_close
-    );
-    assert!(
-        report.crawl_delay_broken.is_empty(),
-        "crawl-delay broken: {:?}",
-        report.crawl_delay_broken
-    );
-    assert!(
-        report.retry_after_broken.is_empty(),
-        "Retry-After broken: {:?}",
-        report.retry_after_broken
-    );
+    let impolite = report.impolite();
+    assert!(impolite.is_empty(), "{}", impolite.join("\n"));
     let mut explained = 0;
     for ((host, path), times) in &report.repeats {
         let url = format!("http://{host}{path}");
