@@ -92,9 +92,11 @@ impl Default for Options {
             concurrency: 256,
             max_depth: 16,
             max_pages_per_host: 1000,
-            max_attempts: 6,
+            // A demo against sim-web should end in seconds: its dead host
+            // and hanging page cost attempts x timeout each.
+            max_attempts: 3,
             sim: SimConfig::default(),
-            fetch_timeout: Duration::from_secs(5),
+            fetch_timeout: Duration::from_secs(2),
             backoff: Duration::from_millis(500),
             lease: Duration::from_secs(10),
             partitions: 16,
