@@ -15,7 +15,7 @@
 //!   headers stripped; header and body limits.
 //! * [`metrics`]: counts per route and status class, limiter decisions,
 //!   cache hits, latencies; `GET /metrics` in Prometheus's text format.
-//! * [`upstream_sim`]: a test upstream.
+//! * [`upstream_sim`]: a test upstream; [`demo`]: `gateway-demo`.
 //!
 //! ```
 //! use sysblocks_gateway::config::Config;
@@ -39,6 +39,7 @@
 //! ```
 
 pub mod config;
+pub mod demo;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream_sim;
