@@ -386,10 +386,8 @@ pub async fn run(o: Options, stop: watch::Receiver<bool>) -> Result<(), String> 
         let config = crawl_config(&o);
         let report = web.report(|_| config.frontier.default_delay, Duration::from_millis(5));
         let expected = web.expected();
-        let seen: std::collections::BTreeSet<(String, String)> =
-            web.log().into_iter().map(|l| (l.host, l.path)).collect();
-        let missing = expected.difference(&seen).count();
-        let forbidden = seen.iter().filter(|(_, p)| SimWeb::forbidden(p)).count();
+        let missing = web.unfetched().len();
+        let forbidden = web.forbidden_asked().len();
         println!(
             "sim-web saw {} requests: {} of {} expected pages fetched, {} repeated, {} disallowed asked for, \
              {} pairs closer than the delay, {} crawl-delays and {} Retry-Afters broken, {} overlapping",

@@ -534,19 +534,6 @@ impl Cluster {
         Ok(true)
     }
 
-    /// Tasks that ended in the dead letters (URLs given up on), over all
-    /// partitions.
-    ///
-    /// # Errors
-    /// Redis failing.
-    pub async fn dead(&self) -> Result<u64, SchedulerError> {
-        let mut dead = 0;
-        for backend in &self.backends {
-            dead += backend.counts().await?.dead;
-        }
-        Ok(dead)
-    }
-
     /// Leaves the crawl: releases what is held, removes the heartbeat.
     pub async fn leave(&mut self) {
         let now = now_ms();

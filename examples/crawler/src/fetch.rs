@@ -229,11 +229,6 @@ impl Fetcher {
         Fetcher { config, idle: Mutex::default() }
     }
 
-    /// The limits.
-    pub fn config(&self) -> &FetchConfig {
-        &self.config
-    }
-
     /// GETs `url` from `address`, reading at most `max_body` bytes of an
     /// HTML body (of `text/plain` too when `want_text`, for robots.txt).
     ///

@@ -304,6 +304,21 @@ impl SimWeb {
         expected
     }
 
+    /// The expected `(host, path)`s no request asked for.
+    pub fn unfetched(&self) -> Vec<(String, String)> {
+        let fetched: BTreeSet<(String, String)> =
+            self.log().into_iter().map(|l| (l.host, l.path)).collect();
+        self.expected().difference(&fetched).cloned().collect()
+    }
+
+    /// The `(host, path)`s asked for that a polite crawler never asks for
+    /// (see [`forbidden`](Self::forbidden)).
+    pub fn forbidden_asked(&self) -> Vec<(String, String)> {
+        let asked: BTreeSet<(String, String)> =
+            self.log().into_iter().map(|l| (l.host, l.path)).collect();
+        asked.into_iter().filter(|(_, path)| SimWeb::forbidden(path)).collect()
+    }
+
     /// Whether a polite crawler must never ask for `path`: robots.txt
     /// disallows it (`/private/`, and all of `badrobots.sim`'s robots is
     /// garbage, so nothing there is disallowed) or it was only linked with

@@ -7,7 +7,7 @@
 //! closer than its delay across all workers, Retry-After respected, the
 //! trap and the redirect loops bounded.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -184,11 +184,9 @@ async fn until_requests(web: &SimWeb, n: usize) {
 /// requests may be repeated.
 fn judge(web: &SimWeb, lost: &HashSet<String>, killed: Option<&str>) {
     let log = web.log();
-    let fetched: BTreeSet<(String, String)> =
-        log.iter().map(|l| (l.host.clone(), l.path.clone())).collect();
-    let missing: Vec<_> = web.expected().difference(&fetched).cloned().collect();
+    let missing = web.unfetched();
     assert!(missing.is_empty(), "not fetched: {missing:?}");
-    let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
+    let forbidden = web.forbidden_asked();
     assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
     let report = web.report(|_| DELAY, TOLERANCE);
     let impolite = report.impolite();

@@ -3,7 +3,6 @@
 //! asked for, no two requests to one address closer than its delay, and
 //! the traps, errors and junk bounded.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,11 +42,9 @@ async fn one_worker_crawls_sim_web_politely_and_completely() {
             .unwrap();
     println!("{summary}");
     let log = web.log();
-    let fetched: BTreeSet<(String, String)> =
-        log.iter().map(|l| (l.host.clone(), l.path.clone())).collect();
-    let missing: Vec<_> = web.expected().difference(&fetched).cloned().collect();
+    let missing = web.unfetched();
     assert!(missing.is_empty(), "not fetched: {missing:?}");
-    let forbidden: Vec<_> = fetched.iter().filter(|(_, p)| SimWeb::forbidden(p)).collect();
+    let forbidden = web.forbidden_asked();
     assert!(forbidden.is_empty(), "disallowed or nofollow fetched: {forbidden:?}");
     let report = web.report(|_| Duration::from_millis(20), TOLERANCE);
     let impolite = report.impolite();

@@ -8,8 +8,6 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -121,35 +119,7 @@ async fn load(
     total: usize,
 ) -> Vec<(StatusCode, http::HeaderMap)> {
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, next, gateways, path) =
-            (client.clone(), Arc::clone(&next), gateways.to_vec(), path.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut answers = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    return answers;
-                }
-                let gateway = gateways[i % gateways.len()];
-                let request = Request::get(format!("http://{gateway}{path}"))
-                    .header("x-api-key", "team-a")
-                    .body(Body::empty())
-                    .unwrap();
-                let response = client.request(request).await.expect("the gateway answers");
-                let (parts, body) = response.into_parts();
-                let _ = body.collect().await;
-                answers.push((parts.status, parts.headers));
-            }
-        }));
-    }
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.extend(task.await.unwrap());
-    }
-    answers
+    sysblocks_gateway::demo::load(&client, gateways, path, clients, total).await
 }
 
 /// Waits, if the next minute starts within 10 s, until it has started: the
