@@ -40,6 +40,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream_sim;

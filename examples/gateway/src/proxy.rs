@@ -38,6 +38,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{Config, KeySource, OnFailure, Route, RouteLimit};
+use crate::framing::Watched;
 use crate::metrics::{Metrics, Outcome as MetricsOutcome};
 use sysblocks_sharded_counter::{KeyedBatchConfig, KeyedBatchedCounter};
 
@@ -59,6 +60,48 @@ const HOP_BY_HOP: [&str; 8] = [
 /// The client's address, put in each request's extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
+
+/// How much body a request may bring and by when, put in each request's
+/// extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// At most this many bytes (beyond: 413).
+    pub max_bytes: u64,
+    /// All of it by then (beyond: 408).
+    pub deadline: tokio::time::Instant,
+}
+
+/// Reads a request body whole, within `limits` (none: 1 MiB, 10 s). The
+/// gateway reads a body before it picks an upstream, as nginx does by
+/// default: a client that sends slowly holds no upstream connection, a
+/// body too large is refused before any upstream sees it, and a request
+/// with a body can be sent again to another server.
+///
+/// # Errors
+/// The answer to give the client: 413 past the byte limit, 408 past the
+/// deadline, 400 for a body that breaks off or is malformed.
+pub async fn read_body(
+    body: Body,
+    limits: Option<BodyLimits>,
+) -> Result<bytes::Bytes, Response<Body>> {
+    use http_body_util::BodyExt;
+    let limits = limits.unwrap_or(BodyLimits {
+        max_bytes: 1 << 20,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(10),
+    });
+    let max = usize::try_from(limits.max_bytes).unwrap_or(usize::MAX);
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout_at(limits.deadline, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over the limit"))
+        }
+        Ok(Err(_)) => Err(plain(StatusCode::BAD_REQUEST, "the request body broke off")),
+        Err(_) => {
+            Err(plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))
+        }
+    }
+}
 
 /// A gateway built from a [`Config`].
 pub struct Gateway {
@@ -217,12 +260,35 @@ impl Gateway {
                 };
                 let gateway = Arc::clone(&gateway);
                 tokio::spawn(async move {
+                    let stream = Watched::new(stream);
+                    let conflicts = stream.conflicts();
+                    let requests = AtomicU64::new(0);
                     let service = hyper::service::service_fn(
                         move |request: Request<hyper::body::Incoming>| {
                             let gateway = Arc::clone(&gateway);
+                            // hyper answers one request of a connection at
+                            // a time, so this counts along with the watcher.
+                            let index = requests.fetch_add(1, Ordering::Relaxed);
+                            let smuggling = conflicts.is_conflicting(index);
                             async move {
+                                if smuggling {
+                                    gateway.metrics.unrouted();
+                                    let mut refused = plain(
+                                        StatusCode::BAD_REQUEST,
+                                        "Content-Length and Transfer-Encoding together are refused",
+                                    );
+                                    refused.headers_mut().insert(
+                                        header::CONNECTION,
+                                        HeaderValue::from_static("close"),
+                                    );
+                                    return Ok::<_, Infallible>(refused);
+                                }
                                 let mut request = request.map(Body::new);
                                 request.extensions_mut().insert(Peer(peer));
+                                request.extensions_mut().insert(BodyLimits {
+                                    max_bytes: limits.max_body_bytes,
+                                    deadline: tokio::time::Instant::now() + limits.body_timeout(),
+                                });
                                 Ok::<_, Infallible>(gateway.handle(request).await)
                             }
                         },
@@ -653,8 +719,16 @@ impl Proxy {
                 parts.headers.insert(HeaderName::from_static("x-forwarded-for"), value);
             }
         }
-        // Only a request that can be sent again unchanged is retried: an
-        // idempotent method and no body.
+        // The body is read whole first (see `read_body`), so it can be
+        // sent again; only an idempotent method is.
+        let body = match read_body(body, parts.extensions.get::<BodyLimits>().copied()).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        // (Transfer-Encoding went with the hop-by-hop headers.)
+        if !body.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         let idempotent = matches!(
             parts.method,
             http::Method::GET
@@ -663,11 +737,8 @@ impl Proxy {
                 | http::Method::DELETE
                 | http::Method::PUT
         );
-        let bodiless = !parts.headers.contains_key(header::CONTENT_LENGTH)
-            && !parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let retries = if idempotent && bodiless { self.retries } else { 0 };
+        let retries = if idempotent { self.retries } else { 0 };
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let mut body = Some(body);
         let mut tried = Vec::new();
         for _ in 0..=retries {
             let Some(in_flight) = balancer.pick_avoiding(key.as_bytes(), &tried) else {
@@ -677,7 +748,7 @@ impl Proxy {
             let Ok(uri) = format!("http://{server}{target}").parse::<http::Uri>() else {
                 return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
             };
-            let mut request = Request::new(body.take().unwrap_or_else(Body::empty));
+            let mut request = Request::new(Body::from(body.clone()));
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = uri;
             *request.headers_mut() = parts.headers.clone();
