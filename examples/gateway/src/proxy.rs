@@ -12,6 +12,7 @@
 //!               hop-by-hop headers stripped both ways, X-Forwarded-For added
 //! ```
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,6 +118,7 @@ pub struct Gateway {
 struct Routes {
     config: Config,
     handlers: Vec<Handler>,
+    balancers: HashMap<String, Arc<Balancer>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -172,7 +174,7 @@ impl Gateway {
             ),
             None => None,
         };
-        let routes = build(config, &client, redis.as_ref())?;
+        let routes = build(config, &client, redis.as_ref(), None)?;
         Ok(Gateway {
             current: std::sync::RwLock::new(Arc::new(routes)),
             metrics: Metrics::new(shared),
@@ -192,7 +194,7 @@ impl Gateway {
     /// # Errors
     /// A limit that cannot be built: the old configuration stays.
     pub fn reload(&self, config: Config) -> Result<(), GatewayError> {
-        let routes = build(config, &self.client, self.redis.as_ref())?;
+        let routes = build(config, &self.client, self.redis.as_ref(), Some(&self.current()))?;
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
         Ok(())
     }
@@ -203,20 +205,33 @@ fn build(
     config: Config,
     client: &Client<HttpConnector, Body>,
     redis: Option<&RedisConnection>,
+    previous: Option<&Routes>,
 ) -> Result<Routes, GatewayError> {
     {
+        // One balancer per upstream group, shared by the routes to it (the
+        // in-flight counts and the health are the group's), and kept
+        // across a reload that leaves the group as it was.
+        let mut balancers: HashMap<String, Arc<Balancer>> = HashMap::new();
+        for upstream in &config.upstreams {
+            let spec = (upstream.servers.clone(), upstream.balance_factor, upstream.eject_after);
+            let kept = previous
+                .and_then(|p| p.balancers.get(&upstream.name))
+                .filter(|b| b.spec == spec)
+                .cloned();
+            let balancer =
+                kept.unwrap_or_else(|| Arc::new(Balancer::with_ejection(&spec.0, spec.1, spec.2)));
+            balancers.insert(upstream.name.clone(), balancer);
+        }
         let mut routes = Vec::new();
         for route in &config.routes {
             let upstream = config.upstream(&route.upstream);
-            let servers = upstream.map(|u| u.servers.clone()).unwrap_or_default();
-            let factor = upstream.map_or(1.25, |u| u.balance_factor);
+            let balancer = match balancers.get(&route.upstream) {
+                Some(balancer) => Arc::clone(balancer),
+                None => Arc::new(Balancer::new(&[], 1.25)),
+            };
             let proxy = Proxy {
                 client: client.clone(),
-                balancer: Arc::new(Balancer::with_ejection(
-                    &servers,
-                    factor,
-                    upstream.map_or(5, |u| u.eject_after),
-                )),
+                balancer,
                 retries: route.retries,
                 hash_key: upstream.map_or(KeySource::Path, |u| u.hash_key.clone()),
                 cache: route.cache.and_then(|c| cache(c.max_bytes)),
@@ -230,7 +245,7 @@ fn build(
             };
             routes.push(handler);
         }
-        Ok(Routes { config, handlers: routes })
+        Ok(Routes { config, handlers: routes, balancers })
     }
 }
 
@@ -497,6 +512,9 @@ pub struct Balancer {
     ejected_until: Vec<AtomicU64>,
     eject_after: u32,
     epoch: std::time::Instant,
+    /// What it was built from (the servers as given, the factor, the
+    /// ejection count), to keep it across reloads that do not change it.
+    spec: (Vec<SocketAddr>, f64, u32),
 }
 
 /// How long a server that failed `eject_after` times in a row is left
@@ -513,6 +531,7 @@ impl Balancer {
     /// As [`new`](Self::new), leaving a server out after `eject_after`
     /// failures in a row (for [`EJECT_FOR`]).
     pub fn with_ejection(servers: &[SocketAddr], factor: f64, eject_after: u32) -> Balancer {
+        let servers_given = servers.to_vec();
         let mut ring: HashRing<String> = HashRing::new();
         for server in servers {
             let _ = ring.add(server.to_string());
@@ -528,6 +547,7 @@ impl Balancer {
             factor: factor.max(1.0 + 1e-9),
             eject_after: eject_after.max(1),
             epoch: std::time::Instant::now(),
+            spec: (servers_given, factor, eject_after),
         }
     }
 
@@ -795,5 +815,53 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in HOP_BY_HOP.iter().map(|n| (*n).to_owned()).chain(named) {
         headers.remove(name.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(servers: &str) -> Config {
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+[[upstream]]
+name = "api"
+servers = [{servers}]
+[[upstream]]
+name = "static"
+servers = ["127.0.0.1:9100"]
+[[route]]
+prefix = "/a"
+upstream = "api"
+[[route]]
+prefix = "/b"
+upstream = "api"
+"#
+        );
+        Config::parse("test.toml", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_to_one_upstream_share_its_balancer_across_reloads() {
+        let gateway = Gateway::new(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#), None).unwrap();
+        let before = gateway.current();
+        let api = Arc::clone(&before.balancers["api"]);
+        // Loads and health are the group's: a request in flight through one
+        // route counts for the other.
+        let held = api.pick(b"k").unwrap();
+        assert_eq!(api.loads().iter().sum::<u64>(), 1);
+
+        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#)).unwrap();
+        let same = gateway.current();
+        assert!(Arc::ptr_eq(&api, &same.balancers["api"]), "an unchanged group is kept");
+        assert_eq!(same.balancers["api"].loads().iter().sum::<u64>(), 1);
+        drop(held);
+
+        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9003""#)).unwrap();
+        let changed = gateway.current();
+        assert!(!Arc::ptr_eq(&api, &changed.balancers["api"]), "a changed group is new");
+        assert!(Arc::ptr_eq(&before.balancers["static"], &changed.balancers["static"]));
     }
 }
