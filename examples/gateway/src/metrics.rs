@@ -38,6 +38,13 @@ pub struct Metrics {
     shared: Option<KeyedBatchedCounter>,
 }
 
+/// One route's counters, from [`Metrics::route`].
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    name: Arc<str>,
+    counts: Arc<RouteCounts>,
+}
+
 /// How one request went, for the counters.
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome {
@@ -82,7 +89,19 @@ impl Metrics {
 
     /// Counts one request of `route`.
     pub fn record(&self, route: &str, outcome: Outcome) {
-        let counts = self.counts(route);
+        self.record_for(&self.route(route), outcome);
+    }
+
+    /// A route's counters, to count its requests without looking the
+    /// route up each time.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics { name: route.into(), counts: self.counts(route) }
+    }
+
+    /// Counts one request of the route of `route`.
+    pub fn record_for(&self, route: &RouteMetrics, outcome: Outcome) {
+        let counts = &route.counts;
+        let route = &*route.name;
         let class = usize::from(outcome.status / 100).clamp(1, 5) - 1;
         counts.classes[class].add(1);
         match outcome.admitted {

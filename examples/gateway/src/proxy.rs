@@ -40,23 +40,43 @@ use tower_service::Service;
 
 use crate::config::{Config, KeySource, OnFailure, Route, RouteLimit};
 use crate::framing::Watched;
-use crate::metrics::{Metrics, Outcome as MetricsOutcome};
+use crate::metrics::{Metrics, Outcome as MetricsOutcome, RouteMetrics};
 use sysblocks_sharded_counter::{KeyedBatchConfig, KeyedBatchedCounter};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Arc<dyn Fn(Request<Body>) -> BoxFuture<Response<Body>> + Send + Sync>;
 
 /// The hop-by-hop headers (RFC 9110, 7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_SHADOW: HeaderName = HeaderName::from_static("ratelimit-shadow");
+
+/// A listening socket on `address` that other threads may also bind
+/// (`SO_REUSEPORT`, on Unix).
+fn shared_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
 
 /// The client's address, put in each request's extensions.
 #[derive(Debug, Clone, Copy)]
@@ -111,13 +131,14 @@ pub struct Gateway {
     current: std::sync::RwLock<Arc<Routes>>,
     metrics: Metrics,
     redis: Option<RedisConnection>,
-    client: Client<HttpConnector, Body>,
 }
 
 /// One configuration's routes, ready to serve.
 struct Routes {
     config: Config,
     handlers: Vec<Handler>,
+    /// Each route's counters, in the order of `config.routes`.
+    counters: Vec<RouteMetrics>,
     balancers: HashMap<String, Arc<Balancer>>,
 }
 
@@ -160,9 +181,6 @@ impl Gateway {
     /// # Errors
     /// A limit that cannot be built.
     pub fn new(config: Config, redis: Option<RedisConnection>) -> Result<Gateway, GatewayError> {
-        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
         let shared = match &redis {
             Some(connection) => Some(
                 KeyedBatchedCounter::start(
@@ -174,13 +192,9 @@ impl Gateway {
             ),
             None => None,
         };
-        let routes = build(config, &client, redis.as_ref(), None)?;
-        Ok(Gateway {
-            current: std::sync::RwLock::new(Arc::new(routes)),
-            metrics: Metrics::new(shared),
-            redis,
-            client,
-        })
+        let metrics = Metrics::new(shared);
+        let routes = build(config, redis.as_ref(), None, &metrics)?;
+        Ok(Gateway { current: std::sync::RwLock::new(Arc::new(routes)), metrics, redis })
     }
 
     fn current(&self) -> Arc<Routes> {
@@ -194,7 +208,7 @@ impl Gateway {
     /// # Errors
     /// A limit that cannot be built: the old configuration stays.
     pub fn reload(&self, config: Config) -> Result<(), GatewayError> {
-        let routes = build(config, &self.client, self.redis.as_ref(), Some(&self.current()))?;
+        let routes = build(config, self.redis.as_ref(), Some(&self.current()), &self.metrics)?;
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
         Ok(())
     }
@@ -203,9 +217,9 @@ impl Gateway {
 /// Builds the handlers of `config`'s routes.
 fn build(
     config: Config,
-    client: &Client<HttpConnector, Body>,
     redis: Option<&RedisConnection>,
     previous: Option<&Routes>,
+    metrics: &Metrics,
 ) -> Result<Routes, GatewayError> {
     {
         // One balancer per upstream group, shared by the routes to it (the
@@ -230,7 +244,6 @@ fn build(
                 None => Arc::new(Balancer::new(&[], 1.25)),
             };
             let proxy = Proxy {
-                client: client.clone(),
                 balancer,
                 retries: route.retries,
                 hash_key: upstream.map_or(KeySource::Path, |u| u.hash_key.clone()),
@@ -245,79 +258,138 @@ fn build(
             };
             routes.push(handler);
         }
-        Ok(Routes { config, handlers: routes, balancers })
+        let counters = config.routes.iter().map(|r| metrics.route(&r.name)).collect();
+        Ok(Routes { config, handlers: routes, counters, balancers })
     }
 }
 
 impl Gateway {
-    /// Serves on the configured address until `stop` turns true; returns
-    /// the address bound.
+    /// Serves on the configured address, on the runtime it is called
+    /// on, until `stop` turns true; returns the address bound.
     ///
     /// # Errors
     /// The address cannot be bound.
     pub async fn serve(
         self: Arc<Self>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Result<SocketAddr, GatewayError> {
-        let listen = self.current().config.listen;
-        let limits = self.current().config.server;
-        let listener = TcpListener::bind(listen).await.map_err(GatewayError::Io)?;
+        let listener =
+            TcpListener::bind(self.current().config.listen).await.map_err(GatewayError::Io)?;
         let bound = listener.local_addr().map_err(GatewayError::Io)?;
-        let gateway = self;
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(_) => continue,
-                    },
-                    _ = stop.changed() => break,
-                };
-                let gateway = Arc::clone(&gateway);
-                tokio::spawn(async move {
-                    let stream = Watched::new(stream);
-                    let conflicts = stream.conflicts();
-                    let requests = AtomicU64::new(0);
-                    let service = hyper::service::service_fn(
-                        move |request: Request<hyper::body::Incoming>| {
-                            let gateway = Arc::clone(&gateway);
-                            // hyper answers one request of a connection at
-                            // a time, so this counts along with the watcher.
-                            let index = requests.fetch_add(1, Ordering::Relaxed);
-                            let smuggling = conflicts.is_conflicting(index);
-                            async move {
-                                if smuggling {
-                                    gateway.metrics.unrouted();
-                                    let mut refused = plain(
-                                        StatusCode::BAD_REQUEST,
-                                        "Content-Length and Transfer-Encoding together are refused",
-                                    );
-                                    refused.headers_mut().insert(
-                                        header::CONNECTION,
-                                        HeaderValue::from_static("close"),
-                                    );
-                                    return Ok::<_, Infallible>(refused);
-                                }
-                                let mut request = request.map(Body::new);
-                                request.extensions_mut().insert(Peer(peer));
-                                request.extensions_mut().insert(BodyLimits {
-                                    max_bytes: limits.max_body_bytes,
-                                    deadline: tokio::time::Instant::now() + limits.body_timeout(),
-                                });
-                                Ok::<_, Infallible>(gateway.handle(request).await)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(limits.header_timeout())
-                        .max_buf_size(limits.max_header_bytes.max(8192))
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        tokio::spawn(self.accept(listener, stop));
         Ok(bound)
+    }
+
+    /// Serves on `threads` threads, each with a single-threaded runtime of
+    /// its own, a listening socket of its own on the configured address
+    /// (`SO_REUSEPORT`: the kernel spreads the connections) and upstream
+    /// connections of its own, as nginx's workers do: a request never
+    /// leaves the thread that accepted it. Returns the address bound and
+    /// the threads, which end when `stop` turns true.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or a thread cannot start.
+    pub fn serve_threads(
+        self: Arc<Self>,
+        threads: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(SocketAddr, Vec<std::thread::JoinHandle<()>>), GatewayError> {
+        let mut address = self.current().config.listen;
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+            let gateway = Arc::clone(&self);
+            let stop = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("gateway-{i}"))
+                .spawn(move || {
+                    let runtime =
+                        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            Ok(runtime) => runtime,
+                            Err(e) => {
+                                let _ = bound_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                    runtime.block_on(async move {
+                        match shared_listener(address) {
+                            Ok(listener) => {
+                                let _ = bound_tx.send(listener.local_addr());
+                                gateway.accept(listener, stop).await;
+                            }
+                            Err(e) => {
+                                let _ = bound_tx.send(Err(e));
+                            }
+                        }
+                    });
+                })
+                .map_err(GatewayError::Io)?;
+            let bound = bound_rx
+                .recv()
+                .map_err(|_| GatewayError::Io(std::io::Error::other("a server thread ended")))
+                .and_then(|b| b.map_err(GatewayError::Io))?;
+            // The first thread may have been given any free port: the
+            // others take the same one.
+            address = bound;
+            handles.push(handle);
+        }
+        Ok((address, handles))
+    }
+
+    /// Accepts connections until `stop` turns true.
+    async fn accept(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let limits = self.current().config.server;
+        let gateway = self;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(_) => continue,
+                },
+                _ = stop.changed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = Arc::clone(&gateway);
+            tokio::spawn(async move {
+                let stream = Watched::new(stream);
+                let conflicts = stream.conflicts();
+                let requests = AtomicU64::new(0);
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let gateway = Arc::clone(&gateway);
+                        // hyper answers one request of a connection at
+                        // a time, so this counts along with the watcher.
+                        let index = requests.fetch_add(1, Ordering::Relaxed);
+                        let smuggling = conflicts.is_conflicting(index);
+                        async move {
+                            if smuggling {
+                                gateway.metrics.unrouted();
+                                let mut refused = plain(
+                                    StatusCode::BAD_REQUEST,
+                                    "Content-Length and Transfer-Encoding together are refused",
+                                );
+                                refused
+                                    .headers_mut()
+                                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                                return Ok::<_, Infallible>(refused);
+                            }
+                            let mut request = request.map(Body::new);
+                            request.extensions_mut().insert(Peer(peer));
+                            request.extensions_mut().insert(BodyLimits {
+                                max_bytes: limits.max_body_bytes,
+                                deadline: tokio::time::Instant::now() + limits.body_timeout(),
+                            });
+                            Ok::<_, Infallible>(gateway.handle(request).await)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout())
+                    .max_buf_size(limits.max_header_bytes.max(8192))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     }
 
     /// Answers one request.
@@ -333,9 +405,7 @@ impl Gateway {
         {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over the limit");
         }
-        let host =
-            request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
-        let path = request.uri().path().to_owned();
+        let path = request.uri().path();
         if path == "/metrics" && request.method() == http::Method::GET {
             let mut response = Response::new(Body::from(self.metrics.render().await));
             response.headers_mut().insert(
@@ -344,8 +414,9 @@ impl Gateway {
             );
             return response;
         }
+        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
         let Some(index) = config
-            .route_for(host.as_deref(), &path)
+            .route_for(host, path)
             .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)))
         else {
             self.metrics.unrouted();
@@ -356,15 +427,15 @@ impl Gateway {
         let route = &config.routes[index];
         let headers = response.headers();
         let limited =
-            response.status() == StatusCode::TOO_MANY_REQUESTS && headers.contains_key("ratelimit");
+            response.status() == StatusCode::TOO_MANY_REQUESTS && headers.contains_key(RATELIMIT);
         let outcome = MetricsOutcome {
             status: response.status().as_u16(),
             admitted: route.limit.as_ref().map(|_| !limited),
-            shadow_refused: headers.contains_key("ratelimit-shadow"),
-            cache_hit: headers.get("x-cache").map(|v| v.as_bytes() == b"HIT"),
+            shadow_refused: headers.contains_key(RATELIMIT_SHADOW),
+            cache_hit: headers.get(X_CACHE).map(|v| v.as_bytes() == b"HIT"),
             latency: started.elapsed(),
         };
-        self.metrics.record(&route.name, outcome);
+        self.metrics.record_for(&current.counters[index], outcome);
         response
     }
 }
@@ -504,6 +575,8 @@ pub fn ttl_of(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
 pub struct Balancer {
     ring: HashRing<String>,
     servers: Vec<SocketAddr>,
+    /// The servers as URI authorities, made once.
+    authorities: Vec<http::uri::Authority>,
     in_flight: Vec<AtomicU64>,
     factor: f64,
     /// Passive health: consecutive failures, and until when (ms since
@@ -538,8 +611,13 @@ impl Balancer {
         }
         let servers: Vec<SocketAddr> = ring.nodes().filter_map(|n| n.parse().ok()).collect();
         let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        let authorities = servers
+            .iter()
+            .filter_map(|s| http::uri::Authority::try_from(s.to_string()).ok())
+            .collect();
         Balancer {
             ring,
+            authorities,
             in_flight: zeros(servers.len()),
             ejected_until: zeros(servers.len()),
             failures: (0..servers.len()).map(|_| AtomicU32::new(0)).collect(),
@@ -599,12 +677,23 @@ impl Balancer {
     /// choice first, then the next distinct servers clockwise (the key's
     /// replicas).
     pub fn pick_avoiding(&self, key: &[u8], avoid: &[usize]) -> Option<InFlight<'_>> {
-        let loads: Vec<u64> = self.in_flight.iter().map(|l| l.load(Ordering::Relaxed)).collect();
-        let mut index = self.ring.bounded_index(hash_key(key), &loads, self.factor).ok()?;
+        self.pick_hashed(hash_key(key), avoid)
+    }
+
+    /// As [`pick_avoiding`](Self::pick_avoiding), for a key already hashed
+    /// with `sysblocks_consistent_hash::hash_key`.
+    pub fn pick_hashed(&self, hash: u64, avoid: &[usize]) -> Option<InFlight<'_>> {
+        let mut index = if self.servers.len() == 1 {
+            0
+        } else {
+            let loads: Vec<u64> =
+                self.in_flight.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+            self.ring.bounded_index(hash, &loads, self.factor).ok()?
+        };
         if !self.usable(index, avoid) {
             let next = self
                 .ring
-                .replicas(key, self.servers.len())
+                .replicas_for_hash(hash, self.servers.len())
                 .filter_map(|node| node.parse::<SocketAddr>().ok())
                 .filter_map(|server| self.servers.iter().position(|s| *s == server))
                 .find(|i| self.usable(*i, avoid));
@@ -640,6 +729,11 @@ impl InFlight<'_> {
         self.balancer.servers[self.index]
     }
 
+    /// The server as a URI authority.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.balancer.authorities[self.index]
+    }
+
     /// The server's index (to avoid it on a retry).
     pub fn index(&self) -> usize {
         self.index
@@ -652,12 +746,33 @@ impl Drop for InFlight<'_> {
     }
 }
 
+thread_local! {
+    /// The upstream connections of this thread: each thread keeps its own
+    /// pool, so that a request and its upstream connection stay on one
+    /// thread (see [`Gateway::serve_threads`]).
+    static CLIENT: std::cell::OnceCell<Client<HttpConnector, Body>> =
+        const { std::cell::OnceCell::new() };
+}
+
+fn upstream_client() -> Client<HttpConnector, Body> {
+    CLIENT.with(|client| {
+        client
+            .get_or_init(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build(connector)
+            })
+            .clone()
+    })
+}
+
 /// Forwards requests to a server of one upstream group (by consistent
 /// hashing of the route key, with bounded loads), through the route's
 /// cache if it has one.
 #[derive(Clone)]
 struct Proxy {
-    client: Client<HttpConnector, Body>,
     balancer: Arc<Balancer>,
     hash_key: KeySource,
     cache: Option<Arc<Cache>>,
@@ -711,9 +826,7 @@ impl Proxy {
                 *response.status_mut() = cached.status;
                 *response.headers_mut() = cached.headers.clone();
                 let state = if led.load(Ordering::Relaxed) { "MISS" } else { "HIT" };
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(state));
+                response.headers_mut().insert(X_CACHE, HeaderValue::from_static(state));
                 response
             }
             Err(error) => {
@@ -724,26 +837,36 @@ impl Proxy {
     }
 
     async fn send(&mut self, request: Request<Body>) -> Response<Body> {
-        let key = key_of(&self.hash_key, &request).unwrap_or_default();
         let balancer = Arc::clone(&self.balancer);
+        let hash = match &self.hash_key {
+            KeySource::Path => hash_key(request.uri().path().as_bytes()),
+            source => hash_key(key_of(source, &request).unwrap_or_default().as_bytes()),
+        };
         let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if let Some(ip) = peer {
-            let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+            use std::fmt::Write as _;
+            let mut forwarded = String::with_capacity(48);
+            if let Some(earlier) = parts.headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
             {
-                Some(earlier) => format!("{earlier}, {ip}"),
-                None => ip.to_string(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&forwarded) {
-                parts.headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+                forwarded.push_str(earlier);
+                forwarded.push_str(", ");
+            }
+            let _ = write!(forwarded, "{ip}");
+            if let Ok(value) = HeaderValue::try_from(forwarded) {
+                parts.headers.insert(X_FORWARDED_FOR, value);
             }
         }
         // The body is read whole first (see `read_body`), so it can be
         // sent again; only an idempotent method is.
-        let body = match read_body(body, parts.extensions.get::<BodyLimits>().copied()).await {
-            Ok(body) => body,
-            Err(refused) => return refused,
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            bytes::Bytes::new()
+        } else {
+            match read_body(body, parts.extensions.get::<BodyLimits>().copied()).await {
+                Ok(body) => body,
+                Err(refused) => return refused,
+            }
         };
         // (Transfer-Encoding went with the hop-by-hop headers.)
         if !body.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
@@ -758,21 +881,30 @@ impl Proxy {
                 | http::Method::PUT
         );
         let retries = if idempotent { self.retries } else { 0 };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let target = parts.uri.path_and_query().cloned();
+        let mut headers = Some(parts.headers);
         let mut tried = Vec::new();
-        for _ in 0..=retries {
-            let Some(in_flight) = balancer.pick_avoiding(key.as_bytes(), &tried) else {
+        for attempt in 0..=retries {
+            let Some(in_flight) = balancer.pick_hashed(hash, &tried) else {
                 return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
             };
-            let server = in_flight.server();
-            let Ok(uri) = format!("http://{server}{target}").parse::<http::Uri>() else {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(in_flight.authority().clone());
+            uri.path_and_query = target.clone();
+            let Ok(uri) = http::Uri::from_parts(uri) else {
                 return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
             };
             let mut request = Request::new(Body::from(body.clone()));
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = uri;
-            *request.headers_mut() = parts.headers.clone();
-            match self.client.request(request).await {
+            // The headers are moved into the last attempt, copied before.
+            *request.headers_mut() = if attempt == retries {
+                headers.take().unwrap_or_default()
+            } else {
+                headers.clone().unwrap_or_default()
+            };
+            match upstream_client().request(request).await {
                 Ok(response) => {
                     balancer.report(&in_flight, true);
                     let (mut parts, body) = response.into_parts();
@@ -781,7 +913,7 @@ impl Proxy {
                 }
                 Err(error) => {
                     balancer.report(&in_flight, false);
-                    tracing::warn!(%server, %error, "upstream failed");
+                    tracing::warn!(server = %in_flight.server(), %error, "upstream failed");
                     tried.push(in_flight.index());
                 }
             }
@@ -807,61 +939,18 @@ impl Service<Request<Body>> for Proxy {
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+    // Most messages have none: one pass over the names finds out.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().map(|n| (*n).to_owned()).chain(named) {
-        headers.remove(name.as_str());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(servers: &str) -> Config {
-        let text = format!(
-            r#"
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "api"
-servers = [{servers}]
-[[upstream]]
-name = "static"
-servers = ["127.0.0.1:9100"]
-[[route]]
-prefix = "/a"
-upstream = "api"
-[[route]]
-prefix = "/b"
-upstream = "api"
-"#
-        );
-        Config::parse("test.toml", &text).unwrap()
-    }
-
-    #[tokio::test]
-    async fn routes_to_one_upstream_share_its_balancer_across_reloads() {
-        let gateway = Gateway::new(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#), None).unwrap();
-        let before = gateway.current();
-        let api = Arc::clone(&before.balancers["api"]);
-        // Loads and health are the group's: a request in flight through one
-        // route counts for the other.
-        let held = api.pick(b"k").unwrap();
-        assert_eq!(api.loads().iter().sum::<u64>(), 1);
-
-        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#)).unwrap();
-        let same = gateway.current();
-        assert!(Arc::ptr_eq(&api, &same.balancers["api"]), "an unchanged group is kept");
-        assert_eq!(same.balancers["api"].loads().iter().sum::<u64>(), 1);
-        drop(held);
-
-        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9003""#)).unwrap();
-        let changed = gateway.current();
-        assert!(!Arc::ptr_eq(&api, &changed.balancers["api"]), "a changed group is new");
-        assert!(Arc::ptr_eq(&before.balancers["static"], &changed.balancers["static"]));
+    for name in named.into_iter().chain(HOP_BY_HOP) {
+        headers.remove(name);
     }
 }

@@ -1,7 +1,13 @@
-//! `gateway --config FILE`: serves the routes of FILE until Ctrl-C or
-//! SIGTERM. Prints `listening on ADDRESS` once it accepts requests. On
+//! `gateway --config FILE [--threads N]`: serves the routes of FILE until
+//! Ctrl-C or SIGTERM, on N threads (default: one per core), each with its
+//! own runtime, listening socket and upstream connections (see
+//! `Gateway::serve_threads`). Prints `listening on ADDRESS` once it accepts
+//! requests. On
 //! SIGHUP it reads FILE again and swaps the routes in (connections stay
 //! open); a bad file is reported with its line and the old routes stay.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +15,7 @@ use std::time::Duration;
 use sysblocks_gateway::config::{Config, RedisTarget};
 use sysblocks_gateway::proxy::Gateway;
 
-const USAGE: &str = "usage: gateway --config FILE";
+const USAGE: &str = "usage: gateway --config FILE [--threads N]";
 
 async fn connect(target: &RedisTarget) -> Result<sysblocks_core::RedisConnection, String> {
     let fail = |e: redis::RedisError| format!("cannot connect to Redis: {e}");
@@ -47,7 +53,9 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-#[tokio::main]
+// The main thread's runtime only waits for signals and drives the Redis
+// connection; requests are served by the threads of `serve_threads`.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -56,12 +64,24 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match args.as_slice() {
-        [flag, path] if flag == "--config" => std::path::PathBuf::from(path),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    let mut path = None;
+    let mut threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match (arg.as_str(), rest.next()) {
+            ("--config", Some(file)) => path = Some(std::path::PathBuf::from(file)),
+            ("--threads", Some(n)) if n.parse::<usize>().is_ok_and(|n| (1..=1024).contains(&n)) => {
+                threads = n.parse().unwrap_or(threads);
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
         }
+    }
+    let Some(path) = path else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
     };
     let config = match Config::load(&path) {
         Ok(config) => config,
@@ -89,8 +109,8 @@ async fn main() -> ExitCode {
     };
     let gateway = std::sync::Arc::new(gateway);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    match std::sync::Arc::clone(&gateway).serve(stopped).await {
-        Ok(bound) => println!("listening on {bound}"),
+    match std::sync::Arc::clone(&gateway).serve_threads(threads, stopped) {
+        Ok((bound, _threads)) => println!("listening on {bound}"),
         Err(e) => {
             eprintln!("gateway: {e}");
             return ExitCode::FAILURE;
