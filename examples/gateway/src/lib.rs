@@ -43,4 +43,5 @@ pub mod demo;
 pub mod framing;
 pub mod metrics;
 pub mod proxy;
+pub mod upstream;
 pub mod upstream_sim;

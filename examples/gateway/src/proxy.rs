@@ -25,9 +25,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sysblocks_consistent_hash::{HashRing, hash_key};
 use sysblocks_core::RedisConnection;
 use sysblocks_ratelimit::{
@@ -746,28 +744,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-thread_local! {
-    /// The upstream connections of this thread: each thread keeps its own
-    /// pool, so that a request and its upstream connection stay on one
-    /// thread (see [`Gateway::serve_threads`]).
-    static CLIENT: std::cell::OnceCell<Client<HttpConnector, Body>> =
-        const { std::cell::OnceCell::new() };
-}
-
-fn upstream_client() -> Client<HttpConnector, Body> {
-    CLIENT.with(|client| {
-        client
-            .get_or_init(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build(connector)
-            })
-            .clone()
-    })
-}
-
 /// Forwards requests to a server of one upstream group (by consistent
 /// hashing of the route key, with bounded loads), through the route's
 /// cache if it has one.
@@ -790,7 +766,9 @@ impl Proxy {
                     request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
                 let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
                 let key = format!("{} {host}{target}", request.method());
-                self.cached(&cache, key, request).await
+                // Boxed: the plain path's future stays small (it is moved
+                // on every request).
+                Box::pin(self.cached(&cache, key, request)).await
             }
             _ => self.send(request).await,
         }
@@ -863,7 +841,7 @@ impl Proxy {
         let body = if hyper::body::Body::is_end_stream(&body) {
             bytes::Bytes::new()
         } else {
-            match read_body(body, parts.extensions.get::<BodyLimits>().copied()).await {
+            match Box::pin(read_body(body, parts.extensions.get::<BodyLimits>().copied())).await {
                 Ok(body) => body,
                 Err(refused) => return refused,
             }
@@ -888,23 +866,23 @@ impl Proxy {
             let Some(in_flight) = balancer.pick_hashed(hash, &tried) else {
                 return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
             };
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(in_flight.authority().clone());
-            uri.path_and_query = target.clone();
-            let Ok(uri) = http::Uri::from_parts(uri) else {
-                return plain(StatusCode::BAD_REQUEST, "the request target cannot be forwarded");
-            };
             let mut request = Request::new(Body::from(body.clone()));
             *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = uri;
+            if let Some(target) = &target {
+                *request.uri_mut() = http::Uri::from(target.clone());
+            }
             // The headers are moved into the last attempt, copied before.
             *request.headers_mut() = if attempt == retries {
                 headers.take().unwrap_or_default()
             } else {
                 headers.clone().unwrap_or_default()
             };
-            match upstream_client().request(request).await {
+            if !request.headers().contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(in_flight.authority().as_str())
+            {
+                request.headers_mut().insert(header::HOST, host);
+            }
+            match crate::upstream::send(in_flight.server(), request).await {
                 Ok(response) => {
                     balancer.report(&in_flight, true);
                     let (mut parts, body) = response.into_parts();
@@ -952,5 +930,53 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in named.into_iter().chain(HOP_BY_HOP) {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(servers: &str) -> Config {
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+[[upstream]]
+name = "api"
+servers = [{servers}]
+[[upstream]]
+name = "static"
+servers = ["127.0.0.1:9100"]
+[[route]]
+prefix = "/a"
+upstream = "api"
+[[route]]
+prefix = "/b"
+upstream = "api"
+"#
+        );
+        Config::parse("test.toml", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_to_one_upstream_share_its_balancer_across_reloads() {
+        let gateway = Gateway::new(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#), None).unwrap();
+        let before = gateway.current();
+        let api = Arc::clone(&before.balancers["api"]);
+        // Loads and health are the group's: a request in flight through one
+        // route counts for the other.
+        let held = api.pick(b"k").unwrap();
+        assert_eq!(api.loads().iter().sum::<u64>(), 1);
+
+        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9002""#)).unwrap();
+        let same = gateway.current();
+        assert!(Arc::ptr_eq(&api, &same.balancers["api"]), "an unchanged group is kept");
+        assert_eq!(same.balancers["api"].loads().iter().sum::<u64>(), 1);
+        drop(held);
+
+        gateway.reload(config(r#""127.0.0.1:9001", "127.0.0.1:9003""#)).unwrap();
+        let changed = gateway.current();
+        assert!(!Arc::ptr_eq(&api, &changed.balancers["api"]), "a changed group is new");
+        assert!(Arc::ptr_eq(&before.balancers["static"], &changed.balancers["static"]));
     }
 }
