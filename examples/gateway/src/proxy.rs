@@ -504,6 +504,17 @@ fn limited(
     }))
 }
 
+/// A copy of `headers` that shares no buffer with them.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.append(name.clone(), value);
+        }
+    }
+    owned
+}
+
 /// A response kept by a route's cache.
 struct Cached {
     status: StatusCode,
@@ -793,8 +804,15 @@ impl Proxy {
                 .map_err(|e| e.to_string())?
                 .to_bytes();
             let ttl = ttl_of(parts.status, &parts.headers);
+            // What hyper parsed (the body's chunks, the header values) are
+            // slices of its read buffers: kept as they are, a 200-byte
+            // entry would hold kilobytes of buffer alive, and the cache's
+            // byte bound would bound nothing. A kept response is copied
+            // into allocations of its own size.
+            let body = if ttl.is_some() { bytes::Bytes::copy_from_slice(&body) } else { body };
+            let headers = if ttl.is_some() { owned_headers(&parts.headers) } else { parts.headers };
             Ok::<_, String>((
-                Arc::new(Cached { status: parts.status, headers: parts.headers, body }),
+                Arc::new(Cached { status: parts.status, headers, body }),
                 ttl,
             ))
         };
