@@ -445,5 +445,6 @@ fn seconds(d: Duration) -> u64 {
 fn value(text: String) -> HeaderValue {
     // Built from digits, quotes, semicolons and a policy name given in
     // code; an invalid name degrades to an empty field, never a panic.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    // (From the String itself: its buffer becomes the value's, no copy.)
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

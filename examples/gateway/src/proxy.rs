@@ -61,27 +61,41 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_SHADOW: HeaderName = HeaderName::from_static("ratelimit-shadow");
 
-/// A listening socket on `address` that other threads may also bind
-/// (`SO_REUSEPORT`, on Unix).
-fn shared_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    #[cfg(unix)]
-    socket.set_reuseport(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
+/// Accepts connections and hands each to the server thread with the
+/// fewest open, until `stop` turns true.
+async fn hand_out(
+    listener: TcpListener,
+    handoffs: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    open: Arc<Vec<AtomicU64>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(stream) = stream.into_std() else { continue };
+        let Some(least) = (0..open.len()).min_by_key(|i| open[*i].load(Ordering::Relaxed)) else {
+            continue;
+        };
+        open[least].fetch_add(1, Ordering::Relaxed);
+        if handoffs[least].send((stream, peer)).is_err() {
+            open[least].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The client's address, put in each request's extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-/// How much body a request may bring and by when, put in each request's
-/// extensions by the server.
+/// How much body a request may bring and by when: the route's `[server]`
+/// limits, counted from when the body is read, unless the request's
+/// extensions carry other ones.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits {
     /// At most this many bytes (beyond: 413).
@@ -243,6 +257,7 @@ fn build(
             };
             let proxy = Proxy {
                 balancer,
+                body_limits: (config.server.max_body_bytes, config.server.body_timeout()),
                 retries: route.retries,
                 hash_key: upstream.map_or(KeySource::Path, |u| u.hash_key.clone()),
                 cache: route.cache.and_then(|c| cache(c.max_bytes)),
@@ -279,11 +294,13 @@ impl Gateway {
     }
 
     /// Serves on `threads` threads, each with a single-threaded runtime of
-    /// its own, a listening socket of its own on the configured address
-    /// (`SO_REUSEPORT`: the kernel spreads the connections) and upstream
-    /// connections of its own, as nginx's workers do: a request never
-    /// leaves the thread that accepted it. Returns the address bound and
-    /// the threads, which end when `stop` turns true.
+    /// its own and upstream connections of its own, as nginx's workers
+    /// do: a request never leaves the thread that took its connection.
+    /// The first thread also accepts, and hands each new connection to the
+    /// thread with the fewest open (so that 64 clients make 32 and 32 on
+    /// two threads, where `SO_REUSEPORT`'s hashing may make 40 and 24).
+    /// Returns the address bound and the threads, which end when `stop`
+    /// turns true.
     ///
     /// # Errors
     /// The address cannot be bound, or a thread cannot start.
@@ -292,51 +309,81 @@ impl Gateway {
         threads: usize,
         stop: watch::Receiver<bool>,
     ) -> Result<(SocketAddr, Vec<std::thread::JoinHandle<()>>), GatewayError> {
-        let mut address = self.current().config.listen;
+        let listener =
+            std::net::TcpListener::bind(self.current().config.listen).map_err(GatewayError::Io)?;
+        listener.set_nonblocking(true).map_err(GatewayError::Io)?;
+        let bound = listener.local_addr().map_err(GatewayError::Io)?;
+        let threads = threads.max(1);
+        let open: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
+        let mut handoffs = Vec::new();
+        let mut inboxes = Vec::new();
+        for _ in 0..threads {
+            let (handoff, inbox) = tokio::sync::mpsc::unbounded_channel();
+            handoffs.push(handoff);
+            inboxes.push(inbox);
+        }
+        let mut listener = Some(listener);
+        let mut handoffs = Some(handoffs);
         let mut handles = Vec::new();
-        for i in 0..threads.max(1) {
-            let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        for (i, mut inbox) in inboxes.into_iter().enumerate() {
             let gateway = Arc::clone(&self);
-            let stop = stop.clone();
+            let mut stop = stop.clone();
+            let open = Arc::clone(&open);
+            let acceptor = listener.take().zip(handoffs.take());
             let handle = std::thread::Builder::new()
                 .name(format!("gateway-{i}"))
                 .spawn(move || {
                     let runtime =
                         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                             Ok(runtime) => runtime,
-                            Err(e) => {
-                                let _ = bound_tx.send(Err(e));
+                            Err(error) => {
+                                tracing::error!(%error, "a server thread cannot start");
                                 return;
                             }
                         };
                     runtime.block_on(async move {
-                        match shared_listener(address) {
-                            Ok(listener) => {
-                                let _ = bound_tx.send(listener.local_addr());
-                                gateway.accept(listener, stop).await;
+                        if let Some((listener, handoffs)) = acceptor {
+                            match TcpListener::from_std(listener) {
+                                Ok(listener) => {
+                                    tokio::spawn(hand_out(
+                                        listener,
+                                        handoffs,
+                                        Arc::clone(&open),
+                                        stop.clone(),
+                                    ));
+                                }
+                                Err(error) => tracing::error!(%error, "cannot listen"),
                             }
-                            Err(e) => {
-                                let _ = bound_tx.send(Err(e));
-                            }
+                        }
+                        loop {
+                            let (stream, peer) = tokio::select! {
+                                next = inbox.recv() => match next {
+                                    Some(next) => next,
+                                    None => break,
+                                },
+                                _ = stop.changed() => break,
+                            };
+                            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                                open[i].fetch_sub(1, Ordering::Relaxed);
+                                continue;
+                            };
+                            let gateway = Arc::clone(&gateway);
+                            let open = Arc::clone(&open);
+                            tokio::spawn(async move {
+                                gateway.connection(stream, peer).await;
+                                open[i].fetch_sub(1, Ordering::Relaxed);
+                            });
                         }
                     });
                 })
                 .map_err(GatewayError::Io)?;
-            let bound = bound_rx
-                .recv()
-                .map_err(|_| GatewayError::Io(std::io::Error::other("a server thread ended")))
-                .and_then(|b| b.map_err(GatewayError::Io))?;
-            // The first thread may have been given any free port: the
-            // others take the same one.
-            address = bound;
             handles.push(handle);
         }
-        Ok((address, handles))
+        Ok((bound, handles))
     }
 
     /// Accepts connections until `stop` turns true.
     async fn accept(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-        let limits = self.current().config.server;
         let gateway = self;
         loop {
             let (stream, peer) = tokio::select! {
@@ -348,46 +395,46 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let gateway = Arc::clone(&gateway);
-            tokio::spawn(async move {
-                let stream = Watched::new(stream);
-                let conflicts = stream.conflicts();
-                let requests = AtomicU64::new(0);
-                let service =
-                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let gateway = Arc::clone(&gateway);
-                        // hyper answers one request of a connection at
-                        // a time, so this counts along with the watcher.
-                        let index = requests.fetch_add(1, Ordering::Relaxed);
-                        let smuggling = conflicts.is_conflicting(index);
-                        async move {
-                            if smuggling {
-                                gateway.metrics.unrouted();
-                                let mut refused = plain(
-                                    StatusCode::BAD_REQUEST,
-                                    "Content-Length and Transfer-Encoding together are refused",
-                                );
-                                refused
-                                    .headers_mut()
-                                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                                return Ok::<_, Infallible>(refused);
-                            }
-                            let mut request = request.map(Body::new);
-                            request.extensions_mut().insert(Peer(peer));
-                            request.extensions_mut().insert(BodyLimits {
-                                max_bytes: limits.max_body_bytes,
-                                deadline: tokio::time::Instant::now() + limits.body_timeout(),
-                            });
-                            Ok::<_, Infallible>(gateway.handle(request).await)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_timeout())
-                    .max_buf_size(limits.max_header_bytes.max(8192))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::spawn(gateway.connection(stream, peer));
         }
+    }
+
+    /// Serves one client connection.
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let limits = self.current().config.server;
+        let gateway = self;
+        let stream = Watched::new(stream);
+        let conflicts = stream.conflicts();
+        let requests = AtomicU64::new(0);
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let gateway = Arc::clone(&gateway);
+            // hyper answers one request of a connection at
+            // a time, so this counts along with the watcher.
+            let index = requests.fetch_add(1, Ordering::Relaxed);
+            let smuggling = conflicts.is_conflicting(index);
+            async move {
+                if smuggling {
+                    gateway.metrics.unrouted();
+                    let mut refused = plain(
+                        StatusCode::BAD_REQUEST,
+                        "Content-Length and Transfer-Encoding together are refused",
+                    );
+                    refused
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Ok::<_, Infallible>(refused);
+                }
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                Ok::<_, Infallible>(gateway.handle(request).await)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout())
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 
     /// Answers one request.
@@ -761,6 +808,8 @@ impl Drop for InFlight<'_> {
 #[derive(Clone)]
 struct Proxy {
     balancer: Arc<Balancer>,
+    /// The body's byte limit and time limit, from `[server]`.
+    body_limits: (u64, Duration),
     hash_key: KeySource,
     cache: Option<Arc<Cache>>,
     retries: u32,
@@ -811,10 +860,7 @@ impl Proxy {
             // into allocations of its own size.
             let body = if ttl.is_some() { bytes::Bytes::copy_from_slice(&body) } else { body };
             let headers = if ttl.is_some() { owned_headers(&parts.headers) } else { parts.headers };
-            Ok::<_, String>((
-                Arc::new(Cached { status: parts.status, headers, body }),
-                ttl,
-            ))
+            Ok::<_, String>((Arc::new(Cached { status: parts.status, headers, body }), ttl))
         };
         match cache.try_get_with_ttl_async(key, load).await {
             Ok(cached) => {
@@ -859,7 +905,12 @@ impl Proxy {
         let body = if hyper::body::Body::is_end_stream(&body) {
             bytes::Bytes::new()
         } else {
-            match Box::pin(read_body(body, parts.extensions.get::<BodyLimits>().copied())).await {
+            let (max_bytes, timeout) = self.body_limits;
+            let limits = parts.extensions.get::<BodyLimits>().copied().unwrap_or(BodyLimits {
+                max_bytes,
+                deadline: tokio::time::Instant::now() + timeout,
+            });
+            match Box::pin(read_body(body, Some(limits))).await {
                 Ok(body) => body,
                 Err(refused) => return refused,
             }
@@ -884,7 +935,7 @@ impl Proxy {
             let Some(in_flight) = balancer.pick_hashed(hash, &tried) else {
                 return plain(StatusCode::BAD_GATEWAY, "the route's upstream has no server");
             };
-            let mut request = Request::new(Body::from(body.clone()));
+            let mut request = Request::new(http_body_util::Full::new(body.clone()));
             *request.method_mut() = parts.method.clone();
             if let Some(target) = &target {
                 *request.uri_mut() = http::Uri::from(target.clone());

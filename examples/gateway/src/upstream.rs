@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -34,7 +35,7 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_IDLE: usize = 512;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<SendRequest<Body>>>> =
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<SendRequest<Full<Bytes>>>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -63,7 +64,7 @@ impl std::fmt::Display for UpstreamError {
 impl std::error::Error for UpstreamError {}
 
 /// Takes an idle connection to `server` that can send now.
-fn take_idle(server: SocketAddr) -> Option<SendRequest<Body>> {
+fn take_idle(server: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&server)?;
@@ -75,7 +76,7 @@ fn take_idle(server: SocketAddr) -> Option<SendRequest<Body>> {
     })
 }
 
-fn put_idle(server: SocketAddr, sender: SendRequest<Body>) {
+fn put_idle(server: SocketAddr, sender: SendRequest<Full<Bytes>>) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(server).or_default();
@@ -85,7 +86,7 @@ fn put_idle(server: SocketAddr, sender: SendRequest<Body>) {
     });
 }
 
-async fn connect(server: SocketAddr) -> Result<SendRequest<Body>, UpstreamError> {
+async fn connect(server: SocketAddr) -> Result<SendRequest<Full<Bytes>>, UpstreamError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
         .await
         .map_err(|_| UpstreamError::Timeout("connecting"))?
@@ -102,15 +103,16 @@ async fn connect(server: SocketAddr) -> Result<SendRequest<Body>, UpstreamError>
     Ok(sender)
 }
 
-/// Sends `request` (whose URI is the path and query) to `server` on a
-/// kept-alive connection, and returns the response once its head is in.
+/// Sends `request` (whose URI is the path and query; its body read whole
+/// already) to `server` on a kept-alive connection, and returns the
+/// response once its head is in.
 ///
 /// # Errors
 /// The server cannot be reached, does not answer in time, or breaks the
 /// exchange.
 pub async fn send(
     server: SocketAddr,
-    mut request: Request<Body>,
+    mut request: Request<Full<Bytes>>,
 ) -> Result<Response<Incoming>, UpstreamError> {
     loop {
         let (mut sender, reused) = match take_idle(server) {
