@@ -10,8 +10,8 @@
 //! [server]                                # all optional
 //! max_header_bytes = 16384                # larger headers: 431
 //! max_body_bytes = 1048576                # larger bodies: 413
-//! header_timeout_ms = 5000                # a client slower than this: 408
-//! body_timeout_ms = 10000
+//! header_timeout_ms = 5000                # headers slower than this: cut off
+//! body_timeout_ms = 10000                 # a body slower than this: 408
 //!
 //! [[upstream]]
 //! name = "api"
@@ -82,7 +82,8 @@ pub struct ServerLimits {
     pub max_header_bytes: usize,
     /// A request body, at most (beyond: 413).
     pub max_body_bytes: u64,
-    /// Time for a client to send its headers (beyond: 408).
+    /// Time for a client to send its headers (beyond: the connection is
+    /// closed).
     pub header_timeout_ms: u64,
     /// Time for a client to send its body (beyond: 408).
     pub body_timeout_ms: u64,

@@ -1,8 +1,7 @@
 //! `sysblocks-gateway`: an HTTP API gateway whose limits (shared by every
 //! instance through Redis), cache, routing and counters come from the
-//! sysblocks building blocks.
-//!
-//! Being built in steps; what is here so far:
+//! sysblocks building blocks. The README is the guide: the request path as
+//! a picture, which block does what, the numbers against nginx.
 //!
 //! * [`config`]: the configuration file (routes by host and path prefix,
 //!   upstream groups, per-route limits as descriptors in the spirit of
@@ -11,8 +10,13 @@
 //!   load with the file, the line and the reason.
 //! * [`proxy`]: the request path: routes, `RateLimitLayer` over a
 //!   `RedisLimiter` shared by every instance (in process without Redis),
-//!   shadow mode and the failure policy, forwarding with hop-by-hop
-//!   headers stripped; header and body limits.
+//!   the byte-bounded single-flight cache, the [`proxy::Balancer`]
+//!   (consistent hash with bounded loads, retries, passive health), header
+//!   and body limits, reloads, and the threads that serve.
+//! * [`framing`]: the request smuggling guard (a request with both
+//!   `Content-Length` and `Transfer-Encoding` is refused).
+//! * [`upstream`]: kept-alive connections to the upstream servers, per
+//!   thread.
 //! * [`metrics`]: counts per route and status class, limiter decisions,
 //!   cache hits, latencies; `GET /metrics` in Prometheus's text format.
 //! * [`upstream_sim`]: a test upstream; [`demo`]: `gateway-demo`.

@@ -915,7 +915,9 @@ impl Proxy {
                 Err(refused) => return refused,
             }
         };
-        // (Transfer-Encoding went with the hop-by-hop headers.)
+        // (Transfer-Encoding went with the hop-by-hop headers; the body is
+        // here whole, so there is nothing left to wait for a 100 for.)
+        parts.headers.remove(header::EXPECT);
         if !body.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
