@@ -42,8 +42,15 @@ bin=$CARGO_TARGET_DIR/release
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  # nginx's workers are its master's children: they go first.
-  if [ -f "$work/nginx.pid" ]; then pkill -9 -P "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
+  # nginx's master stops its workers and cache manager on TERM (killed
+  # first, it would leave them behind; its children killed first, it would
+  # start new ones).
+  if [ -f "$work/nginx.pid" ]; then
+    master=$(cat "$work/nginx.pid")
+    kill -TERM "$master" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.05; done
+    pkill -9 -P "$master" 2>/dev/null || true
+  fi
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
