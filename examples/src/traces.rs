@@ -9,6 +9,11 @@
 //! access.
 
 use std::io::{BufRead, BufReader};
+
+/// The citation the traces' conditions of use require.
+pub const CITATION: &str = "Nimrod Megiddo and Dharmendra S. Modha, \"ARC: A Self-Tuning, Low \
+                            Overhead Replacement Cache,\" USENIX FAST 03, San Francisco, CA, \
+                            pp. 115-130, 2003.";
 use std::path::PathBuf;
 
 /// The folder holding `OLTP.lis.zst` and `P12.lis.zst`.

@@ -6,6 +6,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sysblocks_consistent_hash::{HashRing, hash_key, rebalance_plan};
 
+use crate::charts::{Chart, Kind, Series};
 use crate::report::{Section, percent};
 
 const KEYS: usize = 1_000_000;
@@ -21,7 +22,7 @@ fn load_summary(counts: &[u64]) -> String {
 ///
 /// # Errors
 /// Only if building the ring fails, which would be a bug in the tour.
-pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
+pub fn run(options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
     let section = Section::start("consistent-hash: a ring of 10 nodes, then 11");
     let mut rng = SmallRng::seed_from_u64(42);
     let keys: Vec<u64> = (0..KEYS).map(|_| hash_key(&rng.random::<u64>().to_le_bytes())).collect();
@@ -90,6 +91,93 @@ pub fn run(_options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
     section.note("100,000 keys skewed onto a tenth of the ring:");
     section.row("  plain consistent hashing", load_summary(&plain));
     section.row("  bounded loads, c = 1.25", load_summary(&bounded));
+
+    if options.drawing() {
+        options.chart(|| vnode_chart(&keys));
+        let ideal = moved as f64 / 10.0;
+        options.chart(|| {
+            Chart::new(
+                "consistent-hash",
+                "consistent-hash-join.svg",
+                "Keys moved when an 11th node joins, per old node",
+                "old node",
+                "keys moved to node-10",
+            )
+            .with(Series::new("keys taken from the node", Kind::Bars, per_node(&moved_from)))
+            .with(Series::new(
+                format!("an even share, {ideal:.0}"),
+                Kind::Reference,
+                vec![(-0.5, ideal), (9.5, ideal)],
+            ))
+            .caption(
+                "Only the keys that node-10 now owns move (about 1/11 of them), and every \
+                 old node gives up a similar share: nothing moves between old nodes.",
+            )
+        });
+        let bound = 1.25 * skewed.len() as f64 / 10.0;
+        options.chart(|| {
+            Chart::new(
+                "consistent-hash",
+                "consistent-hash-bounded.svg",
+                "100,000 skewed keys: plain placement against bounded loads",
+                "node",
+                "keys",
+            )
+            .with(Series::new("plain consistent hashing", Kind::Bars, per_node(&plain)))
+            .with(Series::new("bounded loads, c = 1.25", Kind::Bars, per_node(&bounded)))
+            .with(Series::new(
+                format!("the bound, 1.25 x the mean = {bound:.0}"),
+                Kind::Reference,
+                vec![(-0.5, bound), (9.5, bound)],
+            ))
+            .caption(
+                "Keys that all hash into one tenth of the ring pile onto the few nodes that \
+                 own it; with bounded loads a full node passes the key on clockwise, and \
+                 no node goes over 1.25 times the mean.",
+            )
+        });
+    }
     section.finish();
     Ok(())
+}
+
+fn per_node(counts: &[u64]) -> Vec<(f64, f64)> {
+    counts.iter().enumerate().map(|(i, c)| (i as f64, *c as f64)).collect()
+}
+
+/// Keys per node for 10 nodes at 1, 10, 100, 160 and 1,000 virtual nodes.
+fn vnode_chart(keys: &[u64]) -> Chart {
+    let mut chart = Chart::new(
+        "consistent-hash",
+        "consistent-hash-vnodes.svg",
+        "Keys per node, 10 nodes, as virtual nodes grow",
+        "node",
+        "keys (of 1,000,000)",
+    );
+    for vnodes in [1u32, 10, 100, 160, 1000] {
+        let Ok(ring) = HashRing::from_weighted(vnodes, (0..10).map(|i| (format!("node-{i}"), 1)))
+        else {
+            continue;
+        };
+        let names: Vec<String> = ring.nodes().cloned().collect();
+        let mut counts = vec![0u64; names.len()];
+        for &k in keys {
+            if let Some(i) = ring.node_for_hash(k).and_then(|n| names.iter().position(|x| x == n)) {
+                counts[i] += 1;
+            }
+        }
+        let mean = keys.len() as f64 / counts.len().max(1) as f64;
+        let peak = counts.iter().max().copied().unwrap_or(0) as f64;
+        chart = chart.with(Series::new(
+            format!("{vnodes} vnodes: peak/mean {:.2}", peak / mean),
+            Kind::Bars,
+            per_node(&counts),
+        ));
+    }
+    let mean = keys.len() as f64 / 10.0;
+    chart.with(Series::new("the mean", Kind::Reference, vec![(-0.5, mean), (9.5, mean)])).caption(
+        "With one point per node some nodes own several times their share; at 100 \
+             virtual nodes and more every node holds close to the mean (the peak/mean \
+             ratio in the legend falls towards 1).",
+    )
 }

@@ -26,6 +26,24 @@ pub const ALL: &[(&str, SectionFn)] = &[
 pub struct TourOptions {
     /// `--redis URL`: run the Redis-backed parts against this server.
     pub redis: Option<String>,
+    /// `--report DIR`: where sections put their charts. Without it they
+    /// build none (the plain tour stays as fast as it was).
+    pub charts: Option<crate::charts::ChartSink>,
+}
+
+impl TourOptions {
+    /// Whether charts are wanted.
+    pub fn drawing(&self) -> bool {
+        self.charts.is_some()
+    }
+
+    /// Adds the chart `make` builds, if charts are wanted (`make` does not
+    /// run otherwise).
+    pub fn chart(&self, make: impl FnOnce() -> crate::charts::Chart) {
+        if let Some(sink) = &self.charts {
+            sink.push(make());
+        }
+    }
 }
 
 /// Runs a section's Redis part against the server given with `--redis`,

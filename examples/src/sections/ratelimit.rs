@@ -12,6 +12,7 @@ use sysblocks_ratelimit::{
 };
 
 use super::TourOptions;
+use crate::charts::{Chart, Kind, Series};
 use crate::report::Section;
 
 /// Runs the section.
@@ -110,8 +111,105 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
     clock.advance(Duration::from_secs(5));
     section.row("  5 s later (buckets full again)", format!("{} idle keys swept", keyed.sweep()));
 
+    if options.drawing() {
+        boundary_charts(options)?;
+    }
     super::with_redis(options, &section, "a limit shared in Redis", redis_part)?;
     section.finish();
+    Ok(())
+}
+
+/// Seconds at which the bursty trace's requests arrive: 12 in the last
+/// 100 ms of the first second and 12 in the first 100 ms of the next
+/// (straddling a window boundary), a few steady ones, and a last burst
+/// of 12.
+fn bursty_trace() -> Vec<f64> {
+    let burst = |from: f64| (0..12).map(move |i| from + f64::from(i) * 0.0075);
+    let mut trace: Vec<f64> = burst(0.90).collect();
+    trace.extend(burst(1.00));
+    trace.extend([1.40, 1.60, 1.80, 2.10, 2.30]);
+    trace.extend(burst(2.50));
+    trace
+}
+
+/// The five algorithms (10 per second) against the bursty trace, and the
+/// leaky bucket's departures: two charts.
+fn boundary_charts(options: &TourOptions) -> Result<(), Box<dyn Error>> {
+    let trace = bursty_trace();
+    let second = Duration::from_secs(1);
+    let clock = ManualClock::new();
+    let fixed = FixedWindow::with_clock(10, second, clock.clone())?;
+    let log = SlidingWindowLog::with_clock(10, second, clock.clone())?;
+    let counter = SlidingWindowCounter::with_clock(10, second, clock.clone())?;
+    let token = TokenBucket::with_clock(10, Rate::per_second(10)?, clock.clone())?;
+    let leaky = LeakyBucket::with_clock(10, Rate::per_second(10)?, clock.clone())?;
+    let limiters: [(&str, &dyn Limiter); 5] = [
+        ("fixed window", &fixed),
+        ("sliding window log", &log),
+        ("sliding window counter", &counter),
+        ("token bucket", &token),
+        ("leaky bucket (queued)", &leaky),
+    ];
+    let mut admitted = vec![vec![(0.0, 0.0)]; limiters.len()];
+    let mut arrivals = vec![(0.0, 0.0)];
+    let mut departures = Vec::new();
+    let mut now = 0.0;
+    for (n, &at) in trace.iter().enumerate() {
+        clock.advance(Duration::from_secs_f64(at - now));
+        now = at;
+        arrivals.push((at, (n + 1) as f64));
+        for (i, (_, limiter)) in limiters.iter().enumerate() {
+            let decision = limiter.check_n(1)?;
+            let so_far = admitted[i].last().map_or(0.0, |p| p.1);
+            admitted[i].push((at, so_far + f64::from(u8::from(decision.allowed))));
+            if i == 4 && decision.allowed {
+                departures.push(at + decision.wait.as_secs_f64());
+            }
+        }
+    }
+    let end = 3.0;
+    let mut chart = Chart::new(
+        "ratelimit",
+        "ratelimit-boundary.svg",
+        "Admitted requests, limit 10 per second, bursts at a window boundary",
+        "time (s)",
+        "requests admitted so far",
+    )
+    .with(Series::new("arrivals", Kind::Reference, arrivals.clone()));
+    for ((name, _), mut points) in limiters.iter().zip(admitted) {
+        let last = points.last().map_or(0.0, |p| p.1);
+        points.push((end, last));
+        chart = chart.with(Series::new(format!("{name}: {last}"), Kind::Line, points));
+    }
+    options.chart(|| {
+        chart.caption(
+            "Around t = 1 s the fixed window admits 20 requests in 200 ms, twice its limit, \
+             because the counter resets at the boundary; the sliding log never admits more \
+             than 10 in any second, and the sliding counter's estimate keeps it close.",
+        )
+    });
+    departures.sort_by(f64::total_cmp);
+    let end = departures.last().map_or(end, |last| last.max(end));
+    let mut departed: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+    departed.extend(departures.iter().enumerate().map(|(n, at)| (*at, (n + 1) as f64)));
+    let last = departed.last().map_or(0.0, |p| p.1);
+    departed.push((end, last));
+    arrivals.push((end, trace.len() as f64));
+    options.chart(|| {
+        Chart::new(
+            "ratelimit",
+            "ratelimit-leaky.svg",
+            "The leaky bucket as a shaper: arrivals and departures",
+            "time (s)",
+            "requests so far",
+        )
+        .with(Series::new("arrivals", Kind::Line, arrivals))
+        .with(Series::new("departures (queued requests)", Kind::Line, departed))
+        .caption(
+            "Bursts arrive at once but leave the leaky bucket evenly, one every 100 ms; \
+             a burst larger than the queue of 10 is refused rather than delayed.",
+        )
+    });
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sysblocks_sharded_counter::{BatchedCounter, RedisShardedCounter, StripedCounter};
 
 use super::TourOptions;
+use crate::charts::{Chart, Kind, Series};
 use crate::report::Section;
 
 const THREADS: usize = 4;
@@ -68,12 +69,66 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
         ),
     );
 
-    super::with_redis(options, &section, "the Redis-backed counters", redis_part)?;
+    if options.drawing() {
+        options.chart(threads_chart);
+    }
+    let charts = options.clone();
+    super::with_redis(options, &section, "the Redis-backed counters", async |section, url| {
+        redis_part(section, url, &charts).await
+    })?;
     section.finish();
     Ok(())
 }
 
-async fn redis_part(section: &Section, url: &str) -> Result<(), Box<dyn Error>> {
+/// Increments per second against threads, one atomic and striped.
+fn threads_chart() -> Chart {
+    const PER_THREAD: i64 = 1_000_000;
+    let mut atomic_rates = Vec::new();
+    let mut striped_rates = Vec::new();
+    for threads in [1usize, 2, 4, 8] {
+        let atomic = AtomicI64::new(0);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..PER_THREAD {
+                        atomic.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let per_second = |took: Duration| (PER_THREAD * threads as i64) as f64 / took.as_secs_f64();
+        atomic_rates.push((threads as f64, per_second(started.elapsed()) / 1e6));
+        let striped = StripedCounter::new();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| (0..PER_THREAD).for_each(|_| striped.add(1)));
+            }
+        });
+        striped_rates.push((threads as f64, per_second(started.elapsed()) / 1e6));
+    }
+    Chart::new(
+        "sharded-counter",
+        "sharded-counter-threads.svg",
+        "One hot counter: increments per second as threads grow",
+        "threads",
+        "million increments per second",
+    )
+    .with(Series::new("one AtomicI64", Kind::Line, atomic_rates))
+    .with(Series::new("StripedCounter", Kind::Line, striped_rates))
+    .caption(
+        "Threads adding to one atomic fight over its cache line, so more threads do not \
+         count faster; the striped counter gives each thread a cell of its own and scales \
+         with the cores (this machine's count bounds both beyond it).",
+    )
+}
+
+async fn redis_part(
+    section: &Section,
+    url: &str,
+    options: &TourOptions,
+) -> Result<(), Box<dyn Error>> {
     const TASKS: i64 = 16;
     const PER_TASK: i64 = 5_000;
     let conn = redis::Client::open(url)?.get_connection_manager().await?;
@@ -153,5 +208,30 @@ async fn redis_part(section: &Section, url: &str) -> Result<(), Box<dyn Error>> 
         ),
     );
     batched.target().delete().await?;
+    let per_second = |n: i64, took: Duration| n as f64 / took.as_secs_f64() / 1e3;
+    options.chart(|| {
+        Chart::new(
+            "sharded-counter",
+            "sharded-counter-redis.svg",
+            "A counter in Redis: thousands of increments per second",
+            "1: INCR on one key, 2: sharded (16 keys), 3: batched write-behind",
+            "thousand increments per second",
+        )
+        .log(false, true)
+        .with(Series::new(
+            "increments per second",
+            Kind::Bars,
+            vec![
+                (1.0, per_second(TASKS * PER_TASK, naive_took)),
+                (2.0, per_second(TASKS * PER_TASK, sharded_took)),
+                (3.0, per_second(adds, batched_took)),
+            ],
+        ))
+        .caption(
+            "Every INCR is a round trip to one key; sharding spreads the keys (and, on a \
+             Cluster, the nodes); batching adds in memory and sends one write per interval, \
+             orders of magnitude faster for counts that may be a moment late.",
+        )
+    });
     Ok(())
 }
