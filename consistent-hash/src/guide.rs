@@ -154,3 +154,12 @@
 //!   two "replicas" on one machine are one replica.
 //! * Ignoring variance: 160 vnodes still leave a ~14% peak over the mean with
 //!   10 nodes. Size capacity for the peak, or use bounded loads.
+//!
+//! ## The picture
+//!
+//! Keys per node for 10 nodes and 1,000,000 keys as the virtual nodes per
+//! node grow from 1 to 1,000 (drawn by `tour --report`; see the workspace
+//! README): with one point per node the shares are far from even; from 100
+//! points on every node holds close to the mean.
+//!
+#![doc = include_str!("../docs/consistent-hash-vnodes.svg")]

@@ -210,7 +210,7 @@ impl Chart {
         let root = SVGBackend::with_string(svg, (760, 440)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(&self.title, ("sans-serif", 20))
+            .caption(&self.title, ("sans-serif", 21))
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(70)
@@ -221,8 +221,8 @@ impl Chart {
             .y_desc(&self.y_label)
             .x_label_formatter(&|v: &f64| tick(*v))
             .y_label_formatter(&|v: &f64| tick(*v))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 15))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
             .light_line_style(WHITE)
             .draw()?;
         let bar_series: Vec<usize> = self
@@ -294,7 +294,7 @@ impl Chart {
                 Corner::UpperRight => SeriesLabelPosition::UpperRight,
                 Corner::LowerRight => SeriesLabelPosition::LowerRight,
             })
-            .label_font(("sans-serif", 13))
+            .label_font(("sans-serif", 14))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .draw()?;

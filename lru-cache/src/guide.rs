@@ -169,3 +169,13 @@
 //! own trace: the tour prints LRU hit ratios on Zipf keys and on the ARC
 //! traces, and BENCHMARKS.md compares speed with `lru`, `quick_cache` and
 //! `moka`.
+//!
+//! ## The picture
+//!
+//! The hit ratio of an exact LRU against its size on the two ARC traces and
+//! on Zipf(1.0) keys (drawn by `tour --report`; see the workspace README).
+//! Trace data: Nimrod Megiddo and Dharmendra S. Modha, "ARC: A Self-Tuning,
+//! Low Overhead Replacement Cache," USENIX FAST 03, San Francisco, CA,
+//! pp. 115-130, 2003.
+//!
+#![doc = include_str!("../docs/lru-cache-hit-ratio.svg")]

@@ -218,3 +218,12 @@
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisLimiter::with_timeout`]: crate#crate-features")]
 #![cfg_attr(feature = "redis", doc = "[`RedisConnection`]: crate::RedisConnection")]
 #![cfg_attr(not(feature = "redis"), doc = "[`RedisConnection`]: crate#crate-features")]
+//!
+//! ## The picture
+//!
+//! The five limiters at 10 per second against one bursty trace whose
+//! bursts straddle a window boundary (drawn by `tour --report`; see the
+//! workspace README): the fixed window admits 20 in 200 ms, the sliding
+//! log never more than 10 in a second.
+//!
+#![doc = include_str!("../docs/ratelimit-boundary.svg")]

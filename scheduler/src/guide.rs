@@ -149,3 +149,11 @@
 #![cfg_attr(feature = "cron", doc = "[`CronSchedule`]: crate::CronSchedule")]
 #![cfg_attr(not(feature = "cron"), doc = "[`CronSchedule`]: crate#crate-features")]
 #![cfg_attr(not(feature = "rate-limit"), doc = "[`RateLimit`]: crate#crate-features")]
+//!
+//! ## The picture
+//!
+//! Sampled retry waits per failed attempt under full jitter, with the
+//! doubling bound they are drawn under (drawn by `tour --report`; see the
+//! workspace README).
+//!
+#![doc = include_str!("../docs/scheduler-retries.svg")]

@@ -120,3 +120,11 @@
 #![cfg_attr(not(feature = "redis"), doc = "[`BatchedCounter`]: crate#crate-features")]
 #![cfg_attr(feature = "redis", doc = "[`KeyedBatchedCounter`]: crate::KeyedBatchedCounter")]
 #![cfg_attr(not(feature = "redis"), doc = "[`KeyedBatchedCounter`]: crate#crate-features")]
+//!
+//! ## The picture
+//!
+//! Increments per second on one hot counter as threads grow, one atomic
+//! against a `StripedCounter` (drawn by `tour --report` on a two-core
+//! machine; see the workspace README).
+//!
+#![doc = include_str!("../docs/sharded-counter-threads.svg")]

@@ -110,8 +110,9 @@ pub fn run(options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
                 vec![(-0.5, ideal), (9.5, ideal)],
             ))
             .caption(
-                "Only the keys that node-10 now owns move (about 1/11 of them), and every \
-                 old node gives up a similar share: nothing moves between old nodes.",
+                "Only the keys that node-10 now owns move (about 1/11 of them) and nothing \
+                 moves between old nodes; what each old node gives up depends on where \
+                 node-10's 160 points fall, so the shares are uneven.",
             )
         });
         let bound = 1.25 * skewed.len() as f64 / 10.0;
@@ -123,7 +124,14 @@ pub fn run(options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
                 "node",
                 "keys",
             )
-            .with(Series::new("plain consistent hashing", Kind::Bars, per_node(&plain)))
+            .with(Series::new(
+                format!(
+                    "plain consistent hashing: peak/mean {:.2}",
+                    plain.iter().max().copied().unwrap_or(0) as f64 * 10.0 / skewed.len() as f64
+                ),
+                Kind::Bars,
+                per_node(&plain),
+            ))
             .with(Series::new("bounded loads, c = 1.25", Kind::Bars, per_node(&bounded)))
             .with(Series::new(
                 format!("the bound, 1.25 x the mean = {bound:.0}"),
@@ -131,9 +139,9 @@ pub fn run(options: &super::TourOptions) -> Result<(), Box<dyn Error>> {
                 vec![(-0.5, bound), (9.5, bound)],
             ))
             .caption(
-                "Keys that all hash into one tenth of the ring pile onto the few nodes that \
-                 own it; with bounded loads a full node passes the key on clockwise, and \
-                 no node goes over 1.25 times the mean.",
+                "Keys that all hash into one tenth of the ring fall on the virtual nodes \
+                 there, unevenly; with bounded loads a node at its bound passes the key on \
+                 clockwise, and no node goes over 1.25 times the mean.",
             )
         });
     }

@@ -170,7 +170,7 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// 300 sampled waits for each retry of a policy of base 1 s, cap 30 s,
+/// 100 sampled waits for each retry of a policy of base 1 s, cap 30 s,
 /// full jitter, with the exponential bound they are drawn under.
 fn retry_chart() -> Chart {
     use rand::SeedableRng;
@@ -180,7 +180,7 @@ fn retry_chart() -> Chart {
     let mut samples = Vec::new();
     let mut bound = Vec::new();
     for attempt in 1..8u32 {
-        for _ in 0..300 {
+        for _ in 0..100 {
             let wait = policy.delay_with(attempt, Duration::ZERO, &mut rng).as_secs_f64();
             // Spread sideways a little, so that the points do not hide
             // each other.
@@ -198,7 +198,7 @@ fn retry_chart() -> Chart {
         "failed attempt",
         "wait before the next attempt (s)",
     )
-    .with(Series::new("300 sampled waits per attempt", Kind::Points, samples))
+    .with(Series::new("100 sampled waits per attempt", Kind::Points, samples))
     .with(Series::new("the bound: 1 s x 2^(n-1), at most 30 s", Kind::Reference, bound))
     .caption(
         "Each wait is drawn evenly between zero and a bound that doubles per attempt, so \
