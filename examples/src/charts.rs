@@ -179,8 +179,14 @@ impl Chart {
         let (y0, y1) = bounds(self.log_y, |p| p.1, has_bars);
         let unit = self.bar_unit();
         let (x0, x1) = if has_bars { (x0 - 0.6 * unit, x1 + 0.6 * unit) } else { (x0, x1) };
-        // Linear counts and ratios read best from zero.
+        // Linear counts and ratios read best from zero; bars get headroom
+        // for the legend.
         let y0 = if self.log_y { y0 } else { y0.min(0.0) };
+        let y1 = match (has_bars, self.log_y) {
+            (true, false) => y1 + (y1 - y0) * 0.3,
+            (true, true) => y1 * 4.0,
+            _ => y1,
+        };
         let mut svg = String::new();
         match (self.log_x, self.log_y) {
             (false, false) => self.draw(&mut svg, x0..x1, y0..y1, 0.0),

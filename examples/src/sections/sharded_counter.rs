@@ -118,9 +118,9 @@ fn threads_chart() -> Chart {
     .with(Series::new("one AtomicI64", Kind::Line, atomic_rates))
     .with(Series::new("StripedCounter", Kind::Line, striped_rates))
     .caption(
-        "Threads adding to one atomic fight over its cache line, so more threads do not \
-         count faster; the striped counter gives each thread a cell of its own and scales \
-         with the cores (this machine's count bounds both beyond it).",
+        "Threads adding to one atomic fight over its cache line, so from two threads on \
+         the total falls; the striped counter gives each thread a cell of its own and grows \
+         with the cores (two on the machine that drew the committed chart), then holds.",
     )
 }
 
