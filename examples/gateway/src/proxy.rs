@@ -61,6 +61,23 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_SHADOW: HeaderName = HeaderName::from_static("ratelimit-shadow");
 
+/// The next connection on `listener` (with `TCP_NODELAY`), or `None` once
+/// `stop` turns true; a failed accept is skipped.
+async fn next_connection(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => if let Ok((stream, peer)) = accepted {
+                let _ = stream.set_nodelay(true);
+                return Some((stream, peer));
+            },
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
 /// Accepts connections and hands each to the server thread with the
 /// fewest open, until `stop` turns true.
 async fn hand_out(
@@ -69,15 +86,7 @@ async fn hand_out(
     open: Arc<Vec<AtomicU64>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => continue,
-            },
-            _ = stop.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = next_connection(&listener, &mut stop).await {
         let Ok(stream) = stream.into_std() else { continue };
         let Some(least) = (0..open.len()).min_by_key(|i| open[*i].load(Ordering::Relaxed)) else {
             continue;
@@ -385,15 +394,7 @@ impl Gateway {
     /// Accepts connections until `stop` turns true.
     async fn accept(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let gateway = self;
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(_) => continue,
-                },
-                _ = stop.changed() => break,
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer)) = next_connection(&listener, &mut stop).await {
             let gateway = Arc::clone(&gateway);
             tokio::spawn(gateway.connection(stream, peer));
         }

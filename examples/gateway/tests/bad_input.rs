@@ -4,36 +4,20 @@
 //! chunked body over the limit (413), request smuggling (400), hop-by-hop
 //! headers not forwarded, and a limit key that is not text.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use sysblocks_gateway::config::Config;
-use sysblocks_gateway::proxy::Gateway;
 use sysblocks_gateway::upstream_sim::UpstreamSim;
 
 async fn gateway(up: &UpstreamSim) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let text = format!(
-        r#"
-listen = "127.0.0.1:0"
-[server]
-max_header_bytes = 8192
-max_body_bytes = 1000
-header_timeout_ms = 300
-body_timeout_ms = 300
-[[upstream]]
-name = "api"
-servers = ["{}"]
-[[route]]
-prefix = "/"
-upstream = "api"
-limit = {{ key = "header:x-api-key", algorithm = "token_bucket", rate = "1000/s" }}
-"#,
-        up.address()
-    );
-    let config = Config::parse("bad.toml", &text).unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    (std::sync::Arc::new(Gateway::new(config, None).unwrap()).serve(stopped).await.unwrap(), stop)
+    let server = "max_header_bytes = 8192\nmax_body_bytes = 1000\n\
+                  header_timeout_ms = 300\nbody_timeout_ms = 300";
+    let limit =
+        r#"limit = { key = "header:x-api-key", algorithm = "token_bucket", rate = "1000/s" }"#;
+    common::gateway(up.address(), server, limit).await
 }
 
 /// Sends raw bytes and reads what comes back until the server closes or

@@ -2,6 +2,8 @@
 //! upstream request; the upstream's Cache-Control decides what is kept;
 //! only safe methods without credentials use it.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,29 +12,11 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sysblocks_gateway::config::Config;
-use sysblocks_gateway::proxy::{Gateway, ttl_of};
+use sysblocks_gateway::proxy::ttl_of;
 use sysblocks_gateway::upstream_sim::UpstreamSim;
 
 async fn gateway(up: &UpstreamSim) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let text = format!(
-        r#"
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "api"
-servers = ["{}"]
-[[route]]
-prefix = "/"
-upstream = "api"
-cache = {{ max_bytes = 1000000 }}
-"#,
-        up.address()
-    );
-    let config = Config::parse("cache.toml", &text).unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let bound =
-        std::sync::Arc::new(Gateway::new(config, None).unwrap()).serve(stopped).await.unwrap();
-    (bound, stop)
+    common::gateway(up.address(), "", "cache = { max_bytes = 1000000 }").await
 }
 
 async fn get(

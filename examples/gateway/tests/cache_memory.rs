@@ -4,6 +4,8 @@
 //! bodies and header values are slices of its read buffers; an entry kept
 //! as parsed would hold kilobytes of buffer alive.)
 
+mod common;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -13,8 +15,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use peak_alloc::PeakAlloc;
-use sysblocks_gateway::config::Config;
-use sysblocks_gateway::proxy::Gateway;
 use sysblocks_gateway::upstream_sim::UpstreamSim;
 
 #[global_allocator]
@@ -36,22 +36,8 @@ async fn fetch(client: &Client<HttpConnector, Body>, gw: SocketAddr, from: usize
 #[tokio::test(flavor = "current_thread")]
 async fn kept_responses_use_their_own_size_of_memory() {
     let up = UpstreamSim::start("up", "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let text = format!(
-        r#"
-listen = "127.0.0.1:0"
-[[upstream]]
-name = "api"
-servers = ["{}"]
-[[route]]
-prefix = "/"
-upstream = "api"
-cache = {{ max_bytes = {MAX_BYTES} }}
-"#,
-        up.address()
-    );
-    let config = Config::parse("cache.toml", &text).unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let gw = std::sync::Arc::new(Gateway::new(config, None).unwrap()).serve(stopped).await.unwrap();
+    let cache = format!("cache = {{ max_bytes = {MAX_BYTES} }}");
+    let (gw, _stop) = common::gateway(up.address(), "", &cache).await;
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
 
     // Connections, buffers and pools made by the first requests.

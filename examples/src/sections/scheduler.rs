@@ -41,6 +41,29 @@ pub fn run(options: &TourOptions) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// A worker, and the task that runs it.
+type Started = (
+    Arc<Worker<MemoryBackend>>,
+    tokio::task::JoinHandle<Result<(), sysblocks_scheduler::SchedulerError>>,
+);
+
+/// Starts one in-memory worker polling every 100 ms on `clock`; returns it
+/// and the task that runs it.
+fn start_worker(
+    backend: Arc<MemoryBackend>,
+    registry: Registry,
+    clock: impl Clock + 'static,
+) -> Result<Started, Box<dyn Error>> {
+    let config =
+        WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
+    let worker = Arc::new(Worker::new(backend, registry, config)?.with_clock(clock));
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(Duration::from_secs(1)).await }
+    });
+    Ok((worker, running))
+}
+
 async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
     let backend = Arc::new(MemoryBackend::new());
     let clock = Arc::new(TokioClock::starting_at(Duration::from_millis(START)));
@@ -114,13 +137,7 @@ async fn in_memory(section: &Section) -> Result<(), Box<dyn Error>> {
         async move { scheduler.run_cron(job).await }
     });
 
-    let config =
-        WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
-    let worker = Arc::new(Worker::new(backend, registry, config)?.with_clock(clock.clone()));
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.run(Duration::from_secs(1)).await }
-    });
+    let (worker, running) = start_worker(backend, registry, clock.clone())?;
     // Three hours (and a minute) of virtual time pass in a moment.
     tokio::time::sleep(Duration::from_secs(3 * 3600 + 60)).await;
 
@@ -234,13 +251,7 @@ async fn lateness() -> Result<Vec<f64>, Box<dyn Error>> {
         })
         .collect::<Result<_, _>>()?;
     scheduler.submit_all(tasks).await?;
-    let config =
-        WorkerConfig { poll_interval: Duration::from_millis(100), ..WorkerConfig::default() };
-    let worker = Arc::new(Worker::new(backend, registry, config)?.with_clock(clock.clone()));
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.run(Duration::from_secs(1)).await }
-    });
+    let (worker, running) = start_worker(backend, registry, clock.clone())?;
     while scheduler.counts().await?.succeeded < 300 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
