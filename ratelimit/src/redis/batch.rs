@@ -217,7 +217,9 @@ impl Shared {
                 let (used, newest) = (unsigned(0)?, number(1)?);
                 let mut log = SlidingLogState::default();
                 if values.len() > 2 {
-                    // A denial: every entry in the window, oldest first.
+                    // A denial: the oldest entries up to the one whose
+                    // leaving makes room, then the newest time at no cost
+                    // (what the retry time and the reset need).
                     for pair in values[2..].chunks_exact(2) {
                         let time = integer(&pair[0]).and_then(|n| u64::try_from(n).ok())?;
                         let cost = integer(&pair[1]).and_then(|n| u64::try_from(n).ok())?;

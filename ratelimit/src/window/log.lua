@@ -2,8 +2,9 @@
 -- set (score: time, member: 'seq:cost', seq zero-padded so that equal
 -- times keep their arrival order); aux: the seq counter. Replies with the
 -- cost in the window and the newest entry's time (-1: none); after a
--- denial also every entry in the window, oldest first (time, cost), from
--- which the client finds the retry time.
+-- denial also the oldest entries (time, cost) up to the one whose leaving
+-- makes room, and the newest time with cost 0, from which the client
+-- finds the retry time.
 -- Cost: each decision reads the whole set, O(limit) (at most `limit`
 -- members), so the log suits limits of up to a few thousand per key; use
 -- the sliding window counter (O(1)) for larger ones.
@@ -48,10 +49,22 @@ local function decide(key, seq_key, mode, cost, out)
     end
     return reply(out, used, last)
   end
+  -- A denial: the oldest entries, up to the one whose leaving makes room
+  -- for this cost (all of them when none does), then the newest time with
+  -- no cost. The client's retry time only needs those (the walk in
+  -- sliding_log_step stops at the same entry), so a denial replies with
+  -- one entry or a few, not the whole window.
+  if #entries == 0 then return reply(out, used, last) end
   local n = #out
-  out[n + 1] = 2 + #entries
-  out[n + 2], out[n + 3] = used, last
+  local k, freed = 0, 0
   for i = 1, #entries, 2 do
-    out[n + 3 + i], out[n + 4 + i] = tonum(entries[i + 1]), cost_of(entries[i])
+    local c = cost_of(entries[i])
+    out[n + 4 + 2 * k], out[n + 5 + 2 * k] = tonum(entries[i + 1]), c
+    k = k + 1
+    freed = freed + c
+    if used - freed + cost <= limit then break end
   end
+  out[n + 4 + 2 * k], out[n + 5 + 2 * k] = last, 0
+  out[n + 1] = 2 + 2 * (k + 1)
+  out[n + 2], out[n + 3] = used, last
 end
