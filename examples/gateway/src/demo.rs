@@ -259,13 +259,30 @@ upstream = "api"
         "/users/<id> (consistent hash of the path, bounded loads): 3,000 requests over {per:?}"
     );
 
-    let text = {
+    // The all-instances totals reach Redis in batches (every 100 ms): read
+    // until they have counted every request sent to /users, for at most 3 s.
+    let users_line = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("gateway_requests_all_instances_total{route=\"")
+                    && l.contains("-users\",class=\"2xx\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let text = loop {
         let request = Request::get(format!("http://{a}/metrics"))
             .body(Body::empty())
             .map_err(|e| e.to_string())?;
         let response = client.request(request).await.map_err(|e| e.to_string())?;
         let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        String::from_utf8_lossy(&bytes).into_owned()
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let shared = text.contains("gateway_requests_all_instances_total{");
+        if !shared || users_line(&text) >= Some(3000) || Instant::now() >= deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!(
         "\nfrom http://{a}/metrics (this instance; all instances from Redis, added every 100 ms):"
