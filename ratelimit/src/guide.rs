@@ -123,8 +123,8 @@
 //!   algorithm's state (atomically, applying the admission rule so that the
 //!   write is right) and returns the state it decided on: the TAT for the
 //!   buckets, the window and count for the fixed window, both counts for the
-//!   sliding counter, the cost in the window (and on a denial every entry)
-//!   for the log. The client then makes the decision with the same pure
+//!   sliding counter, the cost in the window (and on a denial the oldest
+//!   entries up to the one whose expiry makes room) for the log. The client then makes the decision with the same pure
 //!   step as in process ([`gcra_step`](crate::gcra_step),
 //!   [`fixed_window_step`](crate::fixed_window_step), ...), on
 //!   microseconds. So remaining, reset and retry are written once, in Rust;

@@ -106,7 +106,11 @@ impl Framing {
                     let taken = bytes.len().min(MAX_LINE + 1 - self.line.len());
                     let before = self.line.len();
                     self.line.extend_from_slice(&bytes[..taken]);
-                    match self.head() {
+                    // A head can only end with a line break: a client that
+                    // trickles its head a byte at a time costs one parse
+                    // per line, not one per byte.
+                    let parsed = if bytes[..taken].contains(&b'\n') { self.head() } else { None };
+                    match parsed {
                         Some(used) => {
                             // What followed the head is body or the next
                             // request: feed it again in the new state.

@@ -88,6 +88,10 @@ impl Metrics {
     }
 
     /// Counts one request of `route`.
+    ///
+    /// This looks the route up on every call; a caller on the request
+    /// path takes [`route`](Self::route) once and calls
+    /// [`record_for`](Self::record_for), as the gateway does.
     pub fn record(&self, route: &str, outcome: Outcome) {
         self.record_for(&self.route(route), outcome);
     }
