@@ -66,3 +66,9 @@ pub use rebalance::{HashRange, Move, RebalancePlan, rebalance_plan};
 pub use rendezvous::Rendezvous;
 pub use ring::{DEFAULT_VNODES, HashRing, MAX_POINTS, Replicas};
 pub use shared::SharedRing;
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -50,3 +50,9 @@ pub use clock::{Clock, ManualClock, MonotonicClock, WallClock, nanos};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use connection::{DEFAULT_COMMAND_TIMEOUT, RedisConnection, is_timeout};
 pub use error::BackendError;
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -50,3 +50,9 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use concurrent::{ConcurrentLruCache, MAX_SHARDS};
 pub use error::CacheError;
 pub use lru::{CacheStats, Iter, LruBuilder, LruCache, RemovalCause};
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

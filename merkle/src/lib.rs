@@ -75,3 +75,9 @@ pub use sync_store::{EntrySummary, SyncStore};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use transport::{read_frame, sync_stream, write_frame};
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -114,3 +114,9 @@ pub use window::{
     SlidingWindowLog, WindowAlgorithm, WindowLimiter, fixed_window_step, sliding_counter_step,
     sliding_log_step,
 };
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

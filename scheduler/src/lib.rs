@@ -103,3 +103,9 @@ pub use task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, Task, TaskId, TaskInfo, TaskState, When,
 };
 pub use worker::{Worker, WorkerConfig, WorkerStats};
+
+/// The README's examples, compiled and run with the doc tests, so that the
+/// page a new user reads first cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
