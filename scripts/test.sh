@@ -5,10 +5,13 @@
 #   2. starts a throwaway standalone Redis and a 3-master Redis Cluster on free
 #      loopback ports (scripts/redis.sh) and exports REDIS_URL and
 #      REDIS_CLUSTER_NODES for the tests,
-#   3. runs fmt, clippy (all features, then every feature set on its own,
-#      with cargo-hack, which it installs when missing), the tests (doc
-#      tests included), the docs, every crate's loom suite and a build of
-#      every bench,
+#   3. checks that rustc is the declared rust-version, then runs fmt,
+#      clippy (all features, then every feature set on its own, with
+#      cargo-hack, which it installs when missing), the tests (doc tests and
+#      every README's examples included), the docs, every crate's loom
+#      suite, a build of every bench, `cargo package` and `cargo publish
+#      --dry-run` of every publishable crate, and cargo-deny (installed when
+#      missing) on licenses, bans and sources,
 #   4. stops the servers it started, on failure too, and prints a summary.
 # It exits non-zero when any step failed.
 set -uo pipefail
@@ -101,6 +104,67 @@ feature_sets() {
     cargo hack doc --workspace --each-feature --no-dev-deps --no-deps
 }
 
+# The crates a user can depend on: every member whose manifest does not say
+# `publish = false`.
+publishable() {
+  local manifest
+  for manifest in */Cargo.toml examples/*/Cargo.toml; do
+    grep -q '^publish = false' "$manifest" && continue
+    sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1
+  done
+}
+
+# Each publishable crate packages on its own (README, license files, Lua
+# scripts and the charts its guide embeds are in the package, and the
+# package builds outside the workspace against its siblings' packages), and
+# a publish would be accepted up to the upload.
+packaging() {
+  local args=() name
+  for name in $(publishable); do args+=(-p "$name"); done
+  echo "publishable: ${args[*]}"
+  cargo package --allow-dirty "${args[@]}" || return 1
+  cargo publish --dry-run --allow-dirty "${args[@]}"
+}
+
+# Licenses, banned and duplicated crates, and sources, with the policy in
+# deny.toml; these work offline. Advisories need the RustSec database, which
+# is fetched from GitHub: checked when it can be reached, and said so when
+# it cannot.
+supply_chain() {
+  local tools="$target/tools"
+  if [ ! -x "$tools/bin/cargo-deny" ]; then
+    cargo install cargo-deny --locked --version 0.20.2 --root "$tools" --quiet || return 1
+  fi
+  PATH="$tools/bin:$PATH" cargo deny --all-features check licenses bans sources || return 1
+  if PATH="$tools/bin:$PATH" timeout 120 cargo deny fetch db >/dev/null 2>&1; then
+    PATH="$tools/bin:$PATH" cargo deny --all-features check advisories
+  else
+    echo "advisories: NOT CHECKED, the RustSec advisory database could not be fetched from here"
+  fi
+}
+
+# rust-version in Cargo.toml names the toolchain the checks really use: this
+# run's rustc must be that version, or rustup must have it for a check.
+rust_version() {
+  local declared actual toolchain
+  declared=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+  actual=$(rustc --version | awk '{print $2}')
+  case $actual in
+    "$declared" | "$declared".*)
+      echo "rustc $actual is the declared rust-version $declared: every step below builds with it"
+      return 0 ;;
+  esac
+  toolchain=$(rustup toolchain list 2>/dev/null | awk '{print $1}' | grep "^$declared" | head -n 1)
+  if [ -z "$toolchain" ]; then
+    echo "rust-version is $declared but rustc is $actual and rustup has no $declared toolchain:" >&2
+    echo "install it (rustup toolchain install $declared) or change rust-version in Cargo.toml" >&2
+    return 1
+  fi
+  echo "checking the workspace with the declared toolchain $toolchain"
+  cargo +"$toolchain" check --workspace --all-features --all-targets
+}
+
+step "rust-version (the declared toolchain builds)" rust_version
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "feature sets (cargo-hack: clippy on every set, docs on each feature)" feature_sets
@@ -109,6 +173,8 @@ step "cargo test (unit, integration, doc)" run_tests
 step "cargo doc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 step "loom suites" loom_suites
 step "cargo bench --no-run" cargo bench --workspace --all-features --no-run
+step "cargo package + publish --dry-run (publishable crates)" packaging
+step "cargo deny (licenses, bans, sources; advisories when reachable)" supply_chain
 
 # --- 4. Summary ----------------------------------------------------------
 scripts/redis.sh stop "$SYSBLOCKS_REDIS_DIR"
