@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut left = MerkleStore::new();
     left.put(b"k".to_vec(), b"v".to_vec(), 1)?;
-    let mut right = MerkleStore::new();
+    let mut right: MerkleStore = MerkleStore::new();
     sync_in_memory(&mut left, &mut right, SyncConfig::default())?;
     assert_eq!(left.root_hash(), right.root_hash());
 
@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut registry = Registry::new();
     registry.register("noop", |_ctx, _: ()| async { Ok(()) });
     let scheduler = Scheduler::new(backend.clone(), clock.clone()).with_registry(&registry);
-    let task = scheduler.submit(Task::new("noop", ())?).await?;
+    let task = scheduler.submit(Task::new("noop", &())?).await?;
     let worker = Arc::new(Worker::new(backend, registry, WorkerConfig::default())?.with_clock(clock));
     let running = tokio::spawn({
         let worker = worker.clone();

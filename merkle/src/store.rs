@@ -123,8 +123,12 @@ fn node_at(position: &[u8; 32], level: usize) -> u64 {
 /// assert_ne!(a.root_hash(), b.root_hash()); // the replicas differ
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Keys and values are byte vectors unless you say otherwise, so that an
+/// empty replica can be named without its types:
+/// `let replica: MerkleStore = MerkleStore::new();`.
 #[derive(Debug, Clone)]
-pub struct MerkleStore<K, V> {
+pub struct MerkleStore<K = Vec<u8>, V = Vec<u8>> {
     /// Entries by key: a hash map, so that a write at a million keys costs
     /// one probe rather than a B-tree descent of key comparisons.
     entries: HashMap<K, Stored<V>, foldhash::fast::RandomState>,
