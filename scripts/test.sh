@@ -174,6 +174,7 @@ step "cargo doc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --wo
 step "loom suites" loom_suites
 step "cargo bench --no-run" cargo bench --workspace --all-features --no-run
 step "cargo package + publish --dry-run (publishable crates)" packaging
+step "install lines in a new project (scripts/try-install.sh)" scripts/try-install.sh
 step "cargo deny (licenses, bans, sources; advisories when reachable)" supply_chain
 
 # --- 4. Summary ----------------------------------------------------------
