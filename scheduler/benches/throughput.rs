@@ -2,12 +2,14 @@
 //! memory and on Redis, with 1 and 4 workers.
 //!
 //! Run: `cargo bench -p sysblocks-scheduler --features redis --bench throughput`
-//! (Redis from REDIS_URL, or a redis-server the bench starts itself).
+//! (Redis from REDIS_URL, or a redis-server the bench starts itself). The
+//! 4-worker rates are rows of BENCHMARKS.md: `scripts/bench.sh` runs this.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use sysblocks_benchkit::{Ab, Target};
 use sysblocks_scheduler::{
     Backend, Clock, MemoryBackend, RedisBackend, Registry, Scheduler, Task, WallClock, Worker,
     WorkerConfig,
@@ -23,11 +25,23 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
+        // The rows of BENCHMARKS.md: 4 workers draining no-op tasks, run
+        // `runs` times, each run one sample.
+        let runs = if quick { 1 } else { Ab::from_env().pairs.clamp(1, 21) };
         let n = if quick { 1_000 } else { 200_000 };
-        for workers in [1, 4] {
-            let rate = throughput(Arc::new(MemoryBackend::new()), n, workers).await;
-            println!("memory  {workers} worker(s): {n} no-op tasks, {rate:>9.0} tasks/s");
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            rates.push(throughput(Arc::new(MemoryBackend::new()), n, 4).await);
         }
+        Ab::samples(
+            "scheduler/memory_4_workers",
+            &format!("no-op tasks drained by 4 workers from a MemoryBackend ({n} a run)"),
+            "tasks/s",
+            Target::AtLeast(500_000.0),
+            &rates,
+        );
+        let rate = throughput(Arc::new(MemoryBackend::new()), n, 1).await;
+        println!("memory  1 worker: {n} no-op tasks, {rate:>9.0} tasks/s");
         let (p50, p99) =
             lateness(Arc::new(MemoryBackend::new()), if quick { 100 } else { 2_000 }).await;
         println!("memory  lateness of delayed tasks: p50 {p50:.2} ms, p99 {p99:.2} ms");
@@ -35,12 +49,25 @@ fn main() {
         let redis = sysblocks_testkit::Redis::new();
         let connection = redis.connection_manager().await;
         let n = if quick { 1_000 } else { 20_000 };
-        for workers in [1, 4] {
-            let queue = format!("{}bench{workers}", redis.prefix());
+        let mut rates = Vec::new();
+        for run in 0..runs {
+            let queue = format!("{}bench4_{run}", redis.prefix());
             let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
-            let rate = throughput(backend, n, workers).await;
-            println!("redis   {workers} worker(s): {n} no-op tasks, {rate:>9.0} tasks/s");
+            rates.push(throughput(backend, n, 4).await);
         }
+        Ab::samples(
+            "scheduler/redis_4_workers",
+            &format!(
+                "no-op tasks drained by 4 workers from a RedisBackend, one server ({n} a run)"
+            ),
+            "tasks/s",
+            Target::AtLeast(100_000.0),
+            &rates,
+        );
+        let queue = format!("{}bench1", redis.prefix());
+        let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
+        let rate = throughput(backend, n, 1).await;
+        println!("redis   1 worker: {n} no-op tasks, {rate:>9.0} tasks/s");
         let backend =
             Arc::new(RedisBackend::new(connection, &format!("{}late", redis.prefix())).unwrap());
         let (p50, p99) = lateness(backend, if quick { 100 } else { 2_000 }).await;

@@ -1,0 +1,44 @@
+//! The in-process row of BENCHMARKS.md for the counters, measured A/B:
+//! `StripedCounter` and `fast_counter` alternate in one process, and the
+//! ratio comes with its 90% interval (see `sysblocks-benchkit`).
+//!
+//! Run: `cargo bench -p sysblocks-sharded-counter --bench ab`.
+//! `scripts/bench.sh` runs every crate's.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use sysblocks_benchkit::{Ab, Target};
+use sysblocks_sharded_counter::StripedCounter;
+
+/// Two threads each add 1 `n` times; wall time.
+fn two_threads(n: u64, add: impl Fn() + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..n {
+                    add();
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn main() {
+    let ab = Ab::from_env();
+    if Ab::wants("counter/two_threads") {
+        let ours = StripedCounter::new();
+        let peer = fast_counter::ConcurrentCounter::new(
+            std::thread::available_parallelism().map_or(4, |n| n.get()),
+        );
+        ab.throughput_ratio(
+            "counter/two_threads",
+            "StripedCounter vs fast-counter, 2 threads adding to one counter",
+            Target::AtLeast(1.0),
+            |n| two_threads(n, || ours.add(black_box(1))),
+            |n| two_threads(n, || peer.add(black_box(1))),
+        );
+    }
+}
