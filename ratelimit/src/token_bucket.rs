@@ -95,8 +95,11 @@ fn gcra_report(
     let remaining_at = |tat_after: u64| {
         // Tokens that fit between now and the tolerance edge; less than a
         // token left (common in denials) needs no division.
+        // `checked_div` rather than `/`: a division that cannot panic is
+        // pure, so a caller that reads only `allowed` pays nothing for it
+        // (the compiler drops it). `t` is at least 1 anyway.
         let room = now.saturating_add(tau).saturating_add(t).saturating_sub(tat_after.max(now));
-        if room < t { 0 } else { (room / t).min(capacity) }
+        if room < t { 0 } else { room.checked_div(t).unwrap_or(0).min(capacity) }
     };
     match outcome {
         Err(earliest) => Decision::deny(
@@ -150,13 +153,17 @@ pub fn gcra_refund(tat: Option<u64>, now: u64, t: u64, cost: u64) -> Option<u64>
 /// ```
 #[derive(Debug)]
 pub struct TokenBucket<C: Clock = SystemClock> {
-    /// Theoretical arrival time in nanoseconds; 0 means untouched.
+    /// Theoretical arrival time in nanoseconds; 0 (untouched) is a time in
+    /// the past like any other, so a new bucket is full.
     tat: AtomicU64,
     /// Emission interval: nanoseconds per token. Atomic so that
     /// [`set_limit`](TokenBucket::set_limit) works on a shared bucket.
     t: AtomicU64,
     /// The capacity (burst), likewise.
     capacity: AtomicU64,
+    /// The tolerance `t × (capacity − 1)`, kept rather than multiplied out
+    /// on every check; stored with `t` and `capacity` by `set_limit`.
+    tau: AtomicU64,
     clock: C,
 }
 
@@ -179,11 +186,12 @@ impl<C: Clock> TokenBucket<C> {
     /// # Errors
     /// As [`new`](TokenBucket::new).
     pub fn with_clock(capacity: u64, rate: Rate, clock: C) -> Result<Self, LimitError> {
-        gcra_tau(rate.interval_nanos(), capacity)?;
+        let tau = gcra_tau(rate.interval_nanos(), capacity)?;
         Ok(TokenBucket {
             tat: AtomicU64::new(0),
             t: AtomicU64::new(rate.interval_nanos()),
             capacity: AtomicU64::new(capacity),
+            tau: AtomicU64::new(tau),
             clock,
         })
     }
@@ -254,10 +262,11 @@ impl<C: Clock> TokenBucket<C> {
     /// As [`new`](TokenBucket::new); the bucket is then unchanged.
     pub fn set_limit(&self, capacity: u64, rate: Rate) -> Result<(), LimitError> {
         let new_t = rate.interval_nanos();
-        gcra_tau(new_t, capacity)?;
+        let tau = gcra_tau(new_t, capacity)?;
         let now = self.clock.now_nanos();
         let old_t = self.t.swap(new_t, Ordering::AcqRel);
         self.capacity.store(capacity, Ordering::Release);
+        self.tau.store(tau, Ordering::Release);
         let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
             if tat <= now {
                 return None;
@@ -279,19 +288,15 @@ impl<C: Clock> TokenBucket<C> {
     fn decide(&self, now: u64, cost: u64, take: bool) -> Decision {
         let t = self.t.load(Ordering::Relaxed);
         let capacity = self.capacity.load(Ordering::Relaxed);
-        // Both were checked by `gcra_tau` when set, but a check racing
-        // `set_limit` may read a new `t` with an old capacity. Should that
-        // pair overflow, the request is denied: never admitted on a
-        // saturated tolerance.
-        let Some(tau) = t.checked_mul(capacity.saturating_sub(1)) else {
-            let tat = self.tat.load(Ordering::Acquire).max(now);
-            return gcra_report(tat, now, t, 0, capacity, cost, Err(u64::MAX));
-        };
+        // A check racing `set_limit` may pair a new `t` with an old `tau`:
+        // each was valid for some limit, and the arithmetic below is
+        // checked, so the worst case is one decision made on a mix.
+        let tau = self.tau.load(Ordering::Relaxed);
+        // An untouched bucket's TAT is 0, a time in the past like any TAT
+        // at or before `now`: a full bucket, with no special case.
         let mut current = self.tat.load(Ordering::Acquire);
         loop {
-            // 0 is "untouched": as good as full, like a TAT of now.
-            let tat = if current == 0 { now } else { current };
-            let outcome = gcra_admit(tat, now, t, tau, cost);
+            let outcome = gcra_admit(current, now, t, tau, cost);
             if let (Ok(next), true) = (outcome, take) {
                 // Only the new TAT is computed inside the loop; the decision
                 // is built once the swap has succeeded.
@@ -305,7 +310,7 @@ impl<C: Clock> TokenBucket<C> {
                     continue;
                 }
             }
-            return gcra_report(tat, now, t, tau, capacity, cost, outcome);
+            return gcra_report(current, now, t, tau, capacity, cost, outcome);
         }
     }
 }
