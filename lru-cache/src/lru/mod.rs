@@ -544,6 +544,41 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             drop(evicted);
             return Ok(Some((old_key, old_value)));
         }
+        // The common case of a full cache taking a new key (a bound by
+        // count, one entry leaves): the least recently used entry's slot
+        // takes the new one, which skips the free list, the unlink and the
+        // relink (moving the tail to the front is one promotion).
+        if let Bound::Count(cap) = self.bound
+            && self.len == cap
+            && cap > 0
+        {
+            let i = self.tail();
+            let old = self.meta[i as usize];
+            let Ok(found) = self.table.find_entry(old.hash, |b| b.slot == i) else {
+                unreachable!("live slot {i} is indexed")
+            };
+            let (Bucket { key: old_key, value: old_value, .. }, _) = found.remove();
+            self.meta[i as usize] = Meta { hash, weight, expires, live: true };
+            let metas = &self.meta;
+            self.table.insert_unique(hash, Bucket { key, value, slot: i }, |b| {
+                metas[b.slot as usize].hash
+            });
+            self.total_weight = self.total_weight - u128::from(old.weight) + u128::from(weight);
+            if let Some(at) = expires {
+                self.expiry.push(Reverse((at, i)));
+            }
+            self.promote(i);
+            let old = Entry { key: old_key, value: old_value, expires: old.expires };
+            let cause = if self.is_expired(&old) {
+                self.stats.expirations += 1;
+                RemovalCause::Expired
+            } else {
+                self.stats.evictions += 1;
+                RemovalCause::Capacity
+            };
+            self.notify(&old, cause);
+            return Ok(Some((old.key, old.value)));
+        }
         let mut first = None;
         let mut more = Vec::new();
         while self.len > 0 && self.over_bound(1, weight) {
