@@ -14,41 +14,16 @@ use rand::{Rng, SeedableRng};
 use sysblocks_benchkit::{Ab, Target};
 use sysblocks_lru_cache::{ConcurrentLruCache, LruCache};
 
-const CAP: usize = 10_000;
-const UNIVERSE: u64 = 100_000;
+mod common;
+use common::{CAP, Fixed, Shared, fixed, zipf_keys};
+
 /// Key sequences are walked cyclically; a power of two, so the index is a mask.
 const HITS: usize = 1 << 12;
 const ZIPF: usize = 1 << 20;
 
-/// Keys drawn from a Zipf(1.0) distribution over `UNIVERSE` keys, by inverse
-/// CDF on a precomputed table.
-fn zipf_keys(count: usize, seed: u64) -> Vec<u64> {
-    let weights: Vec<f64> = (1..=UNIVERSE).map(|r| 1.0 / r as f64).collect();
-    let total: f64 = weights.iter().sum();
-    let mut cdf = Vec::with_capacity(weights.len());
-    let mut acc = 0.0;
-    for w in weights {
-        acc += w / total;
-        cdf.push(acc);
-    }
-    let mut rng = SmallRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let u: f64 = rng.random();
-            cdf.partition_point(|&c| c < u) as u64
-        })
-        .collect()
-}
-
-/// Both LRUs hash with the same fixed-seed foldhash, so their tables have
-/// the same layout and probe lengths: only the code differs.
-type Fixed = foldhash::fast::FixedState;
+/// Both with the fixed hasher of `common`.
 type Ours = LruCache<u64, u64, Fixed>;
 type Peer = lru::LruCache<u64, u64, Fixed>;
-
-fn fixed() -> Fixed {
-    foldhash::fast::FixedState::with_seed(1)
-}
 
 fn ours(fill: bool) -> Ours {
     let mut cache = LruCache::builder().capacity(CAP).hasher(fixed()).build().unwrap();
@@ -155,41 +130,6 @@ fn main() {
     }
 }
 
-/// A cache shared by threads: get, and insert on a miss.
-trait Shared: Sync {
-    fn get_or_insert(&self, k: u64) -> u64;
-}
-
-impl Shared for ConcurrentLruCache<u64, u64> {
-    #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        self.get(&k).unwrap_or_else(|| {
-            self.insert(k, k);
-            k
-        })
-    }
-}
-
-impl Shared for quick_cache::sync::Cache<u64, u64> {
-    #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        self.get(&k).unwrap_or_else(|| {
-            self.insert(k, k);
-            k
-        })
-    }
-}
-
-impl Shared for moka::sync::Cache<u64, u64> {
-    #[inline(always)]
-    fn get_or_insert(&self, k: u64) -> u64 {
-        self.get(&k).unwrap_or_else(|| {
-            self.insert(k, k);
-            k
-        })
-    }
-}
-
 /// Two threads, each walking its own Zipf sequence for `n` steps, on one
 /// cache; wall time.
 fn two_threads(n: u64, cache: &impl Shared, keys: &[Vec<u64>; 2], at: &mut [usize; 2]) -> Duration {
@@ -209,9 +149,9 @@ fn two_threads(n: u64, cache: &impl Shared, keys: &[Vec<u64>; 2], at: &mut [usiz
 
 fn concurrent(ab: &Ab) {
     let keys = [zipf_keys(1 << 18, 2), zipf_keys(1 << 18, 3)];
-    let ours = ConcurrentLruCache::<u64, u64>::new(CAP).unwrap();
+    let ours = <ConcurrentLruCache<u64, u64> as Shared>::with_capacity(CAP);
     let (mut at_ours, mut at_peer) = ([0, 0], [0, 0]);
-    let quick = quick_cache::sync::Cache::<u64, u64>::new(CAP);
+    let quick = <quick_cache::sync::Cache<u64, u64> as Shared>::with_capacity(CAP);
     ab.throughput_ratio(
         "lru/concurrent_vs_quick_cache",
         "ConcurrentLruCache vs quick_cache, 2 threads, get or insert on Zipf(1.0)",
@@ -219,7 +159,7 @@ fn concurrent(ab: &Ab) {
         |n| two_threads(n, &ours, &keys, &mut at_ours),
         |n| two_threads(n, &quick, &keys, &mut at_peer),
     );
-    let moka = moka::sync::Cache::<u64, u64>::new(CAP as u64);
+    let moka = <moka::sync::Cache<u64, u64> as Shared>::with_capacity(CAP);
     let mut at_moka = [0, 0];
     ab.throughput_ratio(
         "lru/concurrent_vs_moka",

@@ -9,67 +9,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use sysblocks_benchkit::{Ab, Target};
 use sysblocks_merkle::{MerkleStore, SyncConfig, sync_in_memory};
 
-const N: u32 = 100_000;
-const FRAME: u64 = 256 * 1024;
-
-/// The items of one side: (key, version). Side B differs from A in `d`
-/// items, spread evenly: a newer version of an existing key.
-fn items(d: u32, side_b: bool) -> Vec<(Vec<u8>, u64)> {
-    let step = N / d.max(1);
-    (0..N)
-        .map(|i| {
-            let changed = side_b && i < d * step && i % step == 0;
-            (format!("item:{i}").into_bytes(), if changed { 2 } else { 1 })
-        })
-        .collect()
-}
-
-fn store(items: &[(Vec<u8>, u64)]) -> MerkleStore {
-    let mut s = MerkleStore::new();
-    for (k, v) in items {
-        s.put(k.clone(), b"payload".to_vec(), *v).unwrap();
-    }
-    s
-}
-
-/// negentropy ids: a hash of key and version, as any id of an entry.
-fn neg_storage(items: &[(Vec<u8>, u64)]) -> NegentropyStorageVector {
-    let mut storage = NegentropyStorageVector::with_capacity(items.len());
-    for (k, v) in items {
-        let mut bytes = k.clone();
-        bytes.extend(v.to_le_bytes());
-        let id: [u8; 32] = sysblocks_merkle::hash::key_position(&bytes);
-        storage.insert(*v, Id::from_byte_array(id)).unwrap();
-    }
-    storage.seal().unwrap();
-    storage
-}
-
-/// Bytes of one negentropy session, both ways, and the ids it found.
-fn neg_bytes(a: &NegentropyStorageVector, b: &NegentropyStorageVector) -> (usize, usize) {
-    let mut client = Negentropy::borrowed(a, FRAME).unwrap();
-    let mut server = Negentropy::borrowed(b, FRAME).unwrap();
-    let mut msg = client.initiate().unwrap();
-    let (mut bytes, mut found) = (msg.len(), 0);
-    loop {
-        let reply = server.reconcile(&msg).unwrap();
-        bytes += reply.len();
-        let (mut have, mut need) = (Vec::new(), Vec::new());
-        let next = client.reconcile_with_ids(&reply, &mut have, &mut need).unwrap();
-        found += have.len() + need.len();
-        match next {
-            Some(next) => {
-                bytes += next.len();
-                msg = next;
-            }
-            None => return (bytes, found),
-        }
-    }
-}
+mod common;
+use common::{items, neg_storage, neg_sync, store};
 
 fn main() {
     let ab = Ab::from_env();
@@ -82,7 +26,7 @@ fn main() {
         let (mut a, mut b) = (store(&ia), store(&ib));
         let outcome = sync_in_memory(&mut a, &mut b, SyncConfig::default()).unwrap();
         let ours = outcome.initiator.bytes_sent + outcome.responder.bytes_sent;
-        let (theirs, found) = neg_bytes(&neg_storage(&ia), &neg_storage(&ib));
+        let (theirs, _, found) = neg_sync(&neg_storage(&ia), &neg_storage(&ib));
         assert_eq!(outcome.initiator.keys_repaired + outcome.responder.keys_repaired, u64::from(d));
         assert_eq!(found, 2 * d as usize, "negentropy finds both versions of each changed item");
         Ab::exact(

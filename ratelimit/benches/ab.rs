@@ -15,6 +15,9 @@ use governor::{Quota, RateLimiter};
 use sysblocks_benchkit::{Ab, Target};
 use sysblocks_ratelimit::{Algorithm, Keyed, Limit, Rate, RedisLimiter, TokenBucket};
 
+mod common;
+use common::{KEYS, always_denies, never_denies, tasks};
+
 /// Times `n` calls of `f`.
 fn timed(n: u64, mut f: impl FnMut()) -> Duration {
     let start = Instant::now();
@@ -37,50 +40,6 @@ fn two_threads(n: u64, f: impl Fn() + Sync) -> Duration {
         }
     });
     start.elapsed()
-}
-
-fn never_denies() -> (TokenBucket, governor::DefaultDirectRateLimiter) {
-    // One token per nanosecond and a burst of 2^32 - 1: every check passes.
-    let ours =
-        TokenBucket::new(u64::from(u32::MAX), Rate::per_second(1_000_000_000).unwrap()).unwrap();
-    let per_nano = NonZeroU32::new(1_000_000_000).unwrap();
-    let theirs = RateLimiter::direct(Quota::per_second(per_nano).allow_burst(NonZeroU32::MAX));
-    (ours, theirs)
-}
-
-fn always_denies() -> (TokenBucket, governor::DefaultDirectRateLimiter) {
-    let ours = TokenBucket::new(1, Rate::per_hour(1).unwrap()).unwrap();
-    let theirs = RateLimiter::direct(Quota::per_hour(NonZeroU32::MIN));
-    assert!(ours.check().allowed && theirs.check().is_ok());
-    (ours, theirs)
-}
-
-const KEYS: u64 = 1000;
-const TASKS: u64 = 64;
-const OPS_PER_TASK: u64 = 200;
-
-/// Times `rounds` rounds of 64 tasks that each await `op` 200 times.
-fn tasks<F, Fut>(runtime: &tokio::runtime::Runtime, rounds: u64, op: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    runtime.block_on(async {
-        let start = Instant::now();
-        for _ in 0..rounds {
-            let mut set = tokio::task::JoinSet::new();
-            for task in 0..TASKS {
-                let op = op.clone();
-                set.spawn(async move {
-                    for i in 0..OPS_PER_TASK {
-                        op(task * OPS_PER_TASK + i).await;
-                    }
-                });
-            }
-            while set.join_next().await.is_some() {}
-        }
-        start.elapsed()
-    })
 }
 
 fn main() {

@@ -13,21 +13,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use sysblocks_ratelimit::{Algorithm, Keyed, Limit, Rate, RedisLimiter, TokenBucket};
 
-fn never_denies() -> (TokenBucket, governor::DefaultDirectRateLimiter) {
-    // One token per nanosecond and a burst of 2^32 - 1.
-    let ours =
-        TokenBucket::new(u64::from(u32::MAX), Rate::per_second(1_000_000_000).unwrap()).unwrap();
-    let per_nano = NonZeroU32::new(1_000_000_000).unwrap();
-    let theirs = RateLimiter::direct(Quota::per_second(per_nano).allow_burst(NonZeroU32::MAX));
-    (ours, theirs)
-}
-
-fn always_denies() -> (TokenBucket, governor::DefaultDirectRateLimiter) {
-    let ours = TokenBucket::new(1, Rate::per_hour(1).unwrap()).unwrap();
-    let theirs = RateLimiter::direct(Quota::per_hour(NonZeroU32::MIN));
-    assert!(ours.check().allowed && theirs.check().is_ok());
-    (ours, theirs)
-}
+mod common;
+use common::{KEYS, OPS_PER_TASK, TASKS, always_denies, never_denies};
 
 fn direct(c: &mut Criterion) {
     let mut group = c.benchmark_group("direct");
@@ -70,8 +57,6 @@ fn shared(c: &mut Criterion) {
     group.finish();
 }
 
-const KEYS: u64 = 1000;
-
 fn keyed(c: &mut Criterion) {
     let mut group = c.benchmark_group("keyed_1000");
     group.throughput(Throughput::Elements(1));
@@ -96,33 +81,6 @@ fn keyed(c: &mut Criterion) {
     group.finish();
 }
 
-const TASKS: u64 = 64;
-const OPS_PER_TASK: u64 = 200;
-
-/// Times `iters` rounds of 64 tasks that each await `op` 200 times.
-fn time_tasks<F, Fut>(runtime: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    runtime.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            let mut tasks = tokio::task::JoinSet::new();
-            for task in 0..TASKS {
-                let op = op.clone();
-                tasks.spawn(async move {
-                    for i in 0..OPS_PER_TASK {
-                        op(task * OPS_PER_TASK + i).await;
-                    }
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-        }
-        start.elapsed()
-    })
-}
-
 fn redis(c: &mut Criterion) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -137,7 +95,7 @@ fn redis(c: &mut Criterion) {
     group.bench_function("raw_incr", |b| {
         b.iter_custom(|iters| {
             let (connection, counter) = (incr_connection.clone(), counter.clone());
-            time_tasks(&runtime, iters, move |_| {
+            common::tasks(&runtime, iters, move |_| {
                 let (mut connection, counter) = (connection.clone(), counter.clone());
                 async move {
                     let _: i64 = redis::cmd("INCR")
@@ -159,7 +117,7 @@ fn redis(c: &mut Criterion) {
     group.bench_function("token_bucket_decisions", |b| {
         b.iter_custom(|iters| {
             let (limiter, keys) = (limiter.clone(), keys.clone());
-            time_tasks(&runtime, iters, move |i| {
+            common::tasks(&runtime, iters, move |i| {
                 let (limiter, keys) = (limiter.clone(), keys.clone());
                 async move {
                     let key = &keys[(i % KEYS) as usize];
