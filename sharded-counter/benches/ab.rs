@@ -26,8 +26,30 @@ fn two_threads(n: u64, add: impl Fn() + Sync) -> Duration {
     start.elapsed()
 }
 
+/// One thread adds 1 `n` times.
+fn one_thread(n: u64, add: impl Fn()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        add();
+    }
+    start.elapsed()
+}
+
 fn main() {
     let ab = Ab::from_env();
+    if Ab::wants("counter/one_thread") {
+        let ours = StripedCounter::new();
+        let peer = fast_counter::ConcurrentCounter::new(
+            std::thread::available_parallelism().map_or(4, |n| n.get()),
+        );
+        ab.time_ratio(
+            "counter/one_thread",
+            "StripedCounter vs fast-counter, one thread adding",
+            Target::None,
+            |n| one_thread(n, || ours.add(black_box(1))),
+            |n| one_thread(n, || peer.add(black_box(1))),
+        );
+    }
     if Ab::wants("counter/two_threads") {
         let ours = StripedCounter::new();
         let peer = fast_counter::ConcurrentCounter::new(
