@@ -41,7 +41,8 @@ pub struct SyncConfig {
     /// exceed the largest entry (key plus value plus a few bytes).
     pub max_message: usize,
     /// A range is listed, rather than split, once both sides hold at most
-    /// this many entries in it.
+    /// this many entries in it (default 4: the fewest bytes on the rows of
+    /// BENCHMARKS.md).
     pub list_threshold: u64,
     /// The deepest level to split to (16 nibbles = 64 bits of position);
     /// deeper ranges are listed whatever their size.
@@ -50,7 +51,7 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { max_message: 256 * 1024, list_threshold: 12, max_level: MAX_LEVEL }
+        SyncConfig { max_message: 256 * 1024, list_threshold: 4, max_level: MAX_LEVEL }
     }
 }
 
