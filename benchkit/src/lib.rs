@@ -74,6 +74,34 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The target as one word, for the `ABS|` lines: `below:0.9`,
+    /// `atmost:0.5`, `atleast:1`, `none`.
+    pub fn code(self) -> String {
+        match self {
+            Target::Below(bound) => format!("below:{bound}"),
+            Target::AtMost(bound) => format!("atmost:{bound}"),
+            Target::AtLeast(bound) => format!("atleast:{bound}"),
+            Target::None => "none".to_string(),
+        }
+    }
+
+    /// Reads what [`code`](Self::code) wrote.
+    pub fn from_code(code: &str) -> Option<Target> {
+        if code == "none" {
+            return Some(Target::None);
+        }
+        let (kind, bound) = code.split_once(':')?;
+        let bound: f64 = bound.parse().ok()?;
+        match kind {
+            "below" => Some(Target::Below(bound)),
+            "atmost" => Some(Target::AtMost(bound)),
+            "atleast" => Some(Target::AtLeast(bound)),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -167,14 +195,28 @@ pub struct Row {
     pub what: String,
     /// What the numbers are: `ours/peer time`, `ours/peer throughput`, or a
     /// unit for an absolute row.
-    pub unit: &'static str,
+    pub unit: String,
     /// The samples' summary.
     pub summary: Summary,
     /// Where the interval must lie.
     pub target: Target,
+    /// The samples themselves (pair ratios, or one figure per run).
+    pub samples: Vec<f64>,
 }
 
 impl Row {
+    /// The row of `samples` (at least one).
+    pub fn new(id: &str, what: &str, unit: &str, target: Target, samples: Vec<f64>) -> Row {
+        Row {
+            id: id.to_string(),
+            what: what.to_string(),
+            unit: unit.to_string(),
+            summary: Summary::of(&samples),
+            target,
+            samples,
+        }
+    }
+
     /// Whether the whole interval meets the target (`None` without one).
     pub fn met(&self) -> Option<bool> {
         self.target.met(self.summary.ci)
@@ -216,6 +258,29 @@ impl Row {
             self.target,
             verdict
         );
+        let samples: Vec<String> = self.samples.iter().map(|x| format!("{x:.6}")).collect();
+        println!(
+            "ABS|{}|{}|{}|{}|{}",
+            self.id,
+            self.what,
+            self.unit,
+            self.target.code(),
+            samples.join(",")
+        );
+    }
+
+    /// Parses an `ABS|...` line that [`print`](Self::print) wrote: how
+    /// `ab-pool` gathers the samples of one row from several processes.
+    pub fn parse_samples(line: &str) -> Option<Row> {
+        let mut fields = line.strip_prefix("ABS|")?.split('|');
+        let (id, what, unit) = (fields.next()?, fields.next()?, fields.next()?);
+        let target = Target::from_code(fields.next()?)?;
+        let samples: Option<Vec<f64>> = fields.next()?.split(',').map(|x| x.parse().ok()).collect();
+        let samples = samples?;
+        if samples.is_empty() {
+            return None;
+        }
+        Some(Row::new(id, what, unit, target, samples))
     }
 }
 
@@ -303,12 +368,12 @@ impl Ab {
         peer: impl FnMut(u64) -> Duration,
     ) -> Row {
         let samples = self.pairs(ours, peer, |a, b| a.as_secs_f64() / b.as_secs_f64());
-        Self::ratio_row(id, what, "time ours/peer", target, &samples)
+        Self::ratio_row(id, what, "time ours/peer", target, samples)
     }
 
     /// The row of a ratio measurement; in the single-side mode (no
     /// samples) an empty row that is not printed.
-    fn ratio_row(id: &str, what: &str, unit: &'static str, target: Target, samples: &[f64]) -> Row {
+    fn ratio_row(id: &str, what: &str, unit: &str, target: Target, samples: Vec<f64>) -> Row {
         if samples.is_empty() {
             let nothing = Summary {
                 median: f64::NAN,
@@ -319,9 +384,10 @@ impl Ab {
             return Row {
                 id: id.to_string(),
                 what: what.to_string(),
-                unit,
+                unit: unit.to_string(),
                 summary: nothing,
                 target,
+                samples,
             };
         }
         Self::samples(id, what, unit, target, samples)
@@ -338,7 +404,7 @@ impl Ab {
         peer: impl FnMut(u64) -> Duration,
     ) -> Row {
         let samples = self.pairs(ours, peer, |a, b| b.as_secs_f64() / a.as_secs_f64());
-        Self::ratio_row(id, what, "throughput ours/peer", target, &samples)
+        Self::ratio_row(id, what, "throughput ours/peer", target, samples)
     }
 
     /// An absolute figure with no peer: `value(iters, elapsed)` of each of
@@ -348,7 +414,7 @@ impl Ab {
         &self,
         id: &str,
         what: &str,
-        unit: &'static str,
+        unit: &str,
         target: Target,
         mut run: impl FnMut(u64) -> Duration,
         value: impl Fn(u64, Duration) -> f64,
@@ -356,33 +422,13 @@ impl Ab {
         let iters = self.calibrate(&mut run);
         run(iters);
         let samples: Vec<f64> = (0..self.pairs).map(|_| value(iters, run(iters))).collect();
-        let row = Row {
-            id: id.to_string(),
-            what: what.to_string(),
-            unit,
-            summary: Summary::of(&samples),
-            target,
-        };
-        row.print();
-        row
+        Self::samples(id, what, unit, target, samples)
     }
 
     /// A row from samples measured elsewhere (one per run of a whole
     /// workload, such as draining a queue), summarised and printed.
-    pub fn samples(
-        id: &str,
-        what: &str,
-        unit: &'static str,
-        target: Target,
-        samples: &[f64],
-    ) -> Row {
-        let row = Row {
-            id: id.to_string(),
-            what: what.to_string(),
-            unit,
-            summary: Summary::of(samples),
-            target,
-        };
+    pub fn samples(id: &str, what: &str, unit: &str, target: Target, samples: Vec<f64>) -> Row {
+        let row = Row::new(id, what, unit, target, samples);
         row.print();
         row
     }
@@ -390,16 +436,8 @@ impl Ab {
     /// A figure that does not vary between runs (bytes on a wire,
     /// instructions counted by a simulator): one sample, an interval of
     /// width zero.
-    pub fn exact(id: &str, what: &str, unit: &'static str, target: Target, value: f64) -> Row {
-        let row = Row {
-            id: id.to_string(),
-            what: what.to_string(),
-            unit,
-            summary: Summary { median: value, ci: (value, value), spread: (value, value), n: 1 },
-            target,
-        };
-        row.print();
-        row
+    pub fn exact(id: &str, what: &str, unit: &str, target: Target, value: f64) -> Row {
+        Self::samples(id, what, unit, target, vec![value])
     }
 }
 
@@ -427,6 +465,32 @@ mod tests {
         assert_eq!(s.ci, (2.0, 9.0));
         assert_eq!(s.n, 10);
         assert!(s.spread.0 <= s.ci.0 && s.ci.1 <= s.spread.1);
+    }
+
+    #[test]
+    fn rows_survive_their_abs_line() {
+        let row = Row::new(
+            "a/b",
+            "what it is",
+            "time ours/peer",
+            Target::Below(0.9),
+            vec![0.5, 0.75, 1.25],
+        );
+        let line = format!(
+            "ABS|{}|{}|{}|{}|{}",
+            row.id,
+            row.what,
+            row.unit,
+            row.target.code(),
+            row.samples.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(",")
+        );
+        let back = Row::parse_samples(&line).expect("parses");
+        assert_eq!((back.id, back.what, back.unit), (row.id, row.what, row.unit));
+        assert_eq!(back.target, Target::Below(0.9));
+        assert_eq!(back.samples, row.samples);
+        assert_eq!(Target::from_code(&Target::None.code()), Some(Target::None));
+        assert_eq!(Target::from_code("sideways:1"), None);
+        assert!(Row::parse_samples("AB|a/b|x|y|1|2|3").is_none());
     }
 
     #[test]

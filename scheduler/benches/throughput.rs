@@ -27,7 +27,7 @@ fn main() {
     runtime.block_on(async {
         // The rows of BENCHMARKS.md: 4 workers draining no-op tasks, run
         // `runs` times, each run one sample.
-        let runs = if quick { 1 } else { Ab::from_env().pairs.clamp(1, 21) };
+        let runs = if quick { 1 } else { Ab::from_env().pairs.clamp(1, 7) };
         let n = if quick { 1_000 } else { 200_000 };
         let mut rates = Vec::new();
         for _ in 0..runs {
@@ -38,7 +38,7 @@ fn main() {
             &format!("no-op tasks drained by 4 workers from a MemoryBackend ({n} a run)"),
             "tasks/s",
             Target::AtLeast(500_000.0),
-            &rates,
+            rates,
         );
         let rate = throughput(Arc::new(MemoryBackend::new()), n, 1).await;
         println!("memory  1 worker: {n} no-op tasks, {rate:>9.0} tasks/s");
@@ -62,7 +62,7 @@ fn main() {
             ),
             "tasks/s",
             Target::AtLeast(100_000.0),
-            &rates,
+            rates,
         );
         let queue = format!("{}bench1", redis.prefix());
         let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
