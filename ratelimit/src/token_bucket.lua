@@ -13,7 +13,8 @@ local t = period
 -- prefix (another quantum) never keeps a TTL that an older, shorter quantum
 -- set, which would let the key vanish (the bucket refill) early.
 local quantum = max(tau + t, 1000000)
-local tag = ' ' .. int(quantum)
+local quantum_text = int(quantum)
+local tag = ' ' .. quantum_text
 local function deadline(x) return (floor(x / quantum) + 2) * quantum / 1000 end
 local function store(key, stored, same_quantum, value)
   if min_ttl > 0 then
@@ -31,7 +32,7 @@ local function decide(key, _, mode, cost, out)
   local stored, same_quantum = nil, false
   if raw then
     local v, q = match(raw, '^(%d+) ?(%d*)$')
-    stored, same_quantum = tonum(v), q == int(quantum)
+    stored, same_quantum = tonum(v), q == quantum_text
   end
   if mode == 'refund' then
     if stored and stored > now then
@@ -43,5 +44,8 @@ local function decide(key, _, mode, cost, out)
   if mode == 'check' and now >= tat + t * (cost - 1) - tau then
     store(key, stored, same_quantum, max(tat, now) + t * cost)
   end
-  reply(out, tat)
+  -- reply(out, tat), without the varargs: this is the hot path.
+  local n = #out
+  out[n + 1] = 1
+  out[n + 2] = tat
 end
