@@ -178,6 +178,31 @@ pub fn measured_region(side: &mut dyn FnMut(u64) -> Duration, ops: u64) -> Durat
     side(ops)
 }
 
+/// Times `n` calls of `op` on this thread: the body of most rows' sides.
+pub fn timed(n: u64, mut op: impl FnMut()) -> Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        op();
+    }
+    start.elapsed()
+}
+
+/// Times `threads` threads that each make `n` calls of `op` (sharing
+/// whatever `op` refers to), from the first spawn to the last join.
+pub fn on_threads(threads: usize, n: u64, op: impl Fn() + Sync) -> Duration {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..n {
+                    op();
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
 /// `AB_SIDE` and `AB_OPS`, when both are set: the single-side mode of
 /// [`Ab::time_ratio`] and [`Ab::throughput_ratio`].
 fn single_side() -> Option<(String, u64)> {

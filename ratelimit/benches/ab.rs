@@ -9,38 +9,13 @@
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use governor::{Quota, RateLimiter};
-use sysblocks_benchkit::{Ab, Target};
+use sysblocks_benchkit::{Ab, Target, on_threads, timed};
 use sysblocks_ratelimit::{Algorithm, Keyed, Limit, Rate, RedisLimiter, TokenBucket};
 
 mod common;
 use common::{KEYS, always_denies, never_denies, tasks};
-
-/// Times `n` calls of `f`.
-fn timed(n: u64, mut f: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed()
-}
-
-/// Two threads each make `n` calls of `f` on one shared limiter; wall time.
-fn two_threads(n: u64, f: impl Fn() + Sync) -> Duration {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                for _ in 0..n {
-                    f();
-                }
-            });
-        }
-    });
-    start.elapsed()
-}
 
 fn main() {
     let ab = Ab::from_env();
@@ -72,8 +47,8 @@ fn main() {
             "ratelimit/two_threads",
             "TokenBucket vs governor, 2 threads sharing one limiter",
             below,
-            |n| two_threads(n, || _ = black_box(ours.check().allowed)),
-            |n| two_threads(n, || _ = black_box(theirs.check().is_ok())),
+            |n| on_threads(2, n, || _ = black_box(ours.check().allowed)),
+            |n| on_threads(2, n, || _ = black_box(theirs.check().is_ok())),
         );
     }
     if Ab::wants("ratelimit/keyed_1000") {

@@ -6,34 +6,9 @@
 //! `scripts/bench.sh` runs every crate's.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
-use sysblocks_benchkit::{Ab, Target};
+use sysblocks_benchkit::{Ab, Target, on_threads, timed};
 use sysblocks_sharded_counter::StripedCounter;
-
-/// Two threads each add 1 `n` times; wall time.
-fn two_threads(n: u64, add: impl Fn() + Sync) -> Duration {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                for _ in 0..n {
-                    add();
-                }
-            });
-        }
-    });
-    start.elapsed()
-}
-
-/// One thread adds 1 `n` times.
-fn one_thread(n: u64, add: impl Fn()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..n {
-        add();
-    }
-    start.elapsed()
-}
 
 fn main() {
     let ab = Ab::from_env();
@@ -46,8 +21,8 @@ fn main() {
             "counter/one_thread",
             "StripedCounter vs fast-counter, one thread adding",
             Target::None,
-            |n| one_thread(n, || ours.add(black_box(1))),
-            |n| one_thread(n, || peer.add(black_box(1))),
+            |n| timed(n, || ours.add(black_box(1))),
+            |n| timed(n, || peer.add(black_box(1))),
         );
     }
     if Ab::wants("counter/two_threads") {
@@ -59,8 +34,8 @@ fn main() {
             "counter/two_threads",
             "StripedCounter vs fast-counter, 2 threads adding to one counter",
             Target::AtLeast(1.0),
-            |n| two_threads(n, || ours.add(black_box(1))),
-            |n| two_threads(n, || peer.add(black_box(1))),
+            |n| on_threads(2, n, || ours.add(black_box(1))),
+            |n| on_threads(2, n, || peer.add(black_box(1))),
         );
     }
 }
