@@ -15,7 +15,7 @@ use sysblocks_benchkit::{Ab, Target, on_threads, timed};
 use sysblocks_ratelimit::{Algorithm, Keyed, Limit, Rate, RedisLimiter, TokenBucket};
 
 mod common;
-use common::{KEYS, always_denies, never_denies, tasks};
+use common::{KEYS, always_denies, never_denies, raw_incr, tasks};
 
 fn main() {
     let ab = Ab::from_env();
@@ -110,18 +110,6 @@ fn redis_row(ab: &Ab) {
                 }
             })
         },
-        |rounds| {
-            let (connection, counter) = (connection.clone(), counter.clone());
-            tasks(&runtime, rounds, move |_| {
-                let (mut connection, counter) = (connection.clone(), counter.clone());
-                async move {
-                    let _: i64 = redis::cmd("INCR")
-                        .arg(&counter)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                }
-            })
-        },
+        |rounds| raw_incr(&runtime, rounds, &connection, &counter),
     );
 }

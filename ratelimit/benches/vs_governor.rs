@@ -91,21 +91,8 @@ fn redis(c: &mut Criterion) {
     group.sample_size(10);
 
     let counter = redis.key("incr");
-    let incr_connection = connection.clone();
     group.bench_function("raw_incr", |b| {
-        b.iter_custom(|iters| {
-            let (connection, counter) = (incr_connection.clone(), counter.clone());
-            common::tasks(&runtime, iters, move |_| {
-                let (mut connection, counter) = (connection.clone(), counter.clone());
-                async move {
-                    let _: i64 = redis::cmd("INCR")
-                        .arg(&counter)
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                }
-            })
-        });
+        b.iter_custom(|iters| common::raw_incr(&runtime, iters, &connection, &counter));
     });
 
     let limit = Limit::new(Algorithm::TokenBucket, Rate::per_second(1_000_000).unwrap())

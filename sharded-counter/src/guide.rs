@@ -24,8 +24,12 @@
 //! lines (128-byte aligned: x86 prefetches lines in pairs). Each thread adds
 //! to the cell its probe picks. It starts with one cell and, like Java's
 //! `LongAdder`, grows only under contention: when a compare-and-swap fails
-//! (another thread is on the cell), the thread moves to another cell and the
-//! stripe doubles, up to a bound. Cells never move, so growth loses nothing.
+//! (another thread is on the cell), the stripe doubles, up to a bound, and
+//! once it cannot grow the thread moves to another cell. Cells never move,
+//! so growth loses nothing. Unlike `LongAdder`, most adds are a plain atomic
+//! add, which is cheaper than a load and a compare-and-swap but cannot see
+//! contention: one add in 64 of each thread (and its first) is the
+//! compare-and-swap that does.
 //! Reading sums the cells: O(cells), not a snapshot, which is fine for
 //! counters. `take` swaps each cell to zero and returns the total; every add
 //! is taken exactly once, which is what a write-behind flusher needs.

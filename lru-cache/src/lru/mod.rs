@@ -252,15 +252,21 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             return None;
         }
         let e = self.detach(tail);
-        let cause = if self.is_expired(&e) {
+        self.report_eviction(&e);
+        Some(e)
+    }
+
+    /// Counts an entry that left to make room (an eviction, or an
+    /// expiration if its time was up) and tells the listener.
+    fn report_eviction(&mut self, e: &Entry<K, V>) {
+        let cause = if self.is_expired(e) {
             self.stats.expirations += 1;
             RemovalCause::Expired
         } else {
             self.stats.evictions += 1;
             RemovalCause::Capacity
         };
-        self.notify(&e, cause);
-        Some(e)
+        self.notify(e, cause);
     }
 
     /// Removes every entry whose time to live has run out (popping the expiry
@@ -569,14 +575,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             }
             self.promote(i);
             let old = Entry { key: old_key, value: old_value, expires: old.expires };
-            let cause = if self.is_expired(&old) {
-                self.stats.expirations += 1;
-                RemovalCause::Expired
-            } else {
-                self.stats.evictions += 1;
-                RemovalCause::Capacity
-            };
-            self.notify(&old, cause);
+            self.report_eviction(&old);
             return Ok(Some((old.key, old.value)));
         }
         let mut first = None;

@@ -57,3 +57,21 @@ where
         start.elapsed()
     })
 }
+
+/// Times `rounds` rounds of raw `INCR`s of `counter` on `connection`, the
+/// Redis rows' baseline: the cheapest command on the same connection.
+pub fn raw_incr(
+    runtime: &tokio::runtime::Runtime,
+    rounds: u64,
+    connection: &redis::aio::ConnectionManager,
+    counter: &str,
+) -> Duration {
+    let (connection, counter) = (connection.clone(), counter.to_string());
+    tasks(runtime, rounds, move |_| {
+        let (mut connection, counter) = (connection.clone(), counter.clone());
+        async move {
+            let _: i64 =
+                redis::cmd("INCR").arg(&counter).query_async(&mut connection).await.unwrap();
+        }
+    })
+}
