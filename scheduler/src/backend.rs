@@ -71,6 +71,36 @@ pub trait Backend: Send + Sync + 'static {
         now: u64,
     ) -> impl Future<Output = Result<(), SchedulerError>> + Send;
 
+    /// [`ack`](Self::ack) for many tasks in one call: each `(id, token)`
+    /// pair gets its own answer, in order, as if acked one after the other
+    /// (a stale or unknown one does not stop the rest). A worker acks the
+    /// attempts that finished together this way: one lock, or one Redis
+    /// round trip, instead of one per task.
+    ///
+    /// The default acks one task at a time.
+    ///
+    /// # Errors
+    /// A backend failure fails the whole call: none, some or all of the
+    /// acks may have taken effect, as with a lost reply to
+    /// [`ack`](Self::ack) (acking again answers `StaleLease` for those that
+    /// did).
+    fn ack_many(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<Result<(), SchedulerError>>, SchedulerError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(acks.len());
+            for (id, token) in acks {
+                match self.ack(id, *token, now).await {
+                    Err(SchedulerError::Backend(e)) => return Err(SchedulerError::Backend(e)),
+                    answer => out.push(answer),
+                }
+            }
+            Ok(out)
+        }
+    }
+
     /// Records a failed attempt: due again at `retry_at` (state retrying),
     /// or, with `None`, dead; a dead task's descendants are cancelled or
     /// failed per their policy.

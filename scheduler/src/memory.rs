@@ -139,6 +139,30 @@ impl Inner {
         }
     }
 
+    /// Marks a running task succeeded and makes due the children whose
+    /// last parent it was.
+    fn ack(&mut self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
+        let record = self.leased(id, token)?;
+        record.last_error = None;
+        let children = std::mem::take(&mut record.children);
+        self.set_state(id, TaskState::Succeeded);
+        self.finished.push_back((now, id.clone()));
+        for child in &children {
+            let Some(record) = self.tasks.get_mut(child) else { continue };
+            if record.state != TaskState::Waiting {
+                continue;
+            }
+            record.parents_left = record.parents_left.saturating_sub(1);
+            if record.parents_left == 0 {
+                self.make_due(child, now);
+            }
+        }
+        if let Some(record) = self.tasks.get_mut(id) {
+            record.children = children;
+        }
+        Ok(())
+    }
+
     /// Forgets succeeded tasks older than the retention (their count stays:
     /// `succeeded` counts every success).
     fn purge(&mut self, now: u64) {
@@ -360,23 +384,16 @@ impl Backend for MemoryBackend {
     }
 
     async fn ack(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
+        self.lock().ack(id, token, now)
+    }
+
+    async fn ack_many(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+    ) -> Result<Vec<Result<(), SchedulerError>>, SchedulerError> {
         let mut inner = self.lock();
-        let record = inner.leased(id, token)?;
-        record.last_error = None;
-        let children = record.children.clone();
-        inner.set_state(id, TaskState::Succeeded);
-        inner.finished.push_back((now, id.clone()));
-        for child in children {
-            let Some(record) = inner.tasks.get_mut(&child) else { continue };
-            if record.state != TaskState::Waiting {
-                continue;
-            }
-            record.parents_left = record.parents_left.saturating_sub(1);
-            if record.parents_left == 0 {
-                inner.make_due(&child, now);
-            }
-        }
-        Ok(())
+        Ok(acks.iter().map(|(id, token)| inner.ack(id, *token, now)).collect())
     }
 
     async fn fail(

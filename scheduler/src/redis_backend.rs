@@ -19,6 +19,7 @@ fn script(body: &str) -> Script {
 
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+static ACKS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/acks.lua")));
 static TRANSITION: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/transition.lua")));
 static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin.lua")));
 
@@ -112,11 +113,16 @@ impl RedisBackend {
         let mut args = vec![op.to_string(), id.to_string(), token.to_string(), now.to_string()];
         args.extend_from_slice(extra);
         let reply: String = from_value(self.run(&TRANSITION, &args).await?)?;
-        match reply.as_str() {
-            "ok" => Ok(()),
-            "stale" => Err(SchedulerError::StaleLease { id: id.to_string() }),
-            _ => Err(SchedulerError::NotFound { id: id.to_string() }),
-        }
+        status(id, &reply)
+    }
+}
+
+/// A transition script's answer about one task.
+fn status(id: &TaskId, reply: &str) -> Result<(), SchedulerError> {
+    match reply {
+        "ok" => Ok(()),
+        "stale" => Err(SchedulerError::StaleLease { id: id.to_string() }),
+        _ => Err(SchedulerError::NotFound { id: id.to_string() }),
     }
 }
 
@@ -205,6 +211,8 @@ impl Backend for RedisBackend {
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
         let lease_ms = crate::backend::clamp_time(lease_ms);
+        // ZPOPMIN's count is a signed 64-bit integer.
+        let max = max.min(i64::MAX as usize);
         let args = [now.to_string(), lease_ms.to_string(), max.to_string()];
         let reply: Vec<String> = from_value(self.run(&CLAIM, &args).await?)?;
         let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());
@@ -237,7 +245,32 @@ impl Backend for RedisBackend {
     }
 
     async fn ack(&self, id: &TaskId, token: u64, now: u64) -> Result<(), SchedulerError> {
-        self.transition("ack", id, token, now, &[self.retention_ms.to_string()]).await
+        let pair = [(id.clone(), token)];
+        self.ack_many(&pair, now).await?.pop().unwrap_or(Ok(()))
+    }
+
+    async fn ack_many(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+    ) -> Result<Vec<Result<(), SchedulerError>>, SchedulerError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = Vec::with_capacity(2 + 2 * acks.len());
+        args.extend([now.to_string(), self.retention_ms.to_string()]);
+        for (id, token) in acks {
+            args.extend([id.to_string(), token.to_string()]);
+        }
+        let replies: Vec<String> = from_value(self.run(&ACKS, &args).await?)?;
+        if replies.len() != acks.len() {
+            return Err(SchedulerError::Backend(BackendError::message(format!(
+                "{} answers to {} acks",
+                replies.len(),
+                acks.len()
+            ))));
+        }
+        Ok(acks.iter().zip(&replies).map(|((id, _), reply)| status(id, reply)).collect())
     }
 
     async fn fail(

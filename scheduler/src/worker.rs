@@ -199,9 +199,13 @@ impl<B: Backend> Worker<B> {
     pub async fn run(&self, drain_deadline: Duration) -> Result<(), SchedulerError> {
         let mut stop = self.stop.subscribe();
         let lease_ms = millis(self.config.lease);
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let mut attempts: HashMap<tokio::task::Id, (TaskId, u64, watch::Sender<bool>)> =
-            HashMap::new();
+        // An attempt that succeeded ends with its task to ack: the loop acks
+        // the attempts that finished together in one call.
+        let mut in_flight: JoinSet<Option<(TaskId, u64)>> = JoinSet::new();
+        let mut attempts: HashMap<tokio::task::Id, (TaskId, u64)> = HashMap::new();
+        let mut to_ack: Vec<(TaskId, u64)> = Vec::new();
+        // One signal stops every attempt's handler (a drain that timed out).
+        let (cancel, cancelled) = watch::channel(false);
         let mut next_reap = 0u64;
         // The idle pause: doubles after each claim that found nothing.
         let min_pause = self.config.poll_interval.max(Duration::from_millis(1));
@@ -218,11 +222,12 @@ impl<B: Backend> Worker<B> {
                 }
                 next_reap = now + lease_ms / 2;
             }
-            // Collect every finished attempt first, so that claims come in
-            // batches rather than one task per round trip.
+            // Collect every finished attempt first, so that acks and claims
+            // come in batches rather than one task per round trip.
             while let Some(done) = in_flight.try_join_next_with_id() {
-                attempts.remove(&finished(done));
+                finished(done, &mut attempts, &mut to_ack);
             }
+            self.ack_finished(&mut to_ack).await;
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_due = None;
             let mut claimed_any = false;
@@ -239,12 +244,11 @@ impl<B: Backend> Worker<B> {
                             idle = if claimed_any { min_pause } else { (idle * 2).min(max_pause) };
                             self.give_back(allowed - claimed.len()).await;
                             for task in claimed {
-                                let (cancel, cancelled) = watch::channel(false);
                                 let (id, token) = (task.id.clone(), task.token);
                                 // The lease runs from the `now` of the claim.
-                                let attempt = self.attempt(task, now, cancelled);
+                                let attempt = self.attempt(task, now, cancelled.clone());
                                 let handle = in_flight.spawn(attempt);
-                                attempts.insert(handle.id(), (id, token, cancel));
+                                attempts.insert(handle.id(), (id, token));
                             }
                         }
                         Err(e) => {
@@ -266,7 +270,7 @@ impl<B: Backend> Worker<B> {
             };
             tokio::select! {
                 Some(done) = in_flight.join_next_with_id() => {
-                    attempts.remove(&finished(done));
+                    finished(done, &mut attempts, &mut to_ack);
                 }
                 () = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
@@ -274,21 +278,31 @@ impl<B: Backend> Worker<B> {
         }
         // Drain: let attempts finish within the deadline, then cancel the
         // rest and give their tasks back.
+        self.ack_finished(&mut to_ack).await;
         let drained = tokio::time::timeout(drain_deadline, async {
             while let Some(done) = in_flight.join_next_with_id().await {
-                attempts.remove(&finished(done));
+                finished(done, &mut attempts, &mut to_ack);
             }
         })
         .await;
         if drained.is_err() {
             // Stop the handlers first, so that none still runs once its
             // task is back in the queue for another worker.
-            for (_, (_, _, cancel)) in attempts.iter() {
-                let _ = cancel.send(true);
-            }
+            let _ = cancel.send(true);
             in_flight.abort_all();
-            while in_flight.join_next().await.is_some() {}
-            for (_, (id, token, _)) in attempts.drain() {
+            // An attempt that succeeded before the abort took effect is
+            // acked; every other one is released below (a release of one
+            // that recorded its failure is refused as stale).
+            while let Some(done) = in_flight.join_next_with_id().await {
+                if let Ok((id, Some(ack))) = done {
+                    attempts.remove(&id);
+                    to_ack.push(ack);
+                }
+            }
+        }
+        self.ack_finished(&mut to_ack).await;
+        if drained.is_err() {
+            for (_, (id, token)) in attempts.drain() {
                 if self.backend.release(&id, token, self.clock.now_ms()).await.is_ok() {
                     self.stats.released.fetch_add(1, Ordering::Relaxed);
                 }
@@ -308,6 +322,30 @@ impl<B: Backend> Worker<B> {
         (free, None)
     }
 
+    /// Acks the attempts that succeeded since the last call, in one backend
+    /// call. A failed call is logged: those tasks run again once their
+    /// leases expire (at least once), as after a worker that died before
+    /// its ack.
+    async fn ack_finished(&self, to_ack: &mut Vec<(TaskId, u64)>) {
+        if to_ack.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(to_ack);
+        match self.backend.ack_many(&acks, self.clock.now_ms()).await {
+            Ok(answers) => {
+                for ((id, _), answer) in acks.iter().zip(answers) {
+                    if let Err(e) = answer {
+                        tracing::warn!(task = %id, error = %e, "acking an attempt failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(tasks = acks.len(), error = %e, "acking attempts failed"),
+        }
+        // Keep the allocation for the next batch.
+        *to_ack = acks;
+        to_ack.clear();
+    }
+
     /// Gives back starts granted by the rate limit but not used.
     async fn give_back(&self, unused: usize) {
         #[cfg(feature = "rate-limit")]
@@ -319,13 +357,14 @@ impl<B: Backend> Worker<B> {
     }
 
     /// One attempt: run the handler under its timeout, renewing the lease,
-    /// then ack or fail.
+    /// then record a failure, or end with the task to ack (the worker's
+    /// loop acks finished attempts together).
     fn attempt(
         &self,
         task: Claimed,
         claimed_at: u64,
         cancelled: watch::Receiver<bool>,
-    ) -> impl Future<Output = ()> + Send + 'static {
+    ) -> impl Future<Output = Option<(TaskId, u64)>> + Send + 'static {
         let backend = self.backend.clone();
         let registry = self.registry.clone();
         let clock = self.clock.clone();
@@ -358,12 +397,15 @@ impl<B: Backend> Worker<B> {
                         lost_tx,
                     );
                     let result = tokio::select! {
+                        // The handler first: one that finishes at its first
+                        // poll never starts the renewal timer.
+                        biased;
                         r = tokio::time::timeout(options.timeout, run) => r,
                         () = renew => {
                             // The lease is gone: another worker may have the
                             // task. Dropping the handler's future stops it.
                             stats.lost_leases.fetch_add(1, Ordering::Relaxed);
-                            return;
+                            return None;
                         }
                     };
                     match result {
@@ -381,7 +423,7 @@ impl<B: Backend> Worker<B> {
             let result = match &outcome {
                 Ok(()) => {
                     stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                    backend.ack(&task.id, task.token, now).await
+                    return Some((task.id, task.token));
                 }
                 Err(error) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +442,7 @@ impl<B: Backend> Worker<B> {
             if let Err(e) = result {
                 tracing::warn!(task = %task.id, error = %e, "finishing an attempt failed");
             }
+            None
         }
     }
 }
@@ -449,11 +492,20 @@ async fn renew_loop<B: Backend>(
     }
 }
 
-/// The task id of a finished attempt, whether it returned or was aborted
-/// (attempts catch their handlers' panics, so abort is the only error).
-fn finished(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
-    match done {
-        Ok((id, ())) => id,
+/// Forgets a finished attempt, whether it returned or was aborted
+/// (attempts catch their handlers' panics, so abort is the only error),
+/// and queues its task for the next ack if it succeeded.
+fn finished(
+    done: Result<(tokio::task::Id, Option<(TaskId, u64)>), tokio::task::JoinError>,
+    attempts: &mut HashMap<tokio::task::Id, (TaskId, u64)>,
+    to_ack: &mut Vec<(TaskId, u64)>,
+) {
+    let id = match done {
+        Ok((id, ack)) => {
+            to_ack.extend(ack);
+            id
+        }
         Err(e) => e.id(),
-    }
+    };
+    attempts.remove(&id);
 }

@@ -19,11 +19,30 @@ const START: u64 = 1_700_000_000_000;
 #[derive(Debug, Clone)]
 enum Op {
     Submit(Vec<NewTask>),
-    Claim { lease_ms: u64, max: usize },
-    Renew { lease: usize, stale: bool, lease_ms: u64 },
-    Ack { lease: usize, stale: bool },
-    Fail { lease: usize, stale: bool, retry_in: Option<u64> },
-    Release { lease: usize, stale: bool },
+    Claim {
+        lease_ms: u64,
+        max: usize,
+    },
+    Renew {
+        lease: usize,
+        stale: bool,
+        lease_ms: u64,
+    },
+    Ack {
+        lease: usize,
+        stale: bool,
+    },
+    /// Several acks in one call: repeats and stale tokens among them.
+    AckMany(Vec<(usize, bool)>),
+    Fail {
+        lease: usize,
+        stale: bool,
+        retry_in: Option<u64>,
+    },
+    Release {
+        lease: usize,
+        stale: bool,
+    },
     Reap,
     Replay(TaskId),
     Info(TaskId),
@@ -56,6 +75,11 @@ async fn apply<B: Backend>(
         Op::Ack { lease: i, stale } => {
             let (id, token) = lease(*i, *stale);
             format!("{:?}", backend.ack(&id, token, now).await)
+        }
+        Op::AckMany(picks) => {
+            let acks: Vec<(TaskId, u64)> =
+                picks.iter().map(|&(i, stale)| lease(i, stale)).collect();
+            format!("{:?}", backend.ack_many(&acks, now).await)
         }
         Op::Fail { lease: i, stale, retry_in } => {
             let (id, token) = lease(*i, *stale);
@@ -127,9 +151,14 @@ fn next_op(rng: &mut SmallRng, ids: &mut Vec<TaskId>, leases: usize, now: u64) -
         18..=35 => {
             Op::Claim { lease_ms: rng.random_range(100..=600), max: rng.random_range(1..=3) }
         }
-        36..=47 if leases > 0 => {
+        36..=42 if leases > 0 => {
             Op::Ack { lease: rng.random_range(0..leases), stale: rng.random_range(0..6) == 0 }
         }
+        43..=47 if leases > 0 => Op::AckMany(
+            (0..rng.random_range(1..=4))
+                .map(|_| (rng.random_range(0..leases), rng.random_range(0..6) == 0))
+                .collect(),
+        ),
         48..=59 if leases > 0 => Op::Fail {
             lease: rng.random_range(0..leases),
             stale: rng.random_range(0..6) == 0,

@@ -1,21 +1,30 @@
 -- ARGV[2]: now, ARGV[3]: lease in ms, ARGV[4]: at most this many.
-local now, lease, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The claimed tasks leave the ready set in one ZPOPMIN and enter the
+-- running set in one ZADD; each costs two calls of its own (read its
+-- fields, write its lease), and the counts move once for the batch.
+local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 for _, id in ipairs(call('ZRANGEBYSCORE', p .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)) do
   move(id, 'ready')
 end
 local out = {}
 local next_due = call('ZRANGE', p .. 'delayed', 0, 0, 'WITHSCORES')
 out[1] = next_due[2] or '-1'
-for _ = 1, max do
-  local popped = call('ZPOPMIN', p .. 'ready')
-  local id = popped[1]
-  if not id then break end
+local popped = call('ZPOPMIN', p .. 'ready', ARGV[4])
+local n = #popped / 2
+if n == 0 then return out end
+local first = call('INCRBY', p .. 'token', n) - n
+local lease_until = int(now + lease)
+local running = {}
+for i = 1, n do
+  local id = popped[2 * i - 1]
   local k = tkey(id)
-  local token = call('INCR', p .. 'token')
-  local attempts = call('HINCRBY', k, 'attempts', 1)
-  call('HSET', k, 'token', token, 'lease_until', int(now + lease))
-  move(id, 'running')
-  local v = call('HMGET', k, 'name', 'payload', 'last_delay')
-  for _, x in ipairs({id, v[1], v[2], attempts, token, v[3]}) do table.insert(out, x) end
+  local v = call('HMGET', k, 'attempts', 'name', 'payload', 'last_delay')
+  local attempts, token = int((tonumber(v[1]) or 0) + 1), int(first + i)
+  call('HSET', k, 'attempts', attempts, 'token', token, 'lease_until', lease_until, 'state', 'running')
+  running[#running + 1] = id
+  for _, x in ipairs({id, v[2], v[3], attempts, token, v[4]}) do out[#out + 1] = x end
 end
+add_all(p .. 'running', lease_until, running)
+call('HINCRBY', p .. 'counts', 'ready', -n)
+call('HINCRBY', p .. 'counts', 'running', n)
 return out

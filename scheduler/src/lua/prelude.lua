@@ -66,3 +66,23 @@ local function leased(id, token)
   if v[1] ~= 'running' or v[2] ~= token then return 'stale' end
   return 'ok'
 end
+
+-- ZADD of every id in `ids` at one score, a thousand members a call (Lua's
+-- unpack has a limit).
+local function add_all(key, score, ids)
+  for from = 1, #ids, 1000 do
+    local args = {}
+    for i = from, math.min(from + 999, #ids) do
+      args[#args + 1] = score
+      args[#args + 1] = ids[i]
+    end
+    call('ZADD', key, unpack(args))
+  end
+end
+
+-- ZREM of every id in `ids`, a thousand a call.
+local function remove_all(key, ids)
+  for from = 1, #ids, 1000 do
+    call('ZREM', key, unpack(ids, from, math.min(from + 999, #ids)))
+  end
+end

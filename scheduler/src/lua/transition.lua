@@ -1,7 +1,6 @@
--- One transition of a leased task. ARGV[2]: op (renew, ack, fail,
--- release), ARGV[3]: id, ARGV[4]: token, ARGV[5]: now, then per op:
--- renew: ARGV[6] lease ms; ack: ARGV[6] retention ms of a succeeded task;
--- fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
+-- One transition of a leased task (acks are acks.lua's). ARGV[2]: op
+-- (renew, fail, release), ARGV[3]: id, ARGV[4]: token, ARGV[5]: now, then
+-- per op: renew: ARGV[6] lease ms; fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
 local op, id, token, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local status = leased(id, token)
 if status ~= 'ok' then return status end
@@ -9,17 +8,6 @@ local k = tkey(id)
 if op == 'renew' then
   call('HSET', k, 'lease_until', int(now + tonumber(ARGV[6])))
   call('ZADD', p .. 'running', int(now + tonumber(ARGV[6])), id)
-elseif op == 'ack' then
-  call('HDEL', k, 'last_error')
-  move(id, 'succeeded')
-  call('PEXPIRE', k, ARGV[6])
-  for _, child in ipairs(call('LRANGE', p .. 'children:' .. id, 0, -1)) do
-    local ck = tkey(child)
-    if call('HGET', ck, 'state') == 'waiting' and call('HINCRBY', ck, 'parents_left', -1) <= 0 then
-      make_due(child, now)
-    end
-  end
-  call('PEXPIRE', p .. 'children:' .. id, ARGV[6])
 elseif op == 'fail' then
   call('HSET', k, 'last_error', ARGV[6])
   local retry_at = tonumber(ARGV[7])
