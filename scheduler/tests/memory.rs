@@ -70,6 +70,53 @@ async fn succeeded_tasks_are_forgotten_after_the_retention() {
 }
 
 #[tokio::test]
+async fn a_forgotten_task_leaves_its_place_to_new_ones() {
+    use sysblocks_scheduler::{Backend, NewTask, OnParentFailure, TaskId, TaskState};
+    let backend = MemoryBackend::new().with_retention(Duration::from_secs(1));
+    let task = |id: &str, parents: &[&str]| NewTask {
+        id: TaskId::from(id),
+        name: "j".into(),
+        payload: "null".into(),
+        priority: 0,
+        run_at: START,
+        parents: parents.iter().map(|&p| TaskId::from(p)).collect(),
+        on_parent_failure: OnParentFailure::Cancel,
+        idempotency: None,
+    };
+    // Three tasks succeed and are forgotten.
+    backend.submit(vec![task("a", &[]), task("b", &[]), task("c", &[])], START).await.unwrap();
+    let (claimed, _) = backend.claim(START, 1_000, 3).await.unwrap();
+    let acks: Vec<(TaskId, u64)> = claimed.iter().map(|c| (c.id.clone(), c.token)).collect();
+    let answers = backend.ack_many(&acks, START).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    backend.claim(START + 1_000, 1_000, 0).await.unwrap();
+    assert!(backend.info(&TaskId::from("a")).await.unwrap().is_none(), "forgotten");
+    // A forgotten task is unknown as a parent; its id may be used again,
+    // and new tasks take the forgotten ones' places.
+    let later = START + 2_000;
+    assert!(matches!(
+        backend.submit(vec![task("x", &["b"])], later).await,
+        Err(sysblocks_scheduler::SchedulerError::UnknownParent { .. })
+    ));
+    backend.submit(vec![task("a", &[]), task("d", &[]), task("e", &["a"])], later).await.unwrap();
+    let state = |id: &'static str| {
+        let backend = &backend;
+        async move { backend.info(&TaskId::from(id)).await.unwrap().map(|i| i.state) }
+    };
+    assert_eq!(state("a").await, Some(TaskState::Ready));
+    assert_eq!(state("d").await, Some(TaskState::Ready));
+    assert_eq!(state("e").await, Some(TaskState::Waiting), "waits for the new a");
+    assert_eq!(state("b").await, None);
+    let (claimed, _) = backend.claim(later, 1_000, 5).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a", "d"], "in submission order");
+    backend.ack(&claimed[0].id, claimed[0].token, later).await.unwrap();
+    assert_eq!(state("e").await, Some(TaskState::Ready), "released by the new a");
+    let counts = backend.counts().await.unwrap();
+    assert_eq!((counts.succeeded, counts.running, counts.ready), (4, 1, 1));
+}
+
+#[tokio::test]
 async fn poison_tasks_die_after_their_attempts() {
     common::poison_tasks_die_after_their_attempts(Arc::new(MemoryBackend::new()), START).await;
 }
