@@ -31,7 +31,9 @@ fn main() {
         let n = if quick { 1_000 } else { 200_000 };
         let mut rates = Vec::new();
         for _ in 0..runs {
-            rates.push(throughput(Arc::new(MemoryBackend::new()), n, 4).await);
+            let backend = Arc::new(MemoryBackend::new());
+            submit_noops(&backend, n).await;
+            rates.push(drain(backend, n, 4).await);
         }
         Ab::samples(
             "scheduler/memory_4_workers",
@@ -40,7 +42,9 @@ fn main() {
             Target::AtLeast(500_000.0),
             rates,
         );
-        let rate = throughput(Arc::new(MemoryBackend::new()), n, 1).await;
+        let backend = Arc::new(MemoryBackend::new());
+        submit_noops(&backend, n).await;
+        let rate = drain(backend, n, 1).await;
         println!("memory  1 worker: {n} no-op tasks, {rate:>9.0} tasks/s");
         let (p50, p99) =
             lateness(Arc::new(MemoryBackend::new()), if quick { 100 } else { 2_000 }).await;
@@ -50,11 +54,23 @@ fn main() {
         let connection = redis.connection_manager().await;
         let n = if quick { 1_000 } else { 20_000 };
         let mut rates = Vec::new();
+        let mut scripts = ScriptTime::default();
         for run in 0..runs {
             let queue = format!("{}bench4_{run}", redis.prefix());
             let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
-            rates.push(throughput(backend, n, 4).await);
+            submit_noops(&backend, n).await;
+            let before = ScriptTime::read(&connection).await;
+            rates.push(drain(backend, n, 4).await);
+            scripts.add(ScriptTime::read(&connection).await, before);
         }
+        // What bounds the row: Redis's own time in the claim and ack
+        // scripts (INFO commandstats, which counts inside the server).
+        println!(
+            "redis   4 workers: {:.1} us of Redis time in scripts per task ({:.0} us per call, {:.1} calls per 100 tasks)",
+            scripts.usec / (runs * n) as f64,
+            scripts.usec / scripts.calls.max(1) as f64,
+            100.0 * scripts.calls as f64 / (runs * n) as f64,
+        );
         Ab::samples(
             "scheduler/redis_4_workers",
             &format!(
@@ -66,7 +82,8 @@ fn main() {
         );
         let queue = format!("{}bench1", redis.prefix());
         let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
-        let rate = throughput(backend, n, 1).await;
+        submit_noops(&backend, n).await;
+        let rate = drain(backend, n, 1).await;
         println!("redis   1 worker: {n} no-op tasks, {rate:>9.0} tasks/s");
         let backend =
             Arc::new(RedisBackend::new(connection, &format!("{}late", redis.prefix())).unwrap());
@@ -81,14 +98,49 @@ fn registry() -> Registry {
     registry
 }
 
-/// Submits `n` no-op tasks, then times `workers` workers draining them.
-async fn throughput<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f64 {
-    let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let scheduler = Scheduler::new(backend.clone(), clock.clone());
+/// Redis's time in `EVALSHA` and its calls, from INFO commandstats.
+#[derive(Debug, Default, Clone, Copy)]
+struct ScriptTime {
+    usec: f64,
+    calls: u64,
+}
+
+impl ScriptTime {
+    async fn read(connection: &redis::aio::ConnectionManager) -> Self {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection.clone())
+            .await
+            .expect("INFO commandstats");
+        let line = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).unwrap_or_default();
+        let field = |name: &str| {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        ScriptTime { usec: field("usec"), calls: field("calls") as u64 }
+    }
+
+    fn add(&mut self, after: ScriptTime, before: ScriptTime) {
+        self.usec += after.usec - before.usec;
+        self.calls += after.calls - before.calls;
+    }
+}
+
+/// Submits `n` no-op tasks.
+async fn submit_noops<B: Backend>(backend: &Arc<B>, n: usize) {
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(WallClock));
     let tasks: Vec<Task> = (0..n).map(|_| Task::new("noop", &()).expect("serialises")).collect();
     for chunk in tasks.chunks(1_000) {
         scheduler.submit_all(chunk.to_vec()).await.expect("submit");
     }
+}
+
+/// Times `workers` workers draining the `n` tasks submitted; tasks per
+/// second.
+async fn drain<B: Backend>(backend: Arc<B>, n: usize, workers: usize) -> f64 {
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let start = Instant::now();
     let config = WorkerConfig { concurrency: 64, ..WorkerConfig::default() };
     let pool: Vec<_> = (0..workers)

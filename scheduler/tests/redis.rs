@@ -124,6 +124,41 @@ async fn cron_ticks_are_submitted_once_across_schedulers() {
 }
 
 #[tokio::test]
+async fn an_ack_releases_the_children_of_a_task_stored_without_the_kids_field() {
+    use sysblocks_scheduler::{Backend, NewTask, OnParentFailure, TaskId, TaskState};
+    let redis = Redis::new();
+    let mut connection = redis.connection_manager().await;
+    let backend =
+        RedisBackend::new(connection.clone(), &format!("{}kids", redis.prefix())).unwrap();
+    let now = 1_700_000_000_000;
+    let task = |id: &str, parents: &[&str]| NewTask {
+        id: TaskId::from(id),
+        name: "j".into(),
+        payload: "null".into(),
+        priority: 0,
+        run_at: now,
+        parents: parents.iter().map(|&p| TaskId::from(p)).collect(),
+        on_parent_failure: OnParentFailure::Cancel,
+        idempotency: None,
+    };
+    backend.submit(vec![task("p", &[]), task("q", &[]), task("c", &["p"])], now).await.unwrap();
+    // A parent stored by a version that did not keep the field: its ack
+    // must still read its children list.
+    let _: () = redis::cmd("HDEL")
+        .arg(format!("{}t:p", backend.prefix()))
+        .arg("kids")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let (claimed, _) = backend.claim(now, 1_000, 2).await.unwrap();
+    let acks: Vec<(TaskId, u64)> = claimed.iter().map(|c| (c.id.clone(), c.token)).collect();
+    let answers = backend.ack_many(&acks, now).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let child = backend.info(&TaskId::from("c")).await.unwrap().unwrap();
+    assert_eq!(child.state, TaskState::Ready, "released by its parent's ack");
+}
+
+#[tokio::test]
 async fn succeeded_tasks_expire_after_the_retention() {
     use sysblocks_scheduler::{Backend, Scheduler, Task};
     let redis = Redis::new();

@@ -8,7 +8,9 @@ local out, done = {}, {}
 for i = 4, #ARGV - 1, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local k = tkey(id)
-  local v = call('HMGET', k, 'state', 'token', 'last_error')
+  -- kids: 0 when no task names this one as a parent (a task stored
+  -- before the field existed has none: its children list is read).
+  local v = call('HMGET', k, 'state', 'token', 'last_error', 'kids')
   if not v[1] then
     out[#out + 1] = 'missing'
   elseif v[1] ~= 'running' or v[2] ~= token then
@@ -18,14 +20,16 @@ for i = 4, #ARGV - 1, 2 do
     call('HSET', k, 'state', 'succeeded')
     call('PEXPIRE', k, retention)
     done[#done + 1] = id
-    local children = call('LRANGE', p .. 'children:' .. id, 0, -1)
-    for _, child in ipairs(children) do
-      local ck = tkey(child)
-      if call('HGET', ck, 'state') == 'waiting' and call('HINCRBY', ck, 'parents_left', -1) <= 0 then
-        make_due(child, now)
+    if v[4] ~= '0' then
+      local children = call('LRANGE', p .. 'children:' .. id, 0, -1)
+      for _, child in ipairs(children) do
+        local ck = tkey(child)
+        if call('HGET', ck, 'state') == 'waiting' and call('HINCRBY', ck, 'parents_left', -1) <= 0 then
+          make_due(child, now)
+        end
       end
+      if #children > 0 then call('PEXPIRE', p .. 'children:' .. id, retention) end
     end
-    if #children > 0 then call('PEXPIRE', p .. 'children:' .. id, retention) end
     out[#out + 1] = 'ok'
   end
 end

@@ -21,8 +21,10 @@ for i = 1, n do
   local v = call('HMGET', k, 'attempts', 'name', 'payload', 'last_delay')
   local attempts, token = int((tonumber(v[1]) or 0) + 1), int(first + i)
   call('HSET', k, 'attempts', attempts, 'token', token, 'lease_until', lease_until, 'state', 'running')
-  running[#running + 1] = id
-  for _, x in ipairs({id, v[2], v[3], attempts, token, v[4]}) do out[#out + 1] = x end
+  running[i] = id
+  local at = 1 + 6 * (i - 1)
+  out[at + 1], out[at + 2], out[at + 3] = id, v[2], v[3]
+  out[at + 4], out[at + 5], out[at + 6] = attempts, token, v[4]
 end
 add_all(p .. 'running', lease_until, running)
 call('HINCRBY', p .. 'counts', 'ready', -n)

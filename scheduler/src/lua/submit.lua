@@ -37,13 +37,16 @@ for _, t in ipairs(tasks) do
       -- A parent that is gone was forgotten after succeeding (only
       -- succeeded tasks are forgotten): nothing to wait for.
       local state = call('HGET', tkey(parent), 'state')
-      if state then call('RPUSH', p .. 'children:' .. parent, t.id) end
+      if state then
+        call('RPUSH', p .. 'children:' .. parent, t.id)
+        call('HSET', tkey(parent), 'kids', 1)
+      end
       if state == 'dead' or state == 'cancelled' then failed = failed or parent
       elseif state and state ~= 'succeeded' then left = left + 1 end
     end
     call('HSET', k, 'name', t.name, 'payload', t.payload, 'priority', t.priority,
       'run_at', int(t.run_at), 'attempts', 0, 'token', 0, 'lease_until', 0,
-      'last_delay', 0, 'parents_left', left, 'on_fail', t.on_fail)
+      'last_delay', 0, 'parents_left', left, 'on_fail', t.on_fail, 'kids', 0)
     move(t.id, 'waiting')
     if failed then
       if t.on_fail == 'fail' then
