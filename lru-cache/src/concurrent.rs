@@ -111,12 +111,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A shard on cache lines of its own: two threads working on neighbouring
+/// shards would otherwise take turns owning the line the two share (the
+/// end of one shard, the lock of the next), as if they shared a lock.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// One shard behind its lock, on lines of its own.
+type ShardLock<K, V> = Padded<Mutex<Shard<K, V>>>;
+
 struct Shard<K, V> {
     cache: LruCache<K, V>,
     loading: HashMap<K, Arc<Flight<V>>>,
     /// Lookups that missed and joined a load in flight (counted by the
     /// shard's cache as misses too).
     coalesced: u64,
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    /// Drops the load of `key` in flight, if any: its result is no longer
+    /// stored (a write came after it). Most writes find no load at all,
+    /// and then the key is not even hashed.
+    fn forget_load<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if !self.loading.is_empty() {
+            self.loading.remove(key);
+        }
+    }
 }
 
 /// A thread-safe LRU cache: keys are spread over shards by hash, each shard
@@ -156,7 +188,7 @@ struct Shard<K, V> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ConcurrentLruCache<K, V, S = DefaultHashBuilder> {
-    shards: Box<[Mutex<Shard<K, V>>]>,
+    shards: Box<[ShardLock<K, V>]>,
     hasher: S,
 }
 
@@ -379,9 +411,9 @@ where
                     let listener = listener.clone();
                     builder = builder.eviction_listener(move |k, v, cause| listener(k, v, cause));
                 }
-                builder
-                    .build()
-                    .map(|cache| Mutex::new(Shard { cache, loading: HashMap::new(), coalesced: 0 }))
+                builder.build().map(|cache| {
+                    Padded(Mutex::new(Shard { cache, loading: HashMap::new(), coalesced: 0 }))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ConcurrentLruCache {
@@ -518,14 +550,14 @@ where
     /// its result (this write is newer); its callers still get it.
     pub fn insert(&self, key: K, value: V) -> Option<(K, V)> {
         let mut shard = self.lock_shard(&key);
-        shard.loading.remove(&key);
+        shard.forget_load(&key);
         shard.cache.insert(key, value)
     }
 
     /// As [`insert`](Self::insert), with a time to live for this entry only.
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
         let mut shard = self.lock_shard(&key);
-        shard.loading.remove(&key);
+        shard.forget_load(&key);
         shard.cache.insert_with_ttl(key, value, ttl)
     }
 
@@ -537,7 +569,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = self.lock_shard(key);
-        shard.loading.remove(key);
+        shard.forget_load(key);
         shard.cache.pop(key)
     }
 
