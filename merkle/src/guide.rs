@@ -94,7 +94,7 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `put`, `delete` | two SHA-256s and O(depth) map updates |
+//! | `put`, `delete` | two SHA-256s and O(depth) node updates (map probes while a level is sparse, array slots once it is dense) |
 //! | root hash | O(1) |
 //! | sync, `d` differences | O(d · log16 n) fingerprints, O(log16 n) rounds |
 //! | inclusion proof | O(depth × 16) fingerprints |

@@ -147,3 +147,36 @@ fn beats_is_the_rule_apply_keeps_entries_by() {
         }
     }
 }
+
+/// A level's nodes move from a map to an array once the store holds half
+/// as many entries as the level has nodes (32,768 for level 4): the summary
+/// stays exact across that change, through deletes and purges after it,
+/// and a store that crossed it syncs with one that did not.
+#[test]
+fn the_summary_stays_exact_when_its_levels_become_arrays() {
+    use sysblocks_merkle::{SyncConfig, sync_in_memory};
+    let mut big = MerkleStore::new();
+    let mut small = MerkleStore::new();
+    for i in 0..33_000u32 {
+        big.put(i.to_le_bytes().to_vec(), vec![1], 1).unwrap();
+        if i % 1_000 == 0 {
+            assert!(big.summary_is_consistent(), "at {i} entries");
+        }
+    }
+    assert!(big.summary_is_consistent());
+    for i in (0..33_000u32).step_by(3) {
+        big.delete(i.to_le_bytes().to_vec(), 2).unwrap();
+    }
+    big.purge_tombstones(3);
+    assert!(big.summary_is_consistent(), "after deletes and a purge");
+    assert_eq!(big.entry_count(), 22_000);
+    // The small replica holds a few of the same entries and one of its own.
+    for i in [1u32, 2, 4] {
+        small.put(i.to_le_bytes().to_vec(), vec![1], 1).unwrap();
+    }
+    small.put(b"only here".to_vec(), b"x".to_vec(), 5).unwrap();
+    sync_in_memory(&mut big, &mut small, SyncConfig::default()).unwrap();
+    assert_eq!(big.root_hash(), small.root_hash());
+    assert_eq!(big.entry_count(), 22_001);
+    assert!(big.summary_is_consistent() && small.summary_is_consistent());
+}
