@@ -27,53 +27,52 @@ static NEXT_PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 
 #[cfg(not(sysblocks_loom))]
 thread_local! {
-    /// This thread's probe: which cell it adds to, rehashed on contention.
-    /// Successive threads get successive multiples of an odd constant, so
-    /// their low bits (which pick the cell) differ; never 0, which xorshift
-    /// would keep at 0. Initialised to 0 ("no probe yet") by a constant, so
-    /// that reading it is one thread-local load with no lazy-init check;
-    /// the first add of a thread sets the real probe.
-    static PROBE: Cell<u32> = const { Cell::new(0) };
-}
-
-#[cfg(not(sysblocks_loom))]
-thread_local! {
-    /// This thread's adds, counted to pick the one in 64 that checks for
-    /// contention.
-    static TICK: Cell<u32> = const { Cell::new(0) };
+    /// This thread's probe in the high 32 bits (which cell it adds to,
+    /// rehashed on contention) and its count of adds in the low 32 (to
+    /// pick the one in 64 that checks for contention): one thread-local
+    /// word, read and written once per add. Successive threads get
+    /// successive multiples of an odd constant as probes, so their low bits
+    /// (which pick the cell) differ; never 0, which xorshift would keep at
+    /// 0. Initialised by a constant (probe 0: "none yet"), so that reading
+    /// it needs no lazy-init check: a thread's first add is a check, and
+    /// sets its real probe.
+    static STATE: Cell<u64> = const { Cell::new(FIRST_STATE) };
 }
 
 // loom's thread_local! takes no const initialiser.
 #[cfg(sysblocks_loom)]
 thread_local! {
-    static PROBE: Cell<u32> = Cell::new(0);
-    static TICK: Cell<u32> = Cell::new(0);
+    static STATE: Cell<u64> = Cell::new(FIRST_STATE);
+}
+
+/// A thread's state before its first add: no probe, and a count one short
+/// of a check, so that the first add checks (and sets the probe).
+const FIRST_STATE: u64 = 63;
+
+/// Counts this add; returns the thread's probe, and whether this add is the
+/// one in 64 that checks for contention with a compare-and-swap (under
+/// loom, every add does, so that the models explore the contended path).
+#[inline(always)]
+fn probe_and_tick() -> (u32, bool) {
+    let state = STATE.with(|s| {
+        // The count wraps into the probe every 2^32 adds: that only moves
+        // the thread to another cell.
+        let state = s.get().wrapping_add(1);
+        s.set(state);
+        state
+    });
+    ((state >> 32) as u32, cfg!(sysblocks_loom) || state & 63 == 0)
 }
 
 /// This thread's probe, set on its first use.
-#[inline(always)]
 fn probe() -> u32 {
-    let probe = PROBE.with(Cell::get);
-    if probe != 0 { probe } else { set_first_probe() }
+    let probe = (STATE.with(Cell::get) >> 32) as u32;
+    if probe != 0 { probe } else { set_probe(first_probe()) }
 }
 
-/// This thread's probe, and whether this add is the one in 64 that checks
-/// for contention with a compare-and-swap (under loom, every add does, so
-/// that the models explore the contended path).
-#[inline(always)]
-fn probe_and_tick() -> (u32, bool) {
-    let tick = TICK.with(|t| {
-        let tick = t.get().wrapping_add(1);
-        t.set(tick);
-        tick
-    });
-    (probe(), cfg!(sysblocks_loom) || tick & 63 == 1)
-}
-
-#[cold]
-fn set_first_probe() -> u32 {
-    let probe = first_probe();
-    PROBE.with(|p| p.set(probe));
+/// Sets this thread's probe, keeping its count.
+fn set_probe(probe: u32) -> u32 {
+    STATE.with(|s| s.set((u64::from(probe) << 32) | (s.get() & 0xffff_ffff)));
     probe
 }
 
@@ -110,8 +109,9 @@ fn set_first_probe() -> u32 {
 #[derive(Debug)]
 pub struct StripedCounter {
     cells: Box<[PaddedCell]>,
-    /// Cells in use: a power of two, only ever growing.
-    active: AtomicUsize,
+    /// Cells in use minus one (they are a power of two, only ever growing):
+    /// the mask that turns a probe into a cell.
+    mask: AtomicUsize,
 }
 
 impl Default for StripedCounter {
@@ -133,16 +133,15 @@ impl StripedCounter {
         let max = max_cells.clamp(1, 1 << 16).next_power_of_two();
         StripedCounter {
             cells: (0..max).map(|_| PaddedCell::default()).collect(),
-            active: AtomicUsize::new(1),
+            mask: AtomicUsize::new(0),
         }
     }
 
     /// Adds `n` (which may be negative).
     #[inline]
     pub fn add(&self, n: i64) {
-        let active = self.active.load(Ordering::Acquire);
+        let mask = self.mask.load(Ordering::Acquire);
         let (probe, check) = probe_and_tick();
-        let cell = &self.cells[probe as usize & (active - 1)].0;
         // Most adds are one locked add (`fetch_add`), which beats a load
         // and a compare-and-swap (measured: about 10% on one thread, more
         // on two). A fetch_add cannot tell whether another thread is on
@@ -151,15 +150,22 @@ impl StripedCounter {
         // fails one of those soon, and the stripe grows or the thread
         // moves.
         if !check {
-            cell.fetch_add(n, Ordering::AcqRel);
+            self.cells[probe as usize & mask].0.fetch_add(n, Ordering::AcqRel);
             return;
         }
+        self.checked_add(n, mask);
+    }
+
+    /// The add that checks (a thread's first sets its probe).
+    #[inline(never)]
+    fn checked_add(&self, n: i64, mask: usize) {
+        let cell = &self.cells[probe() as usize & mask].0;
         let current = cell.load(Ordering::Relaxed);
         if cell
             .compare_exchange(current, current.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            self.contended(cell, n, active);
+            self.contended(cell, n, mask);
         }
     }
 
@@ -168,29 +174,28 @@ impl StripedCounter {
     /// probes differ in the new bit (successive threads' probes do), or
     /// else move this thread to another cell.
     #[cold]
-    fn contended(&self, cell: &AtomicI64, n: i64, active: usize) {
+    fn contended(&self, cell: &AtomicI64, n: i64, mask: usize) {
         cell.fetch_add(n, Ordering::AcqRel);
+        let active = mask + 1;
         if active < self.cells.len()
             && self
-                .active
-                .compare_exchange(active, active * 2, Ordering::AcqRel, Ordering::Relaxed)
+                .mask
+                .compare_exchange(mask, active * 2 - 1, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
             return;
         }
-        PROBE.with(|p| {
-            // xorshift32: a different cell next time.
-            let mut x = p.get();
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            p.set(x);
-        });
+        // xorshift32: a different cell next time.
+        let mut x = probe();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        set_probe(x);
     }
 
     /// The total of every add so far (see the type's docs on races).
     pub fn sum(&self) -> i64 {
-        let active = self.active.load(Ordering::Acquire);
+        let active = self.mask.load(Ordering::Acquire) + 1;
         self.cells[..active]
             .iter()
             .fold(0i64, |acc, c| acc.wrapping_add(c.0.load(Ordering::Acquire)))
@@ -198,7 +203,7 @@ impl StripedCounter {
 
     /// Takes the total, leaving 0: every add is taken by exactly one `take`.
     pub fn take(&self) -> i64 {
-        let active = self.active.load(Ordering::Acquire);
+        let active = self.mask.load(Ordering::Acquire) + 1;
         self.cells[..active]
             .iter()
             .fold(0i64, |acc, c| acc.wrapping_add(c.0.swap(0, Ordering::AcqRel)))
@@ -211,7 +216,7 @@ impl StripedCounter {
 
     /// How many cells are in use now.
     pub fn cells_in_use(&self) -> usize {
-        self.active.load(Ordering::Acquire)
+        self.mask.load(Ordering::Acquire) + 1
     }
 }
 

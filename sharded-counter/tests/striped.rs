@@ -53,3 +53,36 @@ fn max_cells_is_a_power_of_two_bound() {
     counter.reset();
     assert_eq!(counter.sum(), 0);
 }
+
+#[test]
+fn the_stripe_grows_only_when_threads_contend() {
+    // One thread alone never meets contention: one cell all along.
+    let alone = StripedCounter::with_max_cells(8);
+    for _ in 0..100_000 {
+        alone.add(1);
+    }
+    assert_eq!(alone.cells_in_use(), 1);
+    // Two threads adding at once meet on the one cell, and a check (one
+    // add in 64) sees it: the stripe grows. Each thread stops once it has
+    // (or after 20 million adds, which would fail the test).
+    let shared = StripedCounter::with_max_cells(8);
+    let start = std::sync::Barrier::new(2);
+    let added: i64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    let mut added = 0;
+                    while shared.cells_in_use() == 1 && added < 20_000_000 {
+                        shared.add(1);
+                        added += 1;
+                    }
+                    added
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert!(shared.cells_in_use() > 1, "no growth after {added} adds");
+    assert_eq!(shared.sum(), added, "growing lost no add");
+}
