@@ -110,6 +110,13 @@
 //! * Listing by 16-byte positions means a collision of two keys' SHA-256
 //!   prefixes would hide a difference: a 2^-64 event per pair of keys in a
 //!   listing.
+//! * A fingerprint on the wire carries 12 bytes of its sum (wire version 2;
+//!   version 1 carried 16). Two different ranges with the same count look
+//!   equal only if their sums agree on those 96 bits, a 2^-96 event per
+//!   node compared. Most of a session's bytes are the 16 child
+//!   fingerprints of each range that differs, so the 4 bytes saved per
+//!   fingerprint are about a fifth of the session (at 10 differences among
+//!   100,000 keys, 0.54 of negentropy's bytes became 0.43).
 //!
 //! ## A hostile peer
 //!

@@ -25,7 +25,8 @@ use crate::error::MerkleError;
 use crate::hash::{entry_hash, key_position};
 use crate::sync_store::{EntrySummary, SyncStore, truncate};
 use crate::wire::{
-    Children, Item, ListedItem, MAX_LEVEL, TRUNC, WireEntry, WireFp, encode_message, items,
+    Children, Item, ListedItem, MAX_LEVEL, SUM_BYTES, TRUNC, WireEntry, WireFp, encode_message,
+    items,
 };
 
 /// At most this many differing children make a node's differences sparse.
@@ -56,8 +57,8 @@ impl Default for SyncConfig {
 }
 
 /// The largest `Children` item: tag, level, a 10-byte node, the mask and
-/// 16 fingerprints of a 10-byte count and 16 bytes of sum.
-const MAX_CHILDREN_ITEM: usize = 1 + 1 + 10 + 2 + 16 * (10 + TRUNC);
+/// 16 fingerprints of a 10-byte count and [`SUM_BYTES`] of sum.
+const MAX_CHILDREN_ITEM: usize = 1 + 1 + 10 + 2 + 16 * (10 + SUM_BYTES);
 /// The largest listed entry: position, a 10-byte version, hash.
 const MAX_LISTED: usize = 2 * TRUNC + 10;
 
@@ -65,15 +66,15 @@ impl SyncConfig {
     /// The most bytes of fingerprints, children, listings and wants that a
     /// side queues per byte received, whatever the peer sends (entries
     /// aside: each of this side's entries is sent at most once). The worst
-    /// items are a 39-byte `Children` item with two children set, each
+    /// items are a 31-byte `Children` item with two children set, each
     /// answered by a listing of `3 × list_threshold` entries of 42 bytes
-    /// (about `6.5 × list_threshold` per byte), and a 17-byte child answered
-    /// by a 430-byte `Children` item (26 per byte). Ranges deeper than
+    /// (about `8.2 × list_threshold` per byte), and a 13-byte child answered
+    /// by a 366-byte `Children` item (29 per byte). Ranges deeper than
     /// `max_level` are listed whatever their size; those listings are
     /// bounded by the entries (each listed at most once per level), not by
     /// this figure.
     pub fn queued_bytes_per_byte(&self) -> usize {
-        usize::try_from(self.list_threshold).unwrap_or(usize::MAX).saturating_mul(7).max(26)
+        usize::try_from(self.list_threshold).unwrap_or(usize::MAX).saturating_mul(9).max(29)
     }
 
     /// Checks that a session with this tuning can always say what it must:
@@ -268,7 +269,7 @@ impl Reconciler {
                     // differ, keep splitting, which moves fewer bytes.
                     let differing = (0..16)
                         .filter(|&c| {
-                            store.node_fingerprint(usize::from(child_level), child(c))
+                            store.node_fingerprint(usize::from(child_level), child(c)).on_wire()
                                 != children.get(c).unwrap_or_default()
                         })
                         .count();
@@ -431,7 +432,7 @@ impl Reconciler {
     ) -> Result<bool, MerkleError> {
         let lvl = usize::from(level);
         let ours = store.node_fingerprint(lvl, node);
-        if ours == theirs {
+        if ours.on_wire() == theirs.on_wire() {
             return Ok(false);
         }
         if theirs.count == 0 {

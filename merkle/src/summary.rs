@@ -56,8 +56,8 @@ struct Slot {
 ///
 /// It answers what [`MerkleStore`](crate::MerkleStore) answers about the
 /// summary: the same fingerprints as a `MerkleStore` holding the same
-/// entries, truncated as the wire truncates them (the wire compares 16
-/// bytes of every sum, so the two kinds of store sync with each other). A
+/// entries, truncated to 16 bytes of sum (the wire compares the first 12
+/// of them, so the two kinds of store sync with each other). A
 /// service that keeps its values on disk keeps one of these in memory and
 /// implements [`SyncStore`](crate::SyncStore) over the pair; the
 /// reconciler then reads from disk only the entries that differ.

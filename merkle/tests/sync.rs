@@ -103,7 +103,7 @@ proptest! {
         let mut store: Store = MerkleStore::new();
         store.put(b"k".to_vec(), b"v".to_vec(), 1).unwrap();
         let mut side = Reconciler::new(SyncConfig::default()).unwrap();
-        let mut with_version = vec![1u8];
+        let mut with_version = vec![sysblocks_merkle::wire::WIRE_VERSION];
         with_version.extend(&bytes);
         // Either outcome is fine; what matters is that neither panics or
         // allocates out of proportion.
