@@ -211,8 +211,9 @@ impl Backend for RedisBackend {
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
         let lease_ms = crate::backend::clamp_time(lease_ms);
-        // ZPOPMIN's count is a signed 64-bit integer.
-        let max = max.min(i64::MAX as usize);
+        // The script reads the count as a Lua number (a double): beyond
+        // 2^53 it would not be exact, and no queue holds that many.
+        let max = max.min(1 << 53);
         let args = [now.to_string(), lease_ms.to_string(), max.to_string()];
         let reply: Vec<String> = from_value(self.run(&CLAIM, &args).await?)?;
         let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());

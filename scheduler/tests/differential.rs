@@ -149,7 +149,7 @@ fn next_op(rng: &mut SmallRng, ids: &mut Vec<TaskId>, leases: usize, now: u64) -
             Op::Submit(tasks)
         }
         18..=35 => {
-            Op::Claim { lease_ms: rng.random_range(100..=600), max: rng.random_range(1..=3) }
+            Op::Claim { lease_ms: rng.random_range(100..=600), max: rng.random_range(0..=3) }
         }
         36..=42 if leases > 0 => {
             Op::Ack { lease: rng.random_range(0..leases), stale: rng.random_range(0..6) == 0 }

@@ -452,6 +452,18 @@ pub async fn extreme_inputs_agree_across_backends<B: Backend>(backend: Arc<B>, n
     backend.fail(&id, claimed[0].token, now, "later", Some(u64::MAX)).await.unwrap();
     let info = backend.info(&id).await.unwrap().unwrap();
     assert_eq!((info.state, info.run_at), (TaskState::Retrying, sysblocks_scheduler::MAX_TIME_MS));
+    // A claim with no limit, or of none, works.
+    let ids: Vec<TaskId> = scheduler
+        .submit_all((0..3).map(|_| Task::new("job", &1).unwrap()).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id().clone())
+        .collect();
+    assert!(backend.claim(now, 1_000, 0).await.unwrap().0.is_empty(), "a claim of none");
+    let (claimed, _) = backend.claim(now, 1_000, usize::MAX).await.unwrap();
+    let got: Vec<TaskId> = claimed.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(got, ids, "every ready task, in order");
     // Listing dead letters with no limit works.
     assert!(backend.dead_letters(usize::MAX).await.unwrap().is_empty());
     assert!(backend.dead_letters(0).await.unwrap().is_empty());
