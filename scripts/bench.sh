@@ -73,6 +73,10 @@ if command -v valgrind >/dev/null 2>&1; then
     [ -z "${AB_ONLY:-}" ] || [[ $id == *"$AB_ONLY"* ]] || continue
     count_instructions "$id" -p sysblocks-lru-cache --bench ab
   done
+  for id in counter/one_thread; do
+    [ -z "${AB_ONLY:-}" ] || [[ $id == *"$AB_ONLY"* ]] || continue
+    count_instructions "$id" -p sysblocks-sharded-counter --bench ab
+  done
 else
   echo "bench.sh: valgrind is not installed: no instruction counts" >&2
 fi
