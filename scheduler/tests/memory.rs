@@ -71,18 +71,9 @@ async fn succeeded_tasks_are_forgotten_after_the_retention() {
 
 #[tokio::test]
 async fn a_forgotten_task_leaves_its_place_to_new_ones() {
-    use sysblocks_scheduler::{Backend, NewTask, OnParentFailure, TaskId, TaskState};
+    use sysblocks_scheduler::{Backend, TaskId, TaskState};
     let backend = MemoryBackend::new().with_retention(Duration::from_secs(1));
-    let task = |id: &str, parents: &[&str]| NewTask {
-        id: TaskId::from(id),
-        name: "j".into(),
-        payload: "null".into(),
-        priority: 0,
-        run_at: START,
-        parents: parents.iter().map(|&p| TaskId::from(p)).collect(),
-        on_parent_failure: OnParentFailure::Cancel,
-        idempotency: None,
-    };
+    let task = |id: &str, parents: &[&str]| common::plain_task(id, parents, START);
     // Three tasks succeed and are forgotten.
     backend.submit(vec![task("a", &[]), task("b", &[]), task("c", &[])], START).await.unwrap();
     let (claimed, _) = backend.claim(START, 1_000, 3).await.unwrap();

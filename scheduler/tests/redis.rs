@@ -125,22 +125,13 @@ async fn cron_ticks_are_submitted_once_across_schedulers() {
 
 #[tokio::test]
 async fn an_ack_releases_the_children_of_a_task_stored_without_the_kids_field() {
-    use sysblocks_scheduler::{Backend, NewTask, OnParentFailure, TaskId, TaskState};
+    use sysblocks_scheduler::{Backend, TaskId, TaskState};
     let redis = Redis::new();
     let mut connection = redis.connection_manager().await;
     let backend =
         RedisBackend::new(connection.clone(), &format!("{}kids", redis.prefix())).unwrap();
     let now = 1_700_000_000_000;
-    let task = |id: &str, parents: &[&str]| NewTask {
-        id: TaskId::from(id),
-        name: "j".into(),
-        payload: "null".into(),
-        priority: 0,
-        run_at: now,
-        parents: parents.iter().map(|&p| TaskId::from(p)).collect(),
-        on_parent_failure: OnParentFailure::Cancel,
-        idempotency: None,
-    };
+    let task = |id: &str, parents: &[&str]| common::plain_task(id, parents, now);
     backend.submit(vec![task("p", &[]), task("q", &[]), task("c", &["p"])], now).await.unwrap();
     // A parent stored by a version that did not keep the field: its ack
     // must still read its children list.

@@ -13,6 +13,21 @@ use sysblocks_scheduler::{
     WorkerConfig,
 };
 
+/// A task named "j" with a null payload, due at `at`, waiting for
+/// `parents` (cancelled if one fails).
+pub fn plain_task(id: &str, parents: &[&str], at: u64) -> sysblocks_scheduler::NewTask {
+    sysblocks_scheduler::NewTask {
+        id: TaskId::from(id),
+        name: "j".into(),
+        payload: "null".into(),
+        priority: 0,
+        run_at: at,
+        parents: parents.iter().map(|&p| TaskId::from(p)).collect(),
+        on_parent_failure: sysblocks_scheduler::OnParentFailure::Cancel,
+        idempotency: None,
+    }
+}
+
 /// Runs a worker until `done` holds (checked on the clock's own ticks),
 /// then shuts it down. Panics if it takes more than `limit` on `clock`.
 pub async fn run_until<B, F, Fut>(
