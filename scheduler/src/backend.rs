@@ -101,6 +101,27 @@ pub trait Backend: Send + Sync + 'static {
         }
     }
 
+    /// A worker's turn in one call: [`ack_many`](Self::ack_many) of
+    /// `acks`, then [`claim`](Self::claim) of up to `max` tasks. The
+    /// default makes the two calls; the backends make one (one lock, one
+    /// Redis script), so that a worker's loop costs one round trip.
+    ///
+    /// # Errors
+    /// A backend failure fails the whole call, as for either of the two.
+    fn ack_and_claim(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Turn, SchedulerError>> + Send {
+        async move {
+            let acked = self.ack_many(acks, now).await?;
+            let (claimed, next_due) = self.claim(now, lease_ms, max).await?;
+            Ok(Turn { acked, claimed, next_due })
+        }
+    }
+
     /// Records a failed attempt: due again at `retry_at` (state retrying),
     /// or, with `None`, dead; a dead task's descendants are cancelled or
     /// failed per their policy.
@@ -173,6 +194,17 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// Backend failures.
     fn counts(&self) -> impl Future<Output = Result<Counts, SchedulerError>> + Send;
+}
+
+/// What [`Backend::ack_and_claim`] did.
+#[derive(Debug)]
+pub struct Turn {
+    /// One answer per ack, in order (as [`Backend::ack_many`]).
+    pub acked: Vec<Result<(), SchedulerError>>,
+    /// The tasks claimed (as [`Backend::claim`]).
+    pub claimed: Vec<Claimed>,
+    /// When the next delayed task is due (as [`Backend::claim`]).
+    pub next_due: Option<u64>,
 }
 
 /// How many attempts each task name gets, for the reaper: a task whose

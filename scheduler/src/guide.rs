@@ -143,12 +143,14 @@
 //! | submit | O(log n) | one script, O(log n) |
 //! | claim k tasks | O(k log n) | one script |
 //! | ack k tasks (`ack_many`) | O(k log n) (+ children), one lock | one script |
+//! | a worker's turn (`ack_and_claim`) | the two above, one lock | one script |
 //! | fail / renew | O(log n) (+ children) | one script each |
 //! | reap | O(expired × log n) | one script |
 //!
 //! A worker acks in batches: the attempts that finished since its last
-//! turn go in one `ack_many`, before it claims again. On Redis that is one
-//! round trip for the batch; what remains per task is the server's work,
+//! turn go with its next claim in one `ack_and_claim` (alone in one
+//! `ack_many` when it has no room to claim). On Redis that is one script
+//! and one round trip per turn; what remains per task is the server's work,
 //! about 11 us of script time per task on a 2-core VM (`INFO commandstats`,
 //! printed by the throughput bench): a claim reads and writes the task's
 //! hash and moves it between two sorted sets, an ack reads it, writes its

@@ -79,7 +79,7 @@ mod scheduler;
 mod task;
 mod worker;
 
-pub use backend::{AttemptLimits, Backend};
+pub use backend::{AttemptLimits, Backend, Turn};
 
 /// The latest time, in ms since the epoch, that a task may be due at: both
 /// backends store times exactly up to here (Redis scripts compute in Lua

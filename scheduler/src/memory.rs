@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::backend::{AttemptLimits, Backend};
+use crate::backend::{AttemptLimits, Backend, Turn};
 use crate::error::SchedulerError;
 use crate::task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
@@ -246,6 +246,40 @@ impl Inner {
         Ok(())
     }
 
+    /// Makes due tasks ready, then claims up to `max` of them (see
+    /// [`Backend::claim`]).
+    fn claim(&mut self, now: u64, lease_ms: u64, max: usize) -> (Vec<Claimed>, Option<u64>) {
+        self.purge(now);
+        for slot in self.due(&self.delayed, now) {
+            self.set_state(slot, TaskState::Ready);
+        }
+        let mut claimed = Vec::new();
+        let lease_until = now.saturating_add(crate::backend::clamp_time(lease_ms));
+        while claimed.len() < max {
+            let Some(&(_, _, slot)) = self.ready.first() else { break };
+            self.next_token += 1;
+            let token = self.next_token;
+            if let Some(record) = self.record_mut(slot) {
+                record.attempts += 1;
+                record.token = token;
+                record.lease_until = lease_until;
+            }
+            self.set_state(slot, TaskState::Running);
+            if let Some(record) = self.record(slot) {
+                claimed.push(Claimed {
+                    id: record.id.clone(),
+                    name: record.name.clone(),
+                    payload: record.payload.clone(),
+                    attempt: record.attempts,
+                    token,
+                    last_delay_ms: record.last_delay,
+                });
+            }
+        }
+        let next_due = self.delayed.first().map(|&(due, _)| due);
+        (claimed, next_due)
+    }
+
     /// Forgets succeeded tasks older than the retention (their count stays:
     /// `succeeded` counts every success). A task succeeds once, so each
     /// slot is in `finished` at most once, and is freed only here.
@@ -416,39 +450,20 @@ impl Backend for MemoryBackend {
         lease_ms: u64,
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
+        Ok(self.lock().claim(now, lease_ms, max))
+    }
+
+    async fn ack_and_claim(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Turn, SchedulerError> {
         let mut inner = self.lock();
-        inner.purge(now);
-        let delayed = std::mem::take(&mut inner.delayed);
-        let due = inner.due(&delayed, now);
-        inner.delayed = delayed;
-        for slot in due {
-            inner.set_state(slot, TaskState::Ready);
-        }
-        let mut claimed = Vec::new();
-        let lease_until = now.saturating_add(crate::backend::clamp_time(lease_ms));
-        while claimed.len() < max {
-            let Some(&(_, _, slot)) = inner.ready.first() else { break };
-            inner.next_token += 1;
-            let token = inner.next_token;
-            if let Some(record) = inner.record_mut(slot) {
-                record.attempts += 1;
-                record.token = token;
-                record.lease_until = lease_until;
-            }
-            inner.set_state(slot, TaskState::Running);
-            if let Some(record) = inner.record(slot) {
-                claimed.push(Claimed {
-                    id: record.id.clone(),
-                    name: record.name.clone(),
-                    payload: record.payload.clone(),
-                    attempt: record.attempts,
-                    token,
-                    last_delay_ms: record.last_delay,
-                });
-            }
-        }
-        let next_due = inner.delayed.first().map(|&(due, _)| due);
-        Ok((claimed, next_due))
+        let acked = acks.iter().map(|(id, token)| inner.ack(id, *token, now)).collect();
+        let (claimed, next_due) = inner.claim(now, lease_ms, max);
+        Ok(Turn { acked, claimed, next_due })
     }
 
     async fn renew(
@@ -517,10 +532,7 @@ impl Backend for MemoryBackend {
     async fn reap(&self, now: u64, limits: &AttemptLimits) -> Result<u64, SchedulerError> {
         let mut inner = self.lock();
         let mut reaped = 0;
-        let running = std::mem::take(&mut inner.running);
-        let expired = inner.due(&running, now);
-        inner.running = running;
-        for slot in expired {
+        for slot in inner.due(&inner.running, now) {
             let mut dead = false;
             if let Some(record) = inner.record_mut(slot) {
                 // The claim counted this attempt: on the last allowed one,

@@ -5,21 +5,29 @@ use std::sync::LazyLock;
 use redis::{RedisError, Script, Value};
 pub use sysblocks_core::RedisConnection;
 
-use crate::backend::{AttemptLimits, Backend};
+use crate::backend::{AttemptLimits, Backend, Turn};
 use crate::error::{BackendError, SchedulerError};
 use crate::task::{
     Claimed, Counts, NewTask, OnParentFailure, Submitted, TaskId, TaskInfo, TaskState,
 };
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
+const BATCH: &str = include_str!("lua/batch.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
+/// A script of a worker's turn: the prelude, the batch transitions, `body`.
+fn batch_script(body: &str) -> Script {
+    script(&format!("{BATCH}\n{body}"))
+}
+
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
-static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
-static ACKS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/acks.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| batch_script(include_str!("lua/claim.lua")));
+static ACKS: LazyLock<Script> = LazyLock::new(|| batch_script(include_str!("lua/acks.lua")));
+static ACK_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| batch_script(include_str!("lua/ack_claim.lua")));
 static TRANSITION: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/transition.lua")));
 static ADMIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/admin.lua")));
 
@@ -117,6 +125,60 @@ impl RedisBackend {
     }
 }
 
+/// A lease's length as the scripts take it.
+fn lease_time(lease_ms: u64) -> String {
+    crate::backend::clamp_time(lease_ms).to_string()
+}
+
+/// A claim's count as the scripts take it: a Lua number (a double), exact
+/// up to 2^53, which no queue reaches.
+fn claim_count(max: usize) -> String {
+    max.min(1 << 53).to_string()
+}
+
+/// The claim script's reply: when the next delayed task is due, then six
+/// values per claimed task.
+fn claim_reply(reply: Vec<String>) -> (Vec<Claimed>, Option<u64>) {
+    let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());
+    let parse = |s: &String| s.parse::<u64>().unwrap_or(0);
+    let claimed = reply
+        .get(1..)
+        .unwrap_or_default()
+        .chunks_exact(6)
+        .map(|c| Claimed {
+            id: TaskId(c[0].clone()),
+            name: c[1].clone(),
+            payload: c[2].clone(),
+            attempt: u32::try_from(parse(&c[3])).unwrap_or(u32::MAX),
+            token: parse(&c[4]),
+            last_delay_ms: parse(&c[5]),
+        })
+        .collect();
+    (claimed, next_due)
+}
+
+/// The pairs of id and token that the ack scripts take.
+fn push_acks(args: &mut Vec<String>, acks: &[(TaskId, u64)]) {
+    for (id, token) in acks {
+        args.extend([id.to_string(), token.to_string()]);
+    }
+}
+
+/// One answer per ack from the ack scripts' statuses.
+fn ack_answers(
+    acks: &[(TaskId, u64)],
+    replies: Vec<String>,
+) -> Result<Vec<Result<(), SchedulerError>>, SchedulerError> {
+    if replies.len() != acks.len() {
+        return Err(SchedulerError::Backend(BackendError::message(format!(
+            "{} answers to {} acks",
+            replies.len(),
+            acks.len()
+        ))));
+    }
+    Ok(acks.iter().zip(&replies).map(|((id, _), reply)| status(id, reply)).collect())
+}
+
 /// A transition script's answer about one task.
 fn status(id: &TaskId, reply: &str) -> Result<(), SchedulerError> {
     match reply {
@@ -210,28 +272,8 @@ impl Backend for RedisBackend {
         lease_ms: u64,
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<u64>), SchedulerError> {
-        let lease_ms = crate::backend::clamp_time(lease_ms);
-        // The script reads the count as a Lua number (a double): beyond
-        // 2^53 it would not be exact, and no queue holds that many.
-        let max = max.min(1 << 53);
-        let args = [now.to_string(), lease_ms.to_string(), max.to_string()];
-        let reply: Vec<String> = from_value(self.run(&CLAIM, &args).await?)?;
-        let next_due = reply.first().and_then(|d| d.parse::<u64>().ok());
-        let parse = |s: &String| s.parse::<u64>().unwrap_or(0);
-        let claimed = reply
-            .get(1..)
-            .unwrap_or_default()
-            .chunks_exact(6)
-            .map(|c| Claimed {
-                id: TaskId(c[0].clone()),
-                name: c[1].clone(),
-                payload: c[2].clone(),
-                attempt: u32::try_from(parse(&c[3])).unwrap_or(u32::MAX),
-                token: parse(&c[4]),
-                last_delay_ms: parse(&c[5]),
-            })
-            .collect();
-        Ok((claimed, next_due))
+        let args = [now.to_string(), lease_time(lease_ms), claim_count(max)];
+        Ok(claim_reply(from_value(self.run(&CLAIM, &args).await?)?))
     }
 
     async fn renew(
@@ -258,20 +300,29 @@ impl Backend for RedisBackend {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = Vec::with_capacity(2 + 2 * acks.len());
-        args.extend([now.to_string(), self.retention_ms.to_string()]);
-        for (id, token) in acks {
-            args.extend([id.to_string(), token.to_string()]);
-        }
-        let replies: Vec<String> = from_value(self.run(&ACKS, &args).await?)?;
-        if replies.len() != acks.len() {
-            return Err(SchedulerError::Backend(BackendError::message(format!(
-                "{} answers to {} acks",
-                replies.len(),
-                acks.len()
-            ))));
-        }
-        Ok(acks.iter().zip(&replies).map(|((id, _), reply)| status(id, reply)).collect())
+        let mut args = vec![now.to_string(), self.retention_ms.to_string()];
+        push_acks(&mut args, acks);
+        ack_answers(acks, from_value(self.run(&ACKS, &args).await?)?)
+    }
+
+    async fn ack_and_claim(
+        &self,
+        acks: &[(TaskId, u64)],
+        now: u64,
+        lease_ms: u64,
+        max: usize,
+    ) -> Result<Turn, SchedulerError> {
+        let mut args = vec![
+            now.to_string(),
+            lease_time(lease_ms),
+            claim_count(max),
+            self.retention_ms.to_string(),
+        ];
+        push_acks(&mut args, acks);
+        let (acked, claim): (Vec<String>, Vec<String>) =
+            from_value(self.run(&ACK_CLAIM, &args).await?)?;
+        let (claimed, next_due) = claim_reply(claim);
+        Ok(Turn { acked: ack_answers(acks, acked)?, claimed, next_due })
     }
 
     async fn fail(

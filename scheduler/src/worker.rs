@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Turn};
 use crate::clock::{Clock, millis};
 use crate::error::SchedulerError;
 #[cfg(feature = "rate-limit")]
@@ -199,9 +199,10 @@ impl<B: Backend> Worker<B> {
     pub async fn run(&self, drain_deadline: Duration) -> Result<(), SchedulerError> {
         let mut stop = self.stop.subscribe();
         let lease_ms = millis(self.config.lease);
-        // An attempt that succeeded ends with its task to ack: the loop acks
-        // the attempts that finished together in one call.
-        let mut in_flight: JoinSet<Option<(TaskId, u64)>> = JoinSet::new();
+        // An attempt ends saying whether its task is to be acked: the loop
+        // acks the attempts that finished together in one call (with its
+        // next claim when it makes one).
+        let mut in_flight: JoinSet<bool> = JoinSet::new();
         let mut attempts: HashMap<tokio::task::Id, (TaskId, u64)> = HashMap::new();
         let mut to_ack: Vec<(TaskId, u64)> = Vec::new();
         // One signal stops every attempt's handler (a drain that timed out).
@@ -227,7 +228,6 @@ impl<B: Backend> Worker<B> {
             while let Some(done) = in_flight.try_join_next_with_id() {
                 finished(done, &mut attempts, &mut to_ack);
             }
-            self.ack_finished(&mut to_ack).await;
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_due = None;
             let mut claimed_any = false;
@@ -237,8 +237,10 @@ impl<B: Backend> Worker<B> {
                 rate_wait = wait.filter(|_| allowed == 0);
                 if allowed > 0 {
                     self.stats.claims.fetch_add(1, Ordering::Relaxed);
-                    match self.backend.claim(now, lease_ms, allowed).await {
-                        Ok((claimed, due)) => {
+                    let turn = self.backend.ack_and_claim(&to_ack, now, lease_ms, allowed).await;
+                    self.acked(&mut to_ack, turn.as_ref().map(|t| &t.acked[..]));
+                    match turn {
+                        Ok(Turn { claimed, next_due: due, .. }) => {
                             next_due = due;
                             claimed_any = !claimed.is_empty();
                             idle = if claimed_any { min_pause } else { (idle * 2).min(max_pause) };
@@ -258,6 +260,8 @@ impl<B: Backend> Worker<B> {
                     }
                 }
             }
+            // No claim this turn (no room, or the rate limit): ack alone.
+            self.ack_finished(&mut to_ack).await;
             if claimed_any && in_flight.len() < self.config.concurrency {
                 continue; // there may be more ready at once
             }
@@ -294,9 +298,8 @@ impl<B: Backend> Worker<B> {
             // acked; every other one is released below (a release of one
             // that recorded its failure is refused as stale).
             while let Some(done) = in_flight.join_next_with_id().await {
-                if let Ok((id, Some(ack))) = done {
-                    attempts.remove(&id);
-                    to_ack.push(ack);
+                if let Ok((id, true)) = done {
+                    to_ack.extend(attempts.remove(&id));
                 }
             }
         }
@@ -323,26 +326,36 @@ impl<B: Backend> Worker<B> {
     }
 
     /// Acks the attempts that succeeded since the last call, in one backend
-    /// call. A failed call is logged: those tasks run again once their
-    /// leases expire (at least once), as after a worker that died before
-    /// its ack.
+    /// call (none when there are none).
     async fn ack_finished(&self, to_ack: &mut Vec<(TaskId, u64)>) {
         if to_ack.is_empty() {
             return;
         }
-        let acks = std::mem::take(to_ack);
-        match self.backend.ack_many(&acks, self.clock.now_ms()).await {
+        let answers = self.backend.ack_many(to_ack, self.clock.now_ms()).await;
+        self.acked(to_ack, answers.as_deref());
+    }
+
+    /// Logs what went wrong with acking `to_ack`, then empties it. A failed
+    /// call leaves those tasks to run again once their leases expire (at
+    /// least once), as after a worker that died before its ack.
+    fn acked(
+        &self,
+        to_ack: &mut Vec<(TaskId, u64)>,
+        answers: Result<&[Result<(), SchedulerError>], &SchedulerError>,
+    ) {
+        match answers {
             Ok(answers) => {
-                for ((id, _), answer) in acks.iter().zip(answers) {
+                for ((id, _), answer) in to_ack.iter().zip(answers) {
                     if let Err(e) = answer {
                         tracing::warn!(task = %id, error = %e, "acking an attempt failed");
                     }
                 }
             }
-            Err(e) => tracing::warn!(tasks = acks.len(), error = %e, "acking attempts failed"),
+            Err(e) if !to_ack.is_empty() => {
+                tracing::warn!(tasks = to_ack.len(), error = %e, "acking attempts failed");
+            }
+            Err(_) => {}
         }
-        // Keep the allocation for the next batch.
-        *to_ack = acks;
         to_ack.clear();
     }
 
@@ -357,14 +370,14 @@ impl<B: Backend> Worker<B> {
     }
 
     /// One attempt: run the handler under its timeout, renewing the lease,
-    /// then record a failure, or end with the task to ack (the worker's
-    /// loop acks finished attempts together).
+    /// then record a failure, or end with `true`: the task is to be acked
+    /// (the worker's loop acks finished attempts together).
     fn attempt(
         &self,
         task: Claimed,
         claimed_at: u64,
         cancelled: watch::Receiver<bool>,
-    ) -> impl Future<Output = Option<(TaskId, u64)>> + Send + 'static {
+    ) -> impl Future<Output = bool> + Send + 'static {
         let backend = self.backend.clone();
         let registry = self.registry.clone();
         let clock = self.clock.clone();
@@ -405,7 +418,7 @@ impl<B: Backend> Worker<B> {
                             // The lease is gone: another worker may have the
                             // task. Dropping the handler's future stops it.
                             stats.lost_leases.fetch_add(1, Ordering::Relaxed);
-                            return None;
+                            return false;
                         }
                     };
                     match result {
@@ -423,7 +436,7 @@ impl<B: Backend> Worker<B> {
             let result = match &outcome {
                 Ok(()) => {
                     stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                    return Some((task.id, task.token));
+                    return true;
                 }
                 Err(error) => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -442,7 +455,7 @@ impl<B: Backend> Worker<B> {
             if let Err(e) = result {
                 tracing::warn!(task = %task.id, error = %e, "finishing an attempt failed");
             }
-            None
+            false
         }
     }
 }
@@ -494,18 +507,16 @@ async fn renew_loop<B: Backend>(
 
 /// Forgets a finished attempt, whether it returned or was aborted
 /// (attempts catch their handlers' panics, so abort is the only error),
-/// and queues its task for the next ack if it succeeded.
+/// and queues its lease for the next ack if it succeeded.
 fn finished(
-    done: Result<(tokio::task::Id, Option<(TaskId, u64)>), tokio::task::JoinError>,
+    done: Result<(tokio::task::Id, bool), tokio::task::JoinError>,
     attempts: &mut HashMap<tokio::task::Id, (TaskId, u64)>,
     to_ack: &mut Vec<(TaskId, u64)>,
 ) {
-    let id = match done {
-        Ok((id, ack)) => {
-            to_ack.extend(ack);
-            id
-        }
-        Err(e) => e.id(),
-    };
-    attempts.remove(&id);
+    let (id, succeeded) = done.unwrap_or_else(|e| (e.id(), false));
+    if let Some(lease) = attempts.remove(&id)
+        && succeeded
+    {
+        to_ack.push(lease);
+    }
 }

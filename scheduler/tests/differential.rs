@@ -34,6 +34,14 @@ enum Op {
     },
     /// Several acks in one call: repeats and stale tokens among them.
     AckMany(Vec<(usize, bool)>),
+    /// A worker's turn: acks (picked as for `AckMany`, resolved to leases
+    /// before any backend runs it), then a claim.
+    AckAndClaim {
+        picks: Vec<(usize, bool)>,
+        acks: Vec<(TaskId, u64)>,
+        lease_ms: u64,
+        max: usize,
+    },
     Fail {
         lease: usize,
         stale: bool,
@@ -59,10 +67,7 @@ async fn apply<B: Backend>(
     leases: &[(TaskId, u64)],
     limits: &AttemptLimits,
 ) -> String {
-    let lease = |i: usize, stale: bool| {
-        let (id, token) = leases[i % leases.len()].clone();
-        (id, if stale { token + 1_000 } else { token })
-    };
+    let lease = |i: usize, stale: bool| pick(leases, i, stale);
     match op {
         Op::Submit(tasks) => format!("{:?}", backend.submit(tasks.clone(), now).await),
         Op::Claim { lease_ms, max } => {
@@ -81,6 +86,9 @@ async fn apply<B: Backend>(
                 picks.iter().map(|&(i, stale)| lease(i, stale)).collect();
             format!("{:?}", backend.ack_many(&acks, now).await)
         }
+        Op::AckAndClaim { acks, lease_ms, max, .. } => {
+            format!("{:?}", backend.ack_and_claim(acks, now, *lease_ms, *max).await)
+        }
         Op::Fail { lease: i, stale, retry_in } => {
             let (id, token) = lease(*i, *stale);
             let retry_at = retry_in.map(|d| now + d);
@@ -97,6 +105,12 @@ async fn apply<B: Backend>(
         Op::DeadLetters(limit) => format!("{:?}", backend.dead_letters(*limit).await),
         Op::Advance(_) => String::new(),
     }
+}
+
+/// Lease `i` (wrapping), its token made stale if asked.
+fn pick(leases: &[(TaskId, u64)], i: usize, stale: bool) -> (TaskId, u64) {
+    let (id, token) = leases[i % leases.len()].clone();
+    (id, if stale { token + 1_000 } else { token })
 }
 
 /// The next operation, given the ids submitted so far and the leases held.
@@ -154,11 +168,19 @@ fn next_op(rng: &mut SmallRng, ids: &mut Vec<TaskId>, leases: usize, now: u64) -
         36..=42 if leases > 0 => {
             Op::Ack { lease: rng.random_range(0..leases), stale: rng.random_range(0..6) == 0 }
         }
-        43..=47 if leases > 0 => Op::AckMany(
+        43..=45 if leases > 0 => Op::AckMany(
             (0..rng.random_range(1..=4))
                 .map(|_| (rng.random_range(0..leases), rng.random_range(0..6) == 0))
                 .collect(),
         ),
+        46..=47 => Op::AckAndClaim {
+            picks: (0..rng.random_range(0..=3) * usize::from(leases > 0))
+                .map(|_| (rng.random_range(0..leases), rng.random_range(0..6) == 0))
+                .collect(),
+            acks: Vec::new(),
+            lease_ms: rng.random_range(100..=600),
+            max: rng.random_range(0..=3),
+        },
         48..=59 if leases > 0 => Op::Fail {
             lease: rng.random_range(0..leases),
             stale: rng.random_range(0..6) == 0,
@@ -206,7 +228,10 @@ async fn differential(redis: &RedisBackend, cluster: &RedisBackend, seed: u64, s
     let mut ids: Vec<TaskId> = Vec::new();
     let mut leases: Vec<(TaskId, u64)> = Vec::new();
     for step in 0..steps {
-        let op = next_op(&mut rng, &mut ids, leases.len(), now);
+        let mut op = next_op(&mut rng, &mut ids, leases.len(), now);
+        if let Op::AckAndClaim { picks, acks, .. } = &mut op {
+            *acks = picks.iter().map(|&(i, stale)| pick(&leases, i, stale)).collect();
+        }
         let ours = match &op {
             Op::Advance(ms) => {
                 now += ms;
@@ -216,6 +241,13 @@ async fn differential(redis: &RedisBackend, cluster: &RedisBackend, seed: u64, s
                 let (reply, taken) = claim_leases(&memory, now, *lease_ms, *max).await;
                 leases.extend(taken);
                 reply
+            }
+            Op::AckAndClaim { acks, lease_ms, max, .. } => {
+                let turn = memory.ack_and_claim(acks, now, *lease_ms, *max).await;
+                if let Ok(turn) = &turn {
+                    leases.extend(turn.claimed.iter().map(|c| (c.id.clone(), c.token)));
+                }
+                format!("{turn:?}")
             }
             _ => apply(&memory, &op, now, &leases, &limits).await,
         };

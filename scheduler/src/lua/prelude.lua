@@ -9,7 +9,8 @@ local call = redis.call
 local function int(x) return string.format('%d', x) end
 local function tkey(id) return p .. 't:' .. id end
 
--- Moves task id to state `to`, keeping the indexes and counts in step.
+-- Moves task id to state `to`, keeping the indexes and counts in step
+-- (a claim moves its batch to running itself: batch.lua).
 local function move(id, to)
   local k = tkey(id)
   local from = call('HGET', k, 'state')
@@ -26,8 +27,6 @@ local function move(id, to)
     local seq = call('INCR', p .. 'seq')
     local priority = tonumber(call('HGET', k, 'priority'))
     call('ZADD', p .. 'ready', int((255 - priority) * 1099511627776 + seq), id)
-  elseif to == 'running' then
-    call('ZADD', p .. 'running', call('HGET', k, 'lease_until'), id)
   elseif to == 'dead' then
     call('ZADD', p .. 'dead', call('INCR', p .. 'seq'), id)
   end
@@ -59,30 +58,11 @@ local function propagate(id)
   end
 end
 
--- 'ok' if id is running under token; else 'stale' or 'missing'.
-local function leased(id, token)
-  local v = call('HMGET', tkey(id), 'state', 'token')
-  if not v[1] then return 'missing' end
-  if v[1] ~= 'running' or v[2] ~= token then return 'stale' end
-  return 'ok'
-end
-
--- ZADD of every id in `ids` at one score, a thousand members a call (Lua's
--- unpack has a limit).
-local function add_all(key, score, ids)
-  for from = 1, #ids, 1000 do
-    local args = {}
-    for i = from, math.min(from + 999, #ids) do
-      args[#args + 1] = score
-      args[#args + 1] = ids[i]
-    end
-    call('ZADD', key, unpack(args))
-  end
-end
-
--- ZREM of every id in `ids`, a thousand a call.
-local function remove_all(key, ids)
-  for from = 1, #ids, 1000 do
-    call('ZREM', key, unpack(ids, from, math.min(from + 999, #ids)))
-  end
+-- 'ok' if id is running under token, else 'stale' or 'missing'; and the
+-- task's values of the fields asked for after those two (state, token).
+local function leased(id, token, ...)
+  local v = call('HMGET', tkey(id), 'state', 'token', ...)
+  if not v[1] then return 'missing', v end
+  if v[1] ~= 'running' or v[2] ~= token then return 'stale', v end
+  return 'ok', v
 end

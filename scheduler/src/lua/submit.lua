@@ -45,7 +45,7 @@ for _, t in ipairs(tasks) do
       elseif state and state ~= 'succeeded' then left = left + 1 end
     end
     call('HSET', k, 'name', t.name, 'payload', t.payload, 'priority', t.priority,
-      'run_at', int(t.run_at), 'attempts', 0, 'token', 0, 'lease_until', 0,
+      'run_at', int(t.run_at), 'attempts', 0, 'token', 0,
       'last_delay', 0, 'parents_left', left, 'on_fail', t.on_fail, 'kids', 0)
     move(t.id, 'waiting')
     if failed then

@@ -1,4 +1,4 @@
--- One transition of a leased task (acks are acks.lua's). ARGV[2]: op
+-- One transition of a leased task (acks are batch.lua's). ARGV[2]: op
 -- (renew, fail, release), ARGV[3]: id, ARGV[4]: token, ARGV[5]: now, then
 -- per op: renew: ARGV[6] lease ms; fail: ARGV[6] error, ARGV[7] retry_at ('' = dead).
 local op, id, token, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -6,7 +6,7 @@ local status = leased(id, token)
 if status ~= 'ok' then return status end
 local k = tkey(id)
 if op == 'renew' then
-  call('HSET', k, 'lease_until', int(now + tonumber(ARGV[6])))
+  -- A lease's end is its score in the running set.
   call('ZADD', p .. 'running', int(now + tonumber(ARGV[6])), id)
 elseif op == 'fail' then
   call('HSET', k, 'last_error', ARGV[6])
