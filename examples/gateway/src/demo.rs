@@ -210,6 +210,14 @@ upstream = "api"
     std::fs::write(&path, &config).map_err(|e| e.to_string())?;
     println!("config:\n{config}");
     let binary = sibling_binary("gateway");
+    if !binary.is_file() {
+        // `cargo run --bin gateway-demo` builds gateway-demo alone.
+        return Err(format!(
+            "no gateway at {}: build the package's binaries first, \
+             `cargo build --release -p sysblocks-gateway --bins`",
+            binary.display()
+        ));
+    }
     let (_a, a) = start_gateway(&binary, &path)?;
     let (_b, b) = start_gateway(&binary, &path)?;
     println!("two gateways: http://{a} and http://{b}; upstreams {}", servers.join(", "));

@@ -348,6 +348,14 @@ pub async fn run(options: DemoOptions) -> Result<Report, String> {
     if options.nodes == 0 || options.clients == 0 || options.value_bytes == 0 {
         return Err("--nodes, --clients and --value-bytes must be at least 1".into());
     }
+    if !options.node_binary.is_file() {
+        // `cargo run --bin kv-cluster` builds kv-cluster alone.
+        return Err(format!(
+            "no kv-node at {}: build the package's binaries first, \
+             `cargo build --release -p sysblocks-kv --bins` (or give --node-binary PATH)",
+            options.node_binary.display()
+        ));
+    }
     let dir = std::env::temp_dir().join(format!("kv-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut cluster = Cluster {

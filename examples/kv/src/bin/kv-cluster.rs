@@ -4,6 +4,7 @@
 //! (also on Ctrl-C).
 //!
 //! ```text
+//! cargo build --release -p sysblocks-kv --bins    # kv-node too: the demo starts it
 //! cargo run --release -p sysblocks-kv --bin kv-cluster -- [--nodes 5] [--keys 20000]
 //!     [--missed 5000] [--value-bytes 100] [--clients 16] [--cache-mb 64] [--no-kill] [--keep]
 //! ```
