@@ -1,7 +1,8 @@
 -- GCRA (token bucket) and the leaky bucket, which is GCRA as a meter plus a
 -- wait, on Redis: the state of gcra_step, the TAT (absent: a full bucket).
 -- Applies gcra_admit / gcra_refund and replies with the TAT decided on
--- (-1: none), from which the client derives the decision with gcra_step.
+-- (a missing key's: now), one value per decision and no count before it,
+-- from which the client derives the decision with gcra_step.
 local t = period
 -- Idle keys must vanish, but setting a TTL on every write costs more than
 -- the write. So the expiry is a step function of the stored TAT: on the
@@ -15,37 +16,64 @@ local t = period
 local quantum = max(tau + t, 1000000)
 local quantum_text = int(quantum)
 local tag = ' ' .. quantum_text
+-- The stored text of a TAT, in one format call (no concatenation).
+local tagged = '%d' .. tag
+local tag_length = #tag
+local sub = string.sub
 local function deadline(x) return (floor(x / quantum) + 2) * quantum / 1000 end
 local function store(key, stored, same_quantum, value)
   if min_ttl > 0 then
     -- Caller-supplied time: a TTL relative to real time.
-    call('SET', key, int(value) .. tag, 'PX', ttl_ms(value - now))
+    call('SET', key, format(tagged, value), 'PX', ttl_ms(value - now))
   elseif stored and same_quantum and floor(stored / quantum) == floor(value / quantum) then
     -- The key's expiry is deadline(stored), which is also deadline(value).
-    call('SET', key, int(value) .. tag, 'KEEPTTL')
+    call('SET', key, format(tagged, value), 'KEEPTTL')
   else
-    call('SET', key, int(value) .. tag, 'PXAT', int(deadline(value)))
+    call('SET', key, format(tagged, value), 'PXAT', int(deadline(value)))
   end
 end
-local function decide(key, _, mode, cost, out)
-  local raw = call('GET', key)
+-- Every key of the batch is read by one MGET: a GET per decision costs a
+-- script about twice as much. MGET answers nil for a missing key and for a
+-- key of another type alike, so a nil is read again with GET, which fails
+-- (WRONGTYPE) for the second. A key that came earlier in the batch is read
+-- again too: its value has changed since the MGET.
+local prefetched = #KEYS > 0 and call('MGET', unpack(KEYS)) or {}
+local seen = {}
+local function read(key, i)
+  local raw = prefetched[i]
+  if raw and not seen[key] then
+    seen[key] = true
+    return raw
+  end
+  seen[key] = true
+  return call('GET', key)
+end
+local function decide(key, _, mode, cost, out, i)
+  local raw = read(key, i)
   local stored, same_quantum = nil, false
   if raw then
-    local v, q = match(raw, '^(%d+) ?(%d*)$')
-    stored, same_quantum = tonum(v), q == quantum_text
+    if sub(raw, -tag_length) == tag then
+      -- This limiter's own format: the TAT is everything before the tag.
+      stored, same_quantum = tonum(sub(raw, 1, -tag_length - 1)), true
+    else
+      -- Another quantum's tag, or none (a value stored before tags).
+      local v, q = match(raw, '^(%d+) ?(%d*)$')
+      stored, same_quantum = tonum(v), q == quantum_text
+    end
   end
   if mode == 'refund' then
     if stored and stored > now then
       store(key, stored, same_quantum, max(stored - t * cost, now))
     end
-    return reply(out)
+    -- A refund's reply is not used.
+    out[#out + 1] = 0
+    return
   end
   local tat = stored or now
   if mode == 'check' and now >= tat + t * (cost - 1) - tau then
     store(key, stored, same_quantum, max(tat, now) + t * cost)
   end
-  -- reply(out, tat), without the varargs: this is the hot path.
-  local n = #out
-  out[n + 1] = 1
-  out[n + 2] = tat
+  -- One value per decision, not reply()'s count and values: each value
+  -- costs the client a parse.
+  out[#out + 1] = tat
 end

@@ -142,7 +142,11 @@ async fn every_algorithm_decides_as_in_process_on_the_cluster() {
 /// windows last an hour), so the server's clock does not change the
 /// outcome; a round that crosses an hour boundary (a fixed window rolls
 /// over) is run again.
-async fn batched_differential(connection: impl Into<RedisConnection>, prefix: &str) {
+async fn batched_differential(
+    connection: impl Into<RedisConnection>,
+    prefix: &str,
+    distinct: usize,
+) {
     const HOUR_US: u64 = 3_600_000_000;
     let connection: RedisConnection = connection.into();
     let mut rng = SmallRng::seed_from_u64(11);
@@ -175,37 +179,54 @@ async fn batched_differential(connection: impl Into<RedisConnection>, prefix: &s
             let remote = RedisLimiter::new(
                 connection.clone(),
                 limit,
-                &format!("{prefix}batched{algorithm:?}{round}{started}:"),
+                &format!("{prefix}batched{distinct}{algorithm:?}{round}{started}:"),
             )
             .unwrap()
             .with_policy(FailurePolicy::Error);
             let clock = ManualClock::new();
-            let keys: Vec<String> = (0..24).map(|k| format!("k{k}")).collect();
+            // 24 requests a round over `distinct` keys. With fewer keys than
+            // requests a key comes back within one batch, and each of its
+            // decisions must see the one before. Two batches in flight may
+            // reach Redis either way round, so a key's requests in a round
+            // all cost the same and its outcomes are compared as a set.
+            let keys: Vec<String> = (0..distinct).map(|k| format!("k{k}")).collect();
             let local: Vec<_> =
                 keys.iter().map(|_| limit.build_with_clock(clock.clone()).unwrap()).collect();
             let mut outcomes = Vec::new();
             for _ in 0..10 {
-                let requests: Vec<(usize, u64)> =
-                    (0..keys.len()).map(|k| (k, random_cost(&mut rng, &limit))).collect();
+                let costs: Vec<u64> = keys.iter().map(|_| random_cost(&mut rng, &limit)).collect();
                 let theirs = futures_util::future::join_all(
-                    requests.iter().map(|&(k, cost)| remote.check_n(&keys[k], cost)),
+                    (0..24).map(|r| remote.check_n(&keys[r % distinct], costs[r % distinct])),
                 )
                 .await;
-                for (&(k, cost), theirs) in requests.iter().zip(theirs) {
-                    let theirs = theirs.unwrap();
-                    let ours = local[k].check_n(cost).unwrap();
-                    outcomes.push((ours, theirs, k, cost));
-                }
+                let theirs: Vec<_> = theirs.into_iter().map(Result::unwrap).collect();
+                let ours: Vec<_> = (0..24)
+                    .map(|r| local[r % distinct].check_n(costs[r % distinct]).unwrap())
+                    .collect();
+                // By key, then by what the decision said.
+                let by_key = |decisions: Vec<sysblocks_ratelimit::Decision>| {
+                    let mut keyed: Vec<_> = decisions
+                        .into_iter()
+                        .enumerate()
+                        .map(|(r, d)| {
+                            (r % distinct, d.allowed, d.remaining, d.retry_after.is_some())
+                        })
+                        .collect();
+                    keyed.sort_unstable();
+                    keyed
+                };
+                let (ours, theirs) = (by_key(ours), by_key(theirs));
+                outcomes.push((ours, theirs, costs));
             }
             if hour() != started {
                 continue; // an hour boundary passed: run the round again
             }
-            for (i, (ours, theirs, k, cost)) in outcomes.into_iter().enumerate() {
-                let what = format!("{algorithm:?} {limit:?} request {i} (key {k}, cost {cost})");
-                assert_eq!(ours.allowed, theirs.allowed, "{what}");
-                assert_eq!(ours.remaining, theirs.remaining, "{what}");
-                assert_eq!(ours.retry_after.is_some(), theirs.retry_after.is_some(), "{what}");
-                compared += 1;
+            for (ours, theirs, costs) in outcomes {
+                for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
+                    let what = format!("{algorithm:?} {limit:?} outcome {i} (costs {costs:?})");
+                    assert_eq!(ours, theirs, "{what}");
+                    compared += 1;
+                }
             }
             round += 1;
         }
@@ -216,13 +237,25 @@ async fn batched_differential(connection: impl Into<RedisConnection>, prefix: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_decisions_on_server_time_match_in_process_on_redis() {
     let redis = Redis::new();
-    batched_differential(redis.connection_manager().await, redis.prefix()).await;
+    batched_differential(redis.connection_manager().await, redis.prefix(), 24).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_decisions_on_server_time_match_in_process_on_the_cluster() {
     let cluster = Cluster::new();
-    batched_differential(cluster.connection().await, cluster.prefix()).await;
+    batched_differential(cluster.connection().await, cluster.prefix(), 24).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_repeated_within_a_batch_decides_as_in_process_on_redis() {
+    let redis = Redis::new();
+    batched_differential(redis.connection_manager().await, redis.prefix(), 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_repeated_within_a_batch_decides_as_in_process_on_the_cluster() {
+    let cluster = Cluster::new();
+    batched_differential(cluster.connection().await, cluster.prefix(), 3).await;
 }
 
 /// 64 tasks hammer eight keys on Redis's clock, through the batching (so

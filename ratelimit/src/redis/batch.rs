@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::{RedisResult, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::RedisConnection;
 use super::slot::hash_slot;
@@ -63,8 +64,30 @@ pub(super) struct Shared {
 pub(super) struct Request {
     /// The Redis key of the state (`prefix{key}`).
     pub(super) state: String,
-    pub(super) mode: &'static str,
+    pub(super) mode: Mode,
     pub(super) cost: u64,
+}
+
+/// What a request asks of the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Decide, and take the cost when admitted.
+    Check,
+    /// Decide, changing nothing.
+    Peek,
+    /// Give the cost back.
+    Refund,
+}
+
+impl Mode {
+    /// The mode's letter in the script's argument of modes.
+    fn letter(self) -> char {
+        match self {
+            Mode::Check => 'c',
+            Mode::Peek => 'p',
+            Mode::Refund => 'r',
+        }
+    }
 }
 
 /// A request waiting in the queue for its batch.
@@ -72,6 +95,9 @@ pub(super) struct Request {
 pub(super) struct Queued {
     pub(super) request: Request,
     pub(super) reply: oneshot::Sender<RedisResult<Decision>>,
+    /// When the caller's wait ends: its batch's call is bounded by the
+    /// earliest deadline in it (one timer per batch, none per decision).
+    pub(super) deadline: Instant,
 }
 
 impl Shared {
@@ -80,25 +106,35 @@ impl Shared {
     /// contains `}` (which would end the tag) or starts with the escape
     /// byte `0x01` is written as `0x01` followed by its bytes in hex.
     pub(super) fn redis_key(&self, key: &str) -> String {
-        if key.is_empty() || key.contains('}') || key.starts_with(ESCAPE) {
-            let mut out = format!("{}{{{ESCAPE}", self.prefix);
+        // Built by pushes, not format!: this runs once per decision, and
+        // the formatting machinery costs ten times as much.
+        let escaped = key.is_empty() || key.contains('}') || key.starts_with(ESCAPE);
+        let body = if escaped { 1 + 2 * key.len() } else { key.len() };
+        let mut out = String::with_capacity(self.prefix.len() + body + 2);
+        out.push_str(&self.prefix);
+        out.push('{');
+        if escaped {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push(ESCAPE);
             for b in key.bytes() {
-                out.push_str(&format!("{b:02x}"));
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
             }
-            out.push('}');
-            out
         } else {
-            format!("{}{{{key}}}", self.prefix)
+            out.push_str(key);
         }
+        out.push('}');
+        out
     }
 
-    /// Makes `requests` in one script call, in order. The call fails as a
-    /// whole (connection, timeout) or each decision succeeds or fails on
-    /// its own.
+    /// Makes `requests` in one script call, in order, within `bound`. The
+    /// call fails as a whole (connection, timeout) or each decision
+    /// succeeds or fails on its own.
     pub(super) async fn invoke(
         &self,
         now: Option<u64>,
         requests: &[&Request],
+        bound: Duration,
     ) -> RedisResult<Vec<RedisResult<Decision>>> {
         let script = match self.algorithm {
             Algorithm::TokenBucket | Algorithm::LeakyBucket => &*GCRA,
@@ -109,27 +145,52 @@ impl Shared {
         // Caller-supplied times need not track real time, so their keys
         // live at least an hour rather than vanishing early.
         let min_ttl_ms: u64 = if now.is_some() { 3_600_000 } else { 0 };
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .arg(now.map(|n| n.to_string()).unwrap_or_default())
-            .arg(self.limit)
-            .arg(self.period)
-            .arg(min_ttl_ms)
-            .arg(self.tau);
+        // The EVALSHA is built as one command (the redis crate's
+        // ScriptInvocation keeps each argument in an allocation of its own,
+        // then copies them all into a command like this one).
         let with_sequence = self.algorithm == Algorithm::SlidingWindowLog;
-        invocation.arg(if with_sequence { 2 } else { 1 });
+        let stride = if with_sequence { 2 } else { 1 };
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(script.get_hash()).arg(requests.len() * stride);
         for request in requests {
-            let state = &request.state;
-            let sequence = with_sequence.then(|| format!("{state}:seq"));
-            invocation.key(state);
-            if let Some(sequence) = sequence {
-                invocation.key(sequence);
+            command.arg(&request.state);
+            if with_sequence {
+                command.arg(format!("{}:seq", request.state));
             }
-            invocation.arg(request.mode).arg(request.cost);
+        }
+        match now {
+            Some(now) => command.arg(now),
+            None => command.arg(""),
+        };
+        command.arg(self.limit).arg(self.period).arg(min_ttl_ms).arg(self.tau).arg(stride);
+        // The modes as one letter each, and the cost once when all the
+        // requests have the same (the usual case): Redis pays for every
+        // argument, in parsing and again in the script's tables.
+        let modes: String = requests.iter().map(|r| r.mode.letter()).collect();
+        command.arg(modes);
+        let cost = requests.first().map_or(0, |r| r.cost);
+        if requests.iter().all(|r| r.cost == cost) {
+            command.arg(cost);
+        } else {
+            command.arg("");
+            for request in requests {
+                command.arg(request.cost);
+            }
         }
         let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<Vec<redis::Value>>(&mut connection);
-        let bound = self.timeout();
+        let call = async {
+            match command.query_async::<Vec<redis::Value>>(&mut connection).await {
+                // A server that has not seen the script yet (or has
+                // restarted): load it, then send the call again.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut connection).await?;
+                    command.query_async(&mut connection).await
+                }
+                reply => reply,
+            }
+        };
         let flat = match tokio::time::timeout(bound, call).await {
             Ok(reply) => reply?,
             Err(_) => return Err(timed_out(bound)),
@@ -140,16 +201,29 @@ impl Shared {
                 "rate limit script returned a malformed reply",
             ))
         };
-        let (now, mut rest) = flat.split_first().ok_or_else(wrong)?;
-        let now = integer(now).and_then(|n| u64::try_from(n).ok()).ok_or_else(wrong)?;
+        // The packed numbers, then the failed decisions' error texts.
+        let (packed, texts) = flat.split_first().ok_or_else(wrong)?;
+        let redis::Value::BulkString(packed) = packed else { return Err(wrong()) };
+        if packed.len() % 8 != 0 {
+            return Err(wrong());
+        }
+        let numbers: Vec<i64> = packed
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect();
+        let (&now, mut rest) = numbers.split_first().ok_or_else(wrong)?;
+        let now = u64::try_from(now).map_err(|_| wrong())?;
+        let mut texts = texts.iter();
+        // The bucket's scripts reply with one value per decision, the TAT;
+        // the windows' with a count of values and then the values.
+        let counted = !matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket);
         let mut decisions = Vec::with_capacity(requests.len());
         for request in requests {
-            // Each request's part: the count of its values and the values,
-            // or -1 and the text of the error its decision failed with.
-            let (count, tail) = rest.split_first().ok_or_else(wrong)?;
-            let count = integer(count).ok_or_else(wrong)?;
-            if count < 0 {
-                let (why, tail) = tail.split_first().ok_or_else(wrong)?;
+            // Each request's part: its first value (the TAT or the count),
+            // or -1 for a decision that failed, whose text comes in order.
+            let (&head, tail) = rest.split_first().ok_or_else(wrong)?;
+            if head < 0 {
+                let why = texts.next().ok_or_else(wrong)?;
                 decisions.push(Err(redis::RedisError::from((
                     redis::ErrorKind::Extension,
                     "rate limit decision failed",
@@ -158,15 +232,22 @@ impl Shared {
                 rest = tail;
                 continue;
             }
-            let count = usize::try_from(count).map_err(|_| wrong())?;
-            if tail.len() < count {
-                return Err(wrong());
-            }
-            let (values, tail) = tail.split_at(count);
+            let values = if counted {
+                let count = usize::try_from(head).map_err(|_| wrong())?;
+                if tail.len() < count {
+                    return Err(wrong());
+                }
+                let (values, tail) = tail.split_at(count);
+                rest = tail;
+                values
+            } else {
+                let values = &rest[..1];
+                rest = tail;
+                values
+            };
             decisions.push(self.decision(now, request, values).ok_or_else(wrong));
-            rest = tail;
         }
-        if !rest.is_empty() {
+        if !rest.is_empty() || texts.next().is_some() {
             return Err(wrong());
         }
         Ok(decisions)
@@ -181,12 +262,12 @@ impl Shared {
     /// as in process, here on microseconds (so its durations are scaled by
     /// 1000 into real ones). A refund's decision is not used. `None` for
     /// values that are not what the script sends.
-    fn decision(&self, now: u64, request: &Request, values: &[redis::Value]) -> Option<Decision> {
+    fn decision(&self, now: u64, request: &Request, values: &[i64]) -> Option<Decision> {
         let (limit, period, cost) = (self.limit, self.period, request.cost);
-        if request.mode == "refund" {
+        if request.mode == Mode::Refund {
             return Some(Decision::admit(limit, 0, Duration::ZERO));
         }
-        let number = |i: usize| values.get(i).and_then(integer);
+        let number = |i: usize| values.get(i).copied();
         let unsigned = |i: usize| number(i).and_then(|n| u64::try_from(n).ok());
         let decision = match self.algorithm {
             Algorithm::TokenBucket | Algorithm::LeakyBucket => {
@@ -221,8 +302,8 @@ impl Shared {
                     // leaving makes room, then the newest time at no cost
                     // (what the retry time and the reset need).
                     for pair in values[2..].chunks_exact(2) {
-                        let time = integer(&pair[0]).and_then(|n| u64::try_from(n).ok())?;
-                        let cost = integer(&pair[1]).and_then(|n| u64::try_from(n).ok())?;
+                        let time = u64::try_from(pair[0]).ok()?;
+                        let cost = u64::try_from(pair[1]).ok()?;
                         log.entries.push_back((time, cost));
                     }
                     log.used = used;
@@ -242,14 +323,6 @@ impl Shared {
 
 /// The escape byte of [`Shared::redis_key`].
 const ESCAPE: char = '\u{1}';
-
-/// An integer value of a script reply.
-fn integer(value: &redis::Value) -> Option<i64> {
-    match value {
-        redis::Value::Int(n) => Some(*n),
-        _ => None,
-    }
-}
 
 /// The text of a script reply value (a failed decision's error).
 fn text(value: &redis::Value) -> String {
@@ -287,7 +360,15 @@ pub(super) async fn batch_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedRe
                 Err(_) => break,
             }
         }
-        batch.retain(|q| !q.reply.is_closed());
+        // Requests whose caller has given up are dropped; one whose wait
+        // is over (it queued while both batches in flight straggled) gets
+        // its timeout now; the rest are sent.
+        let now = Instant::now();
+        let (batch, late): (Vec<Queued>, Vec<Queued>) =
+            batch.into_iter().filter(|q| !q.reply.is_closed()).partition(|q| q.deadline > now);
+        for queued in late {
+            let _ = queued.reply.send(Err(timed_out(shared.timeout())));
+        }
         if batch.is_empty() {
             continue;
         }
@@ -299,7 +380,9 @@ pub(super) async fn batch_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedRe
                 let shared = shared.clone();
                 async move {
                     let requests: Vec<&Request> = group.iter().map(|q| &q.request).collect();
-                    match shared.invoke(None, &requests).await {
+                    let earliest = group.iter().map(|q| q.deadline).min().unwrap_or(now);
+                    let bound = earliest.saturating_duration_since(Instant::now());
+                    match shared.invoke(None, &requests, bound).await {
                         Ok(replies) => {
                             for (queued, reply) in group.into_iter().zip(replies) {
                                 let _ = queued.reply.send(reply);

@@ -1,22 +1,29 @@
 -- The reply: `now`, then per request the count of its values and the
--- values (the state it was decided on), or -1 and an error's text.
+-- values (the state it was decided on; the buckets: the TAT alone), or -1
+-- where the decision failed. All of these are integers, sent packed as
+-- one string of 8-byte little-endian numbers (the client parses a reply
+-- value at a cost of its own, which per number exceeds the whole
+-- decision's), followed by the failed decisions' error texts, in order.
 --
 -- A decision that fails (a key of another type under the prefix:
 -- WRONGTYPE) fails alone and every other decision of the batch stands. A
 -- decision reads before it writes and appends to the reply last, so a
 -- failed one has written nothing. One pcall covers the whole batch (not
 -- one per decision, which costs Lua a frame each); when it catches
--- an error, the failed decision's partial reply is cut, its error put in
--- its place, and the batch goes on from the next decision.
-local out = {now}
-local stride = tonum(ARGV[6])
-local total = (#ARGV - 6) / 2
+-- an error, the failed decision's partial reply is cut, -1 put in its
+-- place and its text kept, and the batch goes on from the next decision.
+local out, errors = {now}, {}
+local stride, modes, same_cost = tonum(ARGV[6]), ARGV[7], tonum(ARGV[8])
+local total = #modes
+local names = {[99] = 'check', [112] = 'peek', [114] = 'refund'}
+local byte = string.byte
 local next_i, mark = 1, 1
 local function run()
   for i = next_i, total do
     local k = stride * (i - 1)
     next_i, mark = i, #out
-    decide(KEYS[k + 1], KEYS[k + stride], ARGV[5 + 2 * i], tonum(ARGV[6 + 2 * i]), out)
+    local mode = names[byte(modes, i)]
+    decide(KEYS[k + 1], KEYS[k + stride], mode, same_cost or tonum(ARGV[8 + i]), out, i)
   end
   next_i = total + 1
 end
@@ -25,8 +32,16 @@ while next_i <= total do
   if not ok then
     for j = #out, mark + 1, -1 do out[j] = nil end
     out[mark + 1] = -1
-    out[mark + 2] = type(err) == 'table' and (err.err or 'error') or tostring(err)
+    errors[#errors + 1] = type(err) == 'table' and (err.err or 'error') or tostring(err)
     next_i = next_i + 1
   end
 end
-return out
+-- Packed a thousand numbers per struct.pack call (unpack has a limit).
+local packed = {}
+for from = 1, #out, 1000 do
+  local to = min(from + 999, #out)
+  packed[#packed + 1] = struct.pack('<' .. string.rep('i8', to - from + 1), unpack(out, from, to))
+end
+local result = {table.concat(packed)}
+for j = 1, #errors do result[j + 1] = errors[j] end
+return result

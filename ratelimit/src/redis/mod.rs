@@ -21,7 +21,7 @@ use crate::config::{Algorithm, Limit};
 use crate::decision::Decision;
 use crate::error::LimitError;
 use crate::token_bucket::check_cost;
-use batch::{Queued, Request, Shared, batch_loop, timed_out};
+use batch::{Mode, Queued, Request, Shared, batch_loop};
 use shortcut::Shortcut;
 
 /// Lua numbers are doubles: integers are exact up to 2^53.
@@ -254,7 +254,7 @@ impl RedisLimiter {
         {
             return Ok(denial);
         }
-        let decision = match self.attempt(key, None, "check", cost).await {
+        let decision = match self.attempt(key, None, Mode::Check, cost).await {
             Ok(decision) => decision,
             // A fallback denial is not remembered: Redis may be back at once.
             Err(error) => return self.on_failure(key, &error),
@@ -283,7 +283,7 @@ impl RedisLimiter {
         now_nanos: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        self.checked_run(key, Some(now_nanos / 1000), "check", cost).await
+        self.checked_run(key, Some(now_nanos / 1000), Mode::Check, cost).await
     }
 
     /// What [`check_n`](Self::check_n) would decide, changing nothing.
@@ -291,7 +291,7 @@ impl RedisLimiter {
     /// # Errors
     /// As [`check_n`](Self::check_n).
     pub async fn peek_n(&self, key: &str, cost: u64) -> Result<Decision, LimitError> {
-        self.checked_run(key, None, "peek", cost).await
+        self.checked_run(key, None, Mode::Peek, cost).await
     }
 
     /// As [`peek_n`](Self::peek_n), at a caller-supplied time (see
@@ -305,7 +305,7 @@ impl RedisLimiter {
         now_nanos: u64,
         cost: u64,
     ) -> Result<Decision, LimitError> {
-        self.checked_run(key, Some(now_nanos / 1000), "peek", cost).await
+        self.checked_run(key, Some(now_nanos / 1000), Mode::Peek, cost).await
     }
 
     /// Gives back `cost` units admitted earlier to `key`. A cost of 0 is a
@@ -334,7 +334,7 @@ impl RedisLimiter {
         if let Some(shortcut) = &self.shortcut {
             shortcut.forget(key);
         }
-        self.run(key, now, "refund", cost.min(self.shared.limit)).await.map(drop)
+        self.run(key, now, Mode::Refund, cost.min(self.shared.limit)).await.map(drop)
     }
 
     /// [`run`](Self::run) after the cost checks every public entry makes.
@@ -342,7 +342,7 @@ impl RedisLimiter {
         &self,
         key: &str,
         now: Option<u64>,
-        mode: &'static str,
+        mode: Mode,
         cost: u64,
     ) -> Result<Decision, LimitError> {
         check_cost(cost, self.shared.limit)?;
@@ -353,7 +353,7 @@ impl RedisLimiter {
         &self,
         key: &str,
         now: Option<u64>,
-        mode: &'static str,
+        mode: Mode,
         cost: u64,
     ) -> Result<Decision, LimitError> {
         let reply = self.attempt(key, now, mode, cost).await;
@@ -365,38 +365,41 @@ impl RedisLimiter {
         &self,
         key: &str,
         now: Option<u64>,
-        mode: &'static str,
+        mode: Mode,
         cost: u64,
     ) -> RedisResult<Decision> {
         let request = Request { state: self.shared.redis_key(key), mode, cost };
+        let bound = self.shared.timeout();
         match now {
             // Server time: through the batching queue, the whole wait
             // bounded (a request still queued when its caller gives up is
             // not sent).
-            None => {
-                let bound = self.shared.timeout();
-                match tokio::time::timeout(bound, self.enqueue(request)).await {
-                    Ok(reply) => reply,
-                    Err(_) => Err(timed_out(bound)),
-                }
+            None => self.enqueue(request, bound).await,
+            Some(_) => {
+                self.shared.invoke(now, &[&request], bound).await.and_then(|mut d| d.remove(0))
             }
-            Some(_) => self.shared.invoke(now, &[&request]).await.and_then(|mut d| d.remove(0)),
         }
     }
 
-    async fn enqueue(&self, request: Request) -> RedisResult<Decision> {
+    /// Queues `request` for the batching task and waits for its decision,
+    /// at most `bound`: the batch's call is bounded by the earliest
+    /// deadline in it, and a batch waits for a slot at most an eighth of
+    /// the bound (see [`batch_loop`]), so one timer per batch keeps every
+    /// caller's wait bounded.
+    async fn enqueue(&self, request: Request, bound: Duration) -> RedisResult<Decision> {
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             tokio::spawn(batch_loop(self.shared.clone(), receiver));
             sender
         });
         let (reply, answer) = oneshot::channel();
-        let queued = Queued { request, reply };
+        let deadline = tokio::time::Instant::now() + bound;
+        let queued = Queued { request, reply, deadline };
         if let Err(mpsc::error::SendError(queued)) = queue.send(queued) {
             // The batching task is gone (its runtime shut down): go direct.
             return self
                 .shared
-                .invoke(None, &[&queued.request])
+                .invoke(None, &[&queued.request], bound)
                 .await
                 .and_then(|mut d| d.remove(0));
         }

@@ -12,8 +12,10 @@
 -- on server time; longer when the caller supplies its own clock, whose
 -- spans need not match real time), ARGV[5]: the GCRA tolerance tau,
 -- ARGV[6]: keys per request (1, or 2 for the log, whose second key is its
--- sequence counter). Then per request i: ARGV[5 + 2i]: mode (check, peek,
--- refund), ARGV[6 + 2i]: cost, and its keys, all in one hash slot.
+-- sequence counter), ARGV[7]: the requests' modes, one letter each (c:
+-- check, p: peek, r: refund), ARGV[8]: the cost of every request, or ''
+-- when they differ and ARGV[8 + i] is request i's. A request's keys are
+-- all in one hash slot.
 local now = tonumber(ARGV[1])
 if not now then
   local time = redis.call('TIME')
@@ -35,5 +37,7 @@ local function reply(out, ...)
   out[n + 1] = count
   for j = 1, count do out[n + 1 + j] = (select(j, ...)) end
 end
--- Each algorithm defines decide(key, aux, mode, cost, out), which appends
--- its state to `out` with reply() as its last step.
+-- Each algorithm defines decide(key, aux, mode, cost, out, i), which
+-- appends its state to `out` as its last step: with reply(), or (the
+-- buckets, whose state is one number) that number alone. i is the
+-- request's place in the batch.
