@@ -353,6 +353,18 @@ pub(super) async fn batch_loop(shared: Arc<Shared>, mut queue: mpsc::UnboundedRe
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let Some(first) = queue.recv().await else { return };
+        // Callers woken by the batch that just came back are about to
+        // queue their next requests: letting them run first (a yield, for
+        // as long as the queue grows, at most four) makes one batch of what
+        // would go out as a small one and a large one.
+        let mut queued = queue.len();
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+            if queue.len() == queued {
+                break;
+            }
+            queued = queue.len();
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
