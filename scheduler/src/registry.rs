@@ -151,7 +151,8 @@ pub(crate) struct Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    pub(crate) handlers: HashMap<String, Entry>,
+    /// By task name; looked up once per attempt, so with a fast hasher.
+    pub(crate) handlers: HashMap<String, Entry, foldhash::quality::RandomState>,
 }
 
 impl fmt::Debug for Registry {

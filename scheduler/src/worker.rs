@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,6 +19,13 @@ use crate::error::SchedulerError;
 use crate::rate_limit::RateLimit;
 use crate::registry::{CatchUnwind, Context, Registry, TaskError};
 use crate::task::{Claimed, TaskId};
+
+/// The leases of the attempts running as tasks of their own, by task id.
+type AttemptMap = HashMap<tokio::task::Id, (TaskId, u64), foldhash::fast::RandomState>;
+
+/// A first poll that takes longer than this sends the rest of its batch
+/// of attempts to tasks of their own without polling them first.
+const INLINE_POLL: Duration = Duration::from_micros(100);
 
 /// A worker's settings.
 #[derive(Clone)]
@@ -203,7 +211,7 @@ impl<B: Backend> Worker<B> {
         // acks the attempts that finished together in one call (with its
         // next claim when it makes one).
         let mut in_flight: JoinSet<bool> = JoinSet::new();
-        let mut attempts: HashMap<tokio::task::Id, (TaskId, u64)> = HashMap::new();
+        let mut attempts: AttemptMap = AttemptMap::default();
         let mut to_ack: Vec<(TaskId, u64)> = Vec::new();
         // One signal stops every attempt's handler (a drain that timed out).
         let (cancel, cancelled) = watch::channel(false);
@@ -245,10 +253,31 @@ impl<B: Backend> Worker<B> {
                             claimed_any = !claimed.is_empty();
                             idle = if claimed_any { min_pause } else { (idle * 2).min(max_pause) };
                             self.give_back(allowed - claimed.len()).await;
+                            // Each attempt is polled once here: one that
+                            // finishes at once (most handlers are short)
+                            // costs no task of its own. The rest are
+                            // spawned, and so are all after a first poll
+                            // that ran long (a handler that computes before
+                            // its first await must not hold up the loop).
+                            let mut inline = true;
                             for task in claimed {
                                 let (id, token) = (task.id.clone(), task.token);
                                 // The lease runs from the `now` of the claim.
-                                let attempt = self.attempt(task, now, cancelled.clone());
+                                let mut attempt =
+                                    Box::pin(self.attempt(task, now, cancelled.clone()));
+                                if inline {
+                                    let started = Instant::now();
+                                    let first =
+                                        poll_fn(|cx| Poll::Ready(attempt.as_mut().poll(cx)));
+                                    let first = first.await;
+                                    inline = started.elapsed() < INLINE_POLL;
+                                    if let Poll::Ready(ack) = first {
+                                        if ack {
+                                            to_ack.push((id, token));
+                                        }
+                                        continue;
+                                    }
+                                }
                                 let handle = in_flight.spawn(attempt);
                                 attempts.insert(handle.id(), (id, token));
                             }
@@ -510,7 +539,7 @@ async fn renew_loop<B: Backend>(
 /// and queues its lease for the next ack if it succeeded.
 fn finished(
     done: Result<(tokio::task::Id, bool), tokio::task::JoinError>,
-    attempts: &mut HashMap<tokio::task::Id, (TaskId, u64)>,
+    attempts: &mut AttemptMap,
     to_ack: &mut Vec<(TaskId, u64)>,
 ) {
     let (id, succeeded) = done.unwrap_or_else(|e| (e.id(), false));

@@ -292,3 +292,51 @@ async fn an_idle_worker_backs_off_and_still_notices_new_work() {
     worker.shutdown();
     handle.await.unwrap();
 }
+
+/// Attempts are polled once on the worker's own loop, and a first poll
+/// that runs long sends the rest of the batch to tasks of their own: four
+/// handlers that each compute for a while before their first await still
+/// run two at a time on a two-thread runtime (all polled in turn on the
+/// loop, they would run one at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let backend = Arc::new(MemoryBackend::new());
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    {
+        let (running, peak) = (running.clone(), peak.clone());
+        registry.register("compute", move |_ctx, (): ()| {
+            let (running, peak) = (running.clone(), peak.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Busy for 200 ms without awaiting, while watching for a
+                // second handler to be running too.
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_millis(200)
+                    && peak.load(Ordering::SeqCst) < 2
+                {
+                    std::hint::spin_loop();
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        });
+    }
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(sysblocks_scheduler::WallClock));
+    scheduler
+        .submit_all((0..4).map(|_| Task::new("compute", &()).unwrap()).collect())
+        .await
+        .unwrap();
+    let config = WorkerConfig { concurrency: 4, ..WorkerConfig::default() };
+    let worker = Arc::new(Worker::new(backend.clone(), registry, config).unwrap());
+    let handle = spawn_worker(worker.clone(), Duration::from_secs(5)).await;
+    while scheduler.counts().await.unwrap().succeeded < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown();
+    handle.await.unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "two handlers ran at once");
+}
