@@ -135,9 +135,20 @@
 //! * **Throughput.** Calling Lua costs Redis more than the reads and
 //!   writes inside. Decisions that arrive while earlier ones are in flight
 //!   go together in one call (group commit): an idle limiter sends each
-//!   decision alone, a busy one amortises the call. Setting a TTL is the
+//!   decision alone, a busy one amortises the call. Two batches are in
+//!   flight at most, and the batching task yields before it takes one, so
+//!   that callers just woken by a reply queue their next requests first
+//!   (one batch of 30, not one of 5 and one of 25). Setting a TTL is the
 //!   other cost, so a bucket's key expires at a deadline that depends only
 //!   on which quantum its TAT is in, and most writes keep the TTL.
+//! * **Every argument and reply value costs.** Redis parses each argument
+//!   and copies it into the script's tables; the client parses each reply
+//!   value at a cost of its own (more than the decision itself). So a
+//!   batch's modes go as one letter each and a shared cost once, the bucket
+//!   script reads all its keys with one `MGET`, and the reply is one string
+//!   of packed 8-byte integers plus the texts of any failed decisions. A
+//!   caller's wait is bounded by a deadline carried in its queued request:
+//!   the batch's call is bounded by its earliest one, one timer per batch.
 //! * **Idle keys vanish.** Every key expires once its state is back to a
 //!   fresh one's (or a little later), so memory follows active clients.
 //! * **Cluster.** All keys of one limiter key share a hash tag, and batches

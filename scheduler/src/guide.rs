@@ -151,11 +151,20 @@
 //! turn go with its next claim in one `ack_and_claim` (alone in one
 //! `ack_many` when it has no room to claim). On Redis that is one script
 //! and one round trip per turn; what remains per task is the server's work,
-//! about 11 us of script time per task on a 2-core VM (`INFO commandstats`,
-//! printed by the throughput bench): a claim reads and writes the task's
-//! hash and moves it between two sorted sets, an ack reads it, writes its
-//! state and sets its expiry, and each of those `redis.call`s costs about
-//! as much again in the script's glue as in the command.
+//! about 9 to 11 us of script time per task on a 2-core VM (`INFO
+//! commandstats`, printed by the throughput bench): a claim reads and
+//! writes the task's hash and moves it between two sorted sets, an ack
+//! reads it, writes its state and sets its expiry, and each of those
+//! `redis.call`s costs about as much again in the script's glue as in the
+//! command.
+//!
+//! A worker polls each attempt it claimed once, on its own loop: an
+//! attempt whose handler finishes at that first poll (most do) never
+//! becomes a task of its own, which saves a spawn per task, the largest
+//! cost a short task has in memory. A handler that computes before its
+//! first `.await` would hold the loop up, so once a first poll takes more
+//! than 100 us, the rest of that batch is spawned without one and runs in
+//! parallel.
 //!
 #![cfg_attr(feature = "rate-limit", doc = "[`RateLimit`]: crate::RateLimit")]
 #![cfg_attr(feature = "cron", doc = "[`CronSchedule`]: crate::CronSchedule")]

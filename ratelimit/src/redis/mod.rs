@@ -1,6 +1,7 @@
 //! [`RedisLimiter`]: the five algorithms on Redis, so that many servers
-//! share one limit. Each decision is one `EVALSHA` of a Lua script that
-//! reads and writes the algorithm's state atomically, on Redis's own clock,
+//! share one limit. Each decision is made by a Lua script (one `EVALSHA`
+//! per batch of decisions) that reads and writes the algorithm's state
+//! atomically, on Redis's own clock,
 //! and returns the state it decided on; the decision itself (remaining,
 //! reset, retry) is made here by the algorithm's pure step, the same
 //! function the in-process limiter runs.
