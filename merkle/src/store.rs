@@ -307,18 +307,25 @@ where
         if let Some(v) = &entry.value {
             check_len("value", v.as_ref())?;
         }
-        let hash = entry_hash(key.as_ref(), entry.version, entry.value.as_ref().map(AsRef::as_ref));
-        let added = Fingerprint::of(&hash);
+        let entry_hash_of = |key: &K, entry: &Versioned<V>| {
+            entry_hash(key.as_ref(), entry.version, entry.value.as_ref().map(AsRef::as_ref))
+        };
         let live_now = entry.value.is_some();
         // One traversal of the map, and no re-hash of a key already stored.
         match self.entries.entry(key) {
             MapEntry::Occupied(mut slot) => {
+                // The deepest levels' nodes are read before the entry hash
+                // is computed: in a large store each is a cache miss, and
+                // the hash's arithmetic runs while they load.
+                let position = slot.get().position;
+                touch(&self.levels, &position);
+                let hash = entry_hash_of(slot.key(), &entry);
+                let added = Fingerprint::of(&hash);
                 let old = slot.get_mut();
                 if (old.entry.version, old.hash) >= (entry.version, hash) {
                     return Ok(false);
                 }
                 let removed = Fingerprint::of(&old.hash);
-                let position = old.position;
                 let was_live = old.entry.value.is_some();
                 old.entry = entry;
                 old.hash = hash;
@@ -334,6 +341,8 @@ where
                 self.live = self.live + usize::from(live_now) - usize::from(was_live);
             }
             MapEntry::Vacant(slot) => {
+                let hash = entry_hash_of(slot.key(), &entry);
+                let added = Fingerprint::of(&hash);
                 let position = key_position(slot.key().as_ref());
                 self.by_position.insert(position, slot.key().clone());
                 slot.insert(Stored { entry, hash, position });
@@ -522,6 +531,16 @@ where
 
 /// Applies `change` to the fingerprint of every node on `position`'s path,
 /// root to bottom, dropping nodes that become empty.
+/// Reads the fingerprints on `position`'s path through the two deepest
+/// levels (the ones too large for a cache), so that their loads start
+/// before the work that follows; `black_box` keeps the reads from being
+/// dropped.
+fn touch(levels: &[Nodes], position: &[u8; 32]) {
+    for (level, nodes) in levels.iter().enumerate().skip(SUMMARY_DEPTH - 1) {
+        std::hint::black_box(nodes.get(node_at(position, level)).map(|fp| fp.count));
+    }
+}
+
 fn update_path(
     levels: &mut [Nodes],
     position: &[u8; 32],
