@@ -319,6 +319,9 @@ where
                 // the hash's arithmetic runs while they load.
                 let position = slot.get().position;
                 touch(&self.levels, &position);
+                // And the old value's bytes, which are freed below.
+                let old_value = slot.get().entry.value.as_ref();
+                std::hint::black_box(old_value.and_then(|v| v.as_ref().first().copied()));
                 let hash = entry_hash_of(slot.key(), &entry);
                 let added = Fingerprint::of(&hash);
                 let old = slot.get_mut();
