@@ -195,6 +195,10 @@ impl RedisLimiter {
     /// set_response_timeout`, `ClusterClientBuilder::response_timeout`)
     /// should be no shorter, or they decide first. The bound is kept
     /// between one millisecond and one hour.
+    ///
+    /// A batch's script call is bounded by the earliest deadline among its
+    /// decisions, so a decision batched with one that waited for a slot
+    /// (at most an eighth of the bound) may get its policy that much early.
     #[must_use]
     pub fn with_timeout(self, bound: Duration) -> Self {
         let bound = bound.clamp(Duration::from_millis(1), Duration::from_secs(3600));
