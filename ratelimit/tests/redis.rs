@@ -258,6 +258,97 @@ async fn a_key_repeated_within_a_batch_decides_as_in_process_on_the_cluster() {
     batched_differential(cluster.connection().await, cluster.prefix(), 3).await;
 }
 
+/// Checks, peeks and refunds of different costs, batched together on
+/// Redis's clock (one script call carries every mode and a cost per
+/// request), decide as in process: each key first loses 3 units, then
+/// takes one operation in a batch with the others, then is peeked.
+async fn mixed_batch(connection: impl Into<RedisConnection>, prefix: &str) {
+    let connection: RedisConnection = connection.into();
+    let hour = || {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since_epoch.unwrap().as_secs() / 3600
+    };
+    let mut algorithms = ALGORITHMS.to_vec();
+    let mut round = 0;
+    while let Some(&algorithm) = algorithms.last() {
+        round += 1;
+        let limit = match algorithm {
+            Algorithm::TokenBucket | Algorithm::LeakyBucket => {
+                Limit::new(algorithm, Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap())
+                    .with_burst(10)
+            }
+            _ => Limit::new(algorithm, Rate::new(10, Duration::from_secs(3600)).unwrap()),
+        };
+        let started = hour();
+        let remote = RedisLimiter::new(
+            connection.clone(),
+            limit,
+            &format!("{prefix}mixed{algorithm:?}{round}:"),
+        )
+        .unwrap()
+        .with_policy(FailurePolicy::Error)
+        .with_shortcut(0);
+        let clock = ManualClock::new();
+        let keys: Vec<String> = (0..12).map(|k| format!("k{k}")).collect();
+        let local: Vec<_> =
+            keys.iter().map(|_| limit.build_with_clock(clock.clone()).unwrap()).collect();
+        for (key, local) in keys.iter().zip(&local) {
+            assert!(remote.check_n(key, 3).await.unwrap().allowed);
+            assert!(local.check_n(3).unwrap().allowed);
+        }
+        // Key k: a check of cost 1 + k % 4 (k % 3 == 0), a peek of that
+        // cost (1), or a refund of it (2).
+        let cost = |k: usize| 1 + (k as u64) % 4;
+        let batch = futures_util::future::join_all(keys.iter().enumerate().map(|(k, key)| {
+            let remote = &remote;
+            async move {
+                match k % 3 {
+                    0 => Some(remote.check_n(key, cost(k)).await.unwrap()),
+                    1 => Some(remote.peek_n(key, cost(k)).await.unwrap()),
+                    _ => remote.refund(key, cost(k)).await.map(|()| None).unwrap(),
+                }
+            }
+        }))
+        .await;
+        let mut after = Vec::new();
+        for key in &keys {
+            after.push(remote.peek_n(key, 1).await.unwrap());
+        }
+        if hour() != started {
+            continue; // a window boundary passed: run this algorithm again
+        }
+        for (k, (theirs, local)) in batch.into_iter().zip(&local).enumerate() {
+            let ours = match k % 3 {
+                0 => Some(local.check_n(cost(k)).unwrap()),
+                1 => Some(local.peek_n(cost(k)).unwrap()),
+                _ => {
+                    local.refund(cost(k));
+                    None
+                }
+            };
+            let brief = |d: Option<sysblocks_ratelimit::Decision>| {
+                d.map(|d| (d.allowed, d.remaining, d.retry_after.is_some()))
+            };
+            assert_eq!(brief(ours), brief(theirs), "{algorithm:?} key {k} in the batch");
+            let (ours, theirs) = (local.peek_n(1).unwrap(), &after[k]);
+            assert_eq!(ours.remaining, theirs.remaining, "{algorithm:?} key {k} afterwards");
+        }
+        algorithms.pop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_peeks_and_refunds_in_one_batch_decide_as_in_process_on_redis() {
+    let redis = Redis::new();
+    mixed_batch(redis.connection_manager().await, redis.prefix()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_peeks_and_refunds_in_one_batch_decide_as_in_process_on_the_cluster() {
+    let cluster = Cluster::new();
+    mixed_batch(cluster.connection().await, cluster.prefix()).await;
+}
+
 /// 64 tasks hammer eight keys on Redis's clock, through the batching (so
 /// batches hold many keys, spread over slots on a Cluster): exactly the
 /// limit is admitted per key, for every algorithm (the rate is so slow that
