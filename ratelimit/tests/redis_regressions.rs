@@ -100,6 +100,34 @@ async fn a_refund_of_cost_zero_is_a_no_op() {
     }
 }
 
+/// A sliding log's denial replies with the entries up to the one whose
+/// leaving makes room: 1,200 of them here, 2,400 numbers, more than the
+/// script packs in one piece. The decision equals the in-process log's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_that_lists_thousands_of_log_entries_decides_as_in_process() {
+    use sysblocks_ratelimit::{Limiter, ManualClock};
+    let redis = Redis::new();
+    let connection = redis.connection_manager().await;
+    let limit =
+        Limit::new(Algorithm::SlidingWindowLog, Rate::new(1_200, Duration::from_secs(60)).unwrap());
+    let remote = RedisLimiter::new(connection, limit, &redis.key("long-log:"))
+        .unwrap()
+        .with_policy(FailurePolicy::Error);
+    let local = limit.build_with_clock(ManualClock::new()).unwrap();
+    // 1,200 entries of cost 1, a microsecond apart, at the caller's times.
+    let start = 1_000_000_000u64;
+    for i in 0..1_200u64 {
+        let now = start + i * 1_000;
+        assert!(local.check_n_at(now, 1).unwrap().allowed);
+        assert!(remote.check_n_at("k", now, 1).await.unwrap().allowed);
+    }
+    let now = start + 1_200 * 1_000;
+    let ours = local.check_n_at(now, 1_200).unwrap();
+    let theirs = remote.check_n_at("k", now, 1_200).await.unwrap();
+    assert!(!theirs.allowed);
+    assert_eq!(ours, theirs);
+}
+
 #[tokio::test]
 async fn key_encodings_never_collide_and_braces_in_prefixes_are_refused() {
     let redis = Redis::new();
