@@ -70,7 +70,7 @@ fn main() {
             // Every run starts on the same server state: without the tasks
             // that earlier runs left (kept for the retention), whose growing
             // keyspace would make each run rehash more than the one before.
-            forget(&connection, backend.prefix()).await;
+            redis.delete_keys(backend.prefix());
         }
         // What bounds the row: Redis's own time in the claim and ack
         // scripts (INFO commandstats, which counts inside the server).
@@ -134,31 +134,6 @@ impl ScriptTime {
     fn add(&mut self, after: ScriptTime, before: ScriptTime) {
         self.usec += after.usec - before.usec;
         self.calls += after.calls - before.calls;
-    }
-}
-
-/// Deletes every key under `prefix` (one queue's), and only those.
-async fn forget(connection: &redis::aio::ConnectionManager, prefix: &str) {
-    let mut connection = connection.clone();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await
-            .expect("SCAN");
-        if !keys.is_empty() {
-            let _: u64 =
-                redis::cmd("UNLINK").arg(&keys).query_async(&mut connection).await.expect("UNLINK");
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
     }
 }
 

@@ -273,34 +273,37 @@ fn fixture_pattern(prefix: &str) -> String {
     format!("*{prefix}*")
 }
 
-/// Deletes every key containing `prefix` on one server (best effort).
+/// Deletes every key containing `prefix` on one server (best effort: what
+/// a fixture's `Drop` does).
 fn delete_prefix(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(1)) else { return };
+    let _ = delete_matching(url, prefix);
+}
+
+/// Deletes every key containing `prefix` on one server.
+fn delete_matching(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(1))?;
     let pattern = fixture_pattern(prefix);
     let mut cursor: u64 = 0;
     loop {
-        let Ok((next, keys)) = redis::cmd("SCAN")
+        let (next, keys) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query::<(u64, Vec<String>)>(&mut con)
-        else {
-            return;
-        };
+            .query::<(u64, Vec<String>)>(&mut con)?;
         // One DEL per key: on a cluster node the keys of one scan batch may
         // live in different slots, and a multi-key DEL would be refused.
         let mut pipe = redis::pipe();
         for key in &keys {
             pipe.cmd("DEL").arg(key).ignore();
         }
-        if !keys.is_empty() && pipe.query::<()>(&mut con).is_err() {
-            return;
+        if !keys.is_empty() {
+            pipe.query::<()>(&mut con)?;
         }
         if next == 0 {
-            return;
+            return Ok(());
         }
         cursor = next;
     }
@@ -382,6 +385,17 @@ impl Redis {
         self.client()
             .get_connection()
             .unwrap_or_else(|e| no_redis(&format!("cannot connect to {} ({e})", self.url)))
+    }
+
+    /// Deletes every key that contains `part` (a key of this fixture, or
+    /// the start of some: pass something under [`prefix`](Self::prefix),
+    /// so that no other fixture's keys go).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses the deletes.
+    pub fn delete_keys(&self, part: &str) {
+        delete_matching(&self.url, part)
+            .unwrap_or_else(|e| panic!("deleting the keys containing {part:?} failed: {e}"));
     }
 
     /// A reconnecting async connection, the kind the sysblocks crates take.
