@@ -18,8 +18,6 @@ local quantum_text = int(quantum)
 local tag = ' ' .. quantum_text
 -- The stored text of a TAT, in one format call (no concatenation).
 local tagged = '%d' .. tag
-local tag_length = #tag
-local sub = string.sub
 local function deadline(x) return (floor(x / quantum) + 2) * quantum / 1000 end
 local function store(key, stored, same_quantum, value)
   if min_ttl > 0 then
@@ -40,26 +38,16 @@ end
 local prefetched = #KEYS > 0 and call('MGET', unpack(KEYS)) or {}
 local seen = {}
 local function read(key, i)
-  local raw = prefetched[i]
-  if raw and not seen[key] then
-    seen[key] = true
-    return raw
-  end
+  local raw = not seen[key] and prefetched[i]
   seen[key] = true
-  return call('GET', key)
+  return raw or call('GET', key)
 end
 local function decide(key, _, mode, cost, out, i)
   local raw = read(key, i)
   local stored, same_quantum = nil, false
   if raw then
-    if sub(raw, -tag_length) == tag then
-      -- This limiter's own format: the TAT is everything before the tag.
-      stored, same_quantum = tonum(sub(raw, 1, -tag_length - 1)), true
-    else
-      -- Another quantum's tag, or none (a value stored before tags).
-      local v, q = match(raw, '^(%d+) ?(%d*)$')
-      stored, same_quantum = tonum(v), q == quantum_text
-    end
+    local v, q = match(raw, '^(%d+) ?(%d*)$')
+    stored, same_quantum = tonum(v), q == quantum_text
   end
   if mode == 'refund' then
     if stored and stored > now then

@@ -232,19 +232,13 @@ impl Shared {
                 rest = tail;
                 continue;
             }
-            let values = if counted {
+            let (values, tail) = if counted {
                 let count = usize::try_from(head).map_err(|_| wrong())?;
-                if tail.len() < count {
-                    return Err(wrong());
-                }
-                let (values, tail) = tail.split_at(count);
-                rest = tail;
-                values
+                tail.split_at_checked(count).ok_or_else(wrong)?
             } else {
-                let values = &rest[..1];
-                rest = tail;
-                values
+                rest.split_at(1)
             };
+            rest = tail;
             decisions.push(self.decision(now, request, values).ok_or_else(wrong));
         }
         if !rest.is_empty() || texts.next().is_some() {
