@@ -304,11 +304,13 @@ async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
     let backend = Arc::new(MemoryBackend::new());
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
+    // A permit per handler that has returned.
+    let finished = Arc::new(tokio::sync::Semaphore::new(0));
     let mut registry = Registry::new();
     {
-        let (running, peak) = (running.clone(), peak.clone());
+        let (running, peak, finished) = (running.clone(), peak.clone(), finished.clone());
         registry.register("compute", move |_ctx, (): ()| {
-            let (running, peak) = (running.clone(), peak.clone());
+            let (running, peak, finished) = (running.clone(), peak.clone(), finished.clone());
             async move {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
@@ -321,6 +323,7 @@ async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
                     std::hint::spin_loop();
                 }
                 running.fetch_sub(1, Ordering::SeqCst);
+                finished.add_permits(1);
                 Ok(())
             }
         });
@@ -333,10 +336,10 @@ async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
     let config = WorkerConfig { concurrency: 4, ..WorkerConfig::default() };
     let worker = Arc::new(Worker::new(backend.clone(), registry, config).unwrap());
     let handle = spawn_worker(worker.clone(), Duration::from_secs(5)).await;
-    while scheduler.counts().await.unwrap().succeeded < 4 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    drop(finished.acquire_many(4).await.unwrap());
     worker.shutdown();
     handle.await.unwrap();
     assert_eq!(peak.load(Ordering::SeqCst), 2, "two handlers ran at once");
+    // Acked, whether they finished on the loop or as tasks of their own.
+    assert_eq!(scheduler.counts().await.unwrap().succeeded, 4);
 }
