@@ -9,7 +9,7 @@
 #      clippy (all features, then every feature set on its own, with
 #      cargo-hack, which it installs when missing), the tests (doc tests and
 #      every README's examples included), the docs, every crate's loom
-#      suite, a build of every bench, `cargo package` and `cargo publish
+#      suite, a build of every bench (test profile), `cargo package` and `cargo publish
 #      --dry-run` of every publishable crate, and cargo-deny (installed when
 #      missing) on licenses, bans and sources,
 #   4. stops the servers it started, on failure too, and prints a summary.
@@ -172,7 +172,11 @@ run_tests() { cargo test --workspace --all-features 2>&1 | tee -a "$testlog"; }
 step "cargo test (unit, integration, doc)" run_tests
 step "cargo doc (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 step "loom suites" loom_suites
-step "cargo bench --no-run" cargo bench --workspace --all-features --no-run
+# Every bench builds (their code compiles and links against the peers),
+# in the test profile, whose dependencies the test step above has built:
+# a release build of them all would add minutes to a cold run, and
+# scripts/bench.sh builds them optimised when they are measured.
+step "benches build (test profile)" cargo test --workspace --all-features --benches --no-run
 step "cargo package + publish --dry-run (publishable crates)" packaging
 step "install lines in a new project (scripts/try-install.sh)" scripts/try-install.sh
 step "cargo deny (licenses, bans, sources; advisories when reachable)" supply_chain
