@@ -168,3 +168,97 @@ fn ttl_expires_on_a_manual_clock_and_listener_hears_it() {
     use sysblocks_lru_cache::RemovalCause::Expired;
     assert_eq!(*heard.lock().unwrap(), [("a", Expired), ("b", Expired)]);
 }
+
+/// A count-bounded cache whose entries gain times to live mid-life (so
+/// that expiries start being kept while slots are in use) decides every
+/// operation as a plain model does: a list, most recently used first, of
+/// key, value and expiry.
+#[derive(Default)]
+struct TtlModel {
+    entries: Vec<(u8, u16, Option<u64>)>,
+}
+
+impl TtlModel {
+    fn purge(&mut self, now: u64) {
+        self.entries.retain(|&(_, _, at)| at.is_none_or(|at| now < at));
+    }
+
+    fn insert(
+        &mut self,
+        cap: usize,
+        now: u64,
+        k: u8,
+        v: u16,
+        at: Option<u64>,
+    ) -> Option<(u8, u16)> {
+        self.purge(now);
+        let out = if let Some(i) = self.entries.iter().position(|e| e.0 == k) {
+            let (_, old, _) = self.entries.remove(i);
+            Some((k, old))
+        } else if self.entries.len() == cap {
+            self.entries.pop().map(|(k, v, _)| (k, v))
+        } else {
+            None
+        };
+        self.entries.insert(0, (k, v, at));
+        out
+    }
+
+    fn get(&mut self, now: u64, k: u8) -> Option<u16> {
+        let i = self.entries.iter().position(|e| e.0 == k)?;
+        let entry = self.entries.remove(i);
+        if entry.2.is_some_and(|at| now >= at) {
+            return None;
+        }
+        self.entries.insert(0, entry);
+        Some(entry.1)
+    }
+
+    fn live(&self, now: u64) -> Vec<(u8, u16)> {
+        let live = self.entries.iter().filter(|e| e.2.is_none_or(|at| now < at));
+        live.map(|&(k, v, _)| (k, v)).collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn count_bounded_cache_with_times_to_live_matches_a_model(
+        ops in proptest::collection::vec(op(), 1..300),
+        cap in 1usize..12,
+    ) {
+        let clock = ManualClock::new();
+        let mut cache = LruCache::builder().capacity(cap).clock(clock.clone()).build().unwrap();
+        let mut model = TtlModel::default();
+        for op in ops {
+            let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
+            match op {
+                Op::Put(k, v) => {
+                    prop_assert_eq!(cache.insert(k, v), model.insert(cap, now, k, v, None));
+                }
+                Op::PutTtl(k, v, t) => {
+                    let at = now + u64::from(t) * 1_000_000_000;
+                    let back = cache.insert_with_ttl(k, v, Duration::from_secs(u64::from(t)));
+                    prop_assert_eq!(back, model.insert(cap, now, k, v, Some(at)));
+                }
+                Op::Get(k) | Op::Peek(k) => {
+                    prop_assert_eq!(cache.get(&k).copied(), model.get(now, k));
+                }
+                Op::Remove(k) => {
+                    let live = model.get(now, k).map(|v| (k, v));
+                    model.entries.retain(|e| e.0 != k);
+                    prop_assert_eq!(cache.remove(&k), live);
+                }
+                Op::Advance(s) => clock.advance(Duration::from_secs(u64::from(s))),
+                Op::Purge | Op::Resize(_) | Op::PopLru => {
+                    cache.purge_expired();
+                    model.purge(now);
+                }
+            }
+            let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
+            let seen: Vec<(u8, u16)> = cache.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(seen, model.live(now));
+        }
+    }
+}

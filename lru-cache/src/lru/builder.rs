@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::slab::{sentinel_links, sentinel_meta};
+use super::slab::{Slots, sentinel_links};
 use super::{
     Bound, COUNT_STATS, CacheStats, Listener, LruCache, MAX_ENTRIES, RemovalCause, Weigher,
 };
@@ -133,7 +133,7 @@ impl<K, V, S> LruBuilder<K, V, S> {
         };
         Ok(LruCache {
             table: HashTable::with_capacity(reserve),
-            meta: sentinel_meta(reserve),
+            slots: Slots::new(reserve, self.weigher.is_some()),
             links: sentinel_links(reserve),
             free: Vec::new(),
             len: 0,

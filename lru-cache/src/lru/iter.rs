@@ -25,12 +25,12 @@ impl<'a, K, V, S> Iter<'a, K, V, S> {
     /// live slot `i`.
     fn entry(&self, i: u32) -> Option<(&'a K, &'a V)> {
         let cache = self.cache;
-        let bucket = cache.table.find(cache.meta[i as usize].hash, |b| b.slot == i)?;
+        let bucket = cache.table.find(cache.slots.hashes[i as usize], |b| b.slot == i)?;
         Some((&bucket.key, &bucket.value))
     }
 
     fn live(&self, i: u32) -> bool {
-        match (self.cache.meta[i as usize].expires, self.now) {
+        match (self.cache.slots.expires(i), self.now) {
             (Some(at), Some(now)) => now < at,
             _ => true,
         }

@@ -13,7 +13,7 @@ pub use iter::Iter;
 pub use stats::{CacheStats, RemovalCause};
 
 use builder::check_bound;
-use slab::{Bucket, Entry, Link, Meta, SENTINEL, promote, sentinel_links, sentinel_meta};
+use slab::{Bucket, Entry, Link, SENTINEL, Slots, promote, sentinel_links};
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -78,8 +78,8 @@ pub struct LruCache<K, V, S = DefaultHashBuilder> {
     /// The entries (key, value, slot). A probe compares keys, and a hit
     /// reads the value, in the table's own memory.
     table: HashTable<Bucket<K, V>>,
-    /// Per slot: hash, weight, expiry, liveness.
-    meta: Vec<Meta>,
+    /// Per slot: hash, and weight and expiry where kept.
+    slots: Slots,
     links: Vec<Link>,
     free: Vec<u32>,
     len: usize,
@@ -203,13 +203,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// user's `Drop`) cannot corrupt it.
     fn detach(&mut self, i: u32) -> Entry<K, V> {
         self.unlink(i);
-        let Meta { hash, weight, expires, .. } = self.meta[i as usize];
+        let (hash, weight, expires) =
+            (self.slots.hashes[i as usize], self.slots.weight(i), self.slots.expires(i));
         let Ok(found) = self.table.find_entry(hash, |b| b.slot == i) else {
             unreachable!("live slot {i} is indexed")
         };
         let (Bucket { key, value, .. }, _) = found.remove();
-        self.meta[i as usize].expires = None;
-        self.meta[i as usize].live = false;
+        // A free slot has no expiry (an expiry-heap item for it is stale).
+        self.slots.set_weight_and_expiry(i, 0, None);
         self.free.push(i);
         self.len -= 1;
         self.total_weight -= u128::from(weight);
@@ -231,7 +232,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     #[inline]
     fn live_expired(&self, i: u32) -> bool {
         self.opt_in & CHECK_EXPIRY != 0
-            && self.meta[i as usize].expires.is_some_and(|t| self.clock.now_nanos() >= t)
+            && self.slots.expires(i).is_some_and(|t| self.clock.now_nanos() >= t)
     }
 
     fn weigh(&self, key: &K, value: &V) -> u64 {
@@ -281,8 +282,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
                 break;
             }
             self.expiry.pop();
-            let live = self.meta.get(i as usize).is_some_and(|m| m.live);
-            if live && self.meta[i as usize].expires == Some(at) {
+            // Stale items (the slot was freed, or its entry replaced) no
+            // longer match the slot's expiry.
+            if self.slots.expires(i) == Some(at) {
                 let e = self.detach(i);
                 self.stats.expirations += 1;
                 self.notify(&e, RemovalCause::Expired);
@@ -292,11 +294,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         // Stale heap items (replaced or removed entries) are dropped lazily;
         // rebuild when they dominate so the heap stays O(len).
         if self.expiry.len() > 2 * self.len + 64 {
-            let live = self
-                .meta
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| m.expires.map(|t| Reverse((t, i as u32))));
+            let live = (self.slots.expires.iter().enumerate())
+                .filter_map(|(i, e)| e.map(|t| Reverse((t, i as u32))));
             self.expiry = live.collect();
         }
     }
@@ -323,9 +322,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         };
         if self.opt_in != 0 {
             let expired = self.opt_in & CHECK_EXPIRY != 0
-                && self.meta[bucket.slot as usize]
-                    .expires
-                    .is_some_and(|t| self.clock.now_nanos() >= t);
+                && self.slots.expires(bucket.slot).is_some_and(|t| self.clock.now_nanos() >= t);
             if self.opt_in & COUNT_STATS != 0 {
                 if expired {
                     self.stats.misses += 1;
@@ -349,7 +346,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let i = self.lookup_live(key)?;
-        let hash = self.meta[i as usize].hash;
+        let hash = self.slots.hashes[i as usize];
         self.table.find_mut(hash, |b| b.slot == i).map(|b| &mut b.value)
     }
 
@@ -368,7 +365,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         };
         if self.opt_in != 0 {
             if self.opt_in & CHECK_EXPIRY != 0
-                && let Some(at) = self.meta[i as usize].expires
+                && let Some(at) = self.slots.expires(i)
                 && self.clock.now_nanos() >= at
             {
                 self.expire_on_read(i);
@@ -525,6 +522,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             ttl.and_then(|d| self.clock.now_nanos().checked_add(u64::try_from(d.as_nanos()).ok()?));
         if expires.is_some() {
             self.opt_in |= CHECK_EXPIRY;
+            self.slots.track_expiry();
         }
         let hash = self.hasher.hash_one(&key);
         if let Some(bucket) = self.table.find_mut(hash, |b| b.key == key) {
@@ -532,9 +530,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             let i = bucket.slot;
             let old_key = std::mem::replace(&mut bucket.key, key);
             let old_value = std::mem::replace(&mut bucket.value, value);
-            let meta = &mut self.meta[i as usize];
-            let old_weight = std::mem::replace(&mut meta.weight, weight);
-            meta.expires = expires;
+            let old_weight = self.slots.weight(i);
+            self.slots.set_weight_and_expiry(i, weight, expires);
             self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
             if let Some(at) = expires {
                 self.expiry.push(Reverse((at, i)));
@@ -559,22 +556,22 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             && cap > 0
         {
             let i = self.tail();
-            let old = self.meta[i as usize];
-            let Ok(found) = self.table.find_entry(old.hash, |b| b.slot == i) else {
+            let (old_weight, old_expires) = (self.slots.weight(i), self.slots.expires(i));
+            let Ok(found) = self.table.find_entry(self.slots.hashes[i as usize], |b| b.slot == i)
+            else {
                 unreachable!("live slot {i} is indexed")
             };
             let (Bucket { key: old_key, value: old_value, .. }, _) = found.remove();
-            self.meta[i as usize] = Meta { hash, weight, expires, live: true };
-            let metas = &self.meta;
-            self.table.insert_unique(hash, Bucket { key, value, slot: i }, |b| {
-                metas[b.slot as usize].hash
-            });
-            self.total_weight = self.total_weight - u128::from(old.weight) + u128::from(weight);
+            self.slots.set(i, hash, weight, expires);
+            let hashes = &self.slots.hashes;
+            self.table
+                .insert_unique(hash, Bucket { key, value, slot: i }, |b| hashes[b.slot as usize]);
+            self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
             if let Some(at) = expires {
                 self.expiry.push(Reverse((at, i)));
             }
             self.promote(i);
-            let old = Entry { key: old_key, value: old_value, expires: old.expires };
+            let old = Entry { key: old_key, value: old_value, expires: old_expires };
             self.report_eviction(&old);
             return Ok(Some((old.key, old.value)));
         }
@@ -584,10 +581,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             let Some(e) = self.evict_lru() else { break };
             if first.is_none() { first = Some((e.key, e.value)) } else { more.push(e) }
         }
-        let meta = Meta { hash, weight, expires, live: true };
         let i = match self.free.pop() {
             Some(i) => {
-                self.meta[i as usize] = meta;
+                self.slots.set(i, hash, weight, expires);
                 i
             }
             None => {
@@ -597,14 +593,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
                     let doubled = self.links.len() * 2;
                     self.links.resize(doubled, Link { prev: SENTINEL, next: SENTINEL });
                 }
-                self.meta.push(meta);
+                self.slots.push(hash, weight, expires);
                 self.next_fresh += 1;
                 i
             }
         };
-        let metas = &self.meta;
-        self.table
-            .insert_unique(hash, Bucket { key, value, slot: i }, |b| metas[b.slot as usize].hash);
+        let hashes = &self.slots.hashes;
+        self.table.insert_unique(hash, Bucket { key, value, slot: i }, |b| hashes[b.slot as usize]);
         self.len += 1;
         self.total_weight += u128::from(weight);
         if let Some(at) = expires {
@@ -687,7 +682,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         self.next_fresh = 1;
         self.free.clear();
         self.expiry.clear();
-        self.meta = sentinel_meta(0);
+        self.slots.clear();
         self.links = sentinel_links(0);
         self.len = 0;
         self.total_weight = 0;
