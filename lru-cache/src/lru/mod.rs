@@ -311,7 +311,17 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
+        self.get_hashed(self.hasher.hash_one(key), key)
+    }
+
+    /// As [`get`](Self::get), with `hash` this cache's hash of `key`: a
+    /// sharded cache has hashed the key already, to pick its shard.
+    #[inline]
+    pub(crate) fn get_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         // One probe. The bucket stays borrowed while other fields (stats,
         // metadata, links) are read or updated.
         let Some(bucket) = self.table.find(hash, |b| b.key.borrow() == key) else {
@@ -468,8 +478,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// [`try_insert`](Self::try_insert) to get an error instead.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
+        self.insert_hashed(self.hasher.hash_one(&key), key, value)
+    }
+
+    /// As [`insert`](Self::insert), with `hash` this cache's hash of `key`.
+    #[inline]
+    pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V) -> Option<(K, V)> {
         let ttl = self.ttl;
-        match self.insert_entry(key, value, ttl) {
+        match self.insert_entry(hash, key, value, ttl) {
             Ok(out) => out,
             Err((key, value, _)) => Some((key, value)),
         }
@@ -478,7 +494,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// As [`insert`](Self::insert), with a time to live for this entry only (one
     /// past what the clock can represent means "never expires").
     pub fn insert_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
-        match self.insert_entry(key, value, Some(ttl)) {
+        match self.insert_entry(self.hasher.hash_one(&key), key, value, Some(ttl)) {
             Ok(out) => out,
             Err((key, value, _)) => Some((key, value)),
         }
@@ -492,12 +508,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// [`CacheError::EntryTooHeavy`].
     pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<(K, V)>, CacheError> {
         let ttl = self.ttl;
-        self.insert_entry(key, value, ttl).map_err(|(_, _, e)| e)
+        self.insert_entry(self.hasher.hash_one(&key), key, value, ttl).map_err(|(_, _, e)| e)
     }
 
     #[allow(clippy::type_complexity)]
     fn insert_entry(
         &mut self,
+        hash: u64,
         key: K,
         value: V,
         ttl: Option<Duration>,
@@ -510,7 +527,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             // The new value supersedes the old one even though it cannot be
             // stored: keeping the old one would serve a stale read (Caffeine
             // likewise drops an entry that outweighs the whole cache).
-            if let Some(i) = self.find(self.hasher.hash_one(&key), &key) {
+            if let Some(i) = self.find(hash, &key) {
                 let old = self.detach(i);
                 self.notify(&old, RemovalCause::Replaced);
             }
@@ -524,7 +541,6 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             self.opt_in |= CHECK_EXPIRY;
             self.slots.track_expiry();
         }
-        let hash = self.hasher.hash_one(&key);
         if let Some(bucket) = self.table.find_mut(hash, |b| b.key == key) {
             // Replace in place: the key keeps its slot and moves to the front.
             let i = bucket.slot;
