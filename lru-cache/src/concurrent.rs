@@ -204,9 +204,26 @@ impl<K, V, S> fmt::Debug for ConcurrentLruCache<K, V, S> {
 /// `LruCache`, allocated up front).
 pub const MAX_SHARDS: usize = 1 << 16;
 
-fn default_shards() -> usize {
+/// Entries a shard holds at least, when the shard count is the default: a
+/// shard of a few entries would be an LRU too small to keep its hot keys.
+const MIN_DEFAULT_SHARD_ENTRIES: u64 = 64;
+
+/// The default shard count: `16 × cores` (a power of two), halved while a
+/// count-bounded cache would give a shard fewer than
+/// [`MIN_DEFAULT_SHARD_ENTRIES`]. With two threads on a Zipf workload, 32
+/// shards took about 0.90 of quick_cache's throughput where 8 took 0.77
+/// (BENCHMARKS.md): fewer accesses find their shard's lock taken. More
+/// shards cost nothing on a hit (one shard is locked either way), only a
+/// lock and a few allocations each.
+fn default_shards(bound: Bound) -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    (cores * 4).next_power_of_two()
+    let mut shards = (cores * 16).next_power_of_two();
+    if let Bound::Count(entries) = bound {
+        while shards > 1 && (entries as u64) < shards as u64 * MIN_DEFAULT_SHARD_ENTRIES {
+            shards /= 2;
+        }
+    }
+    shards
 }
 
 impl<K, V> ConcurrentLruCache<K, V>
@@ -214,8 +231,9 @@ where
     K: Hash + Eq + Clone + 'static,
     V: Clone + 'static,
 {
-    /// A cache of at most `capacity` entries over `4 × cores` shards (fewer
-    /// when `capacity` is smaller).
+    /// A cache of at most `capacity` entries over `16 × cores` shards (fewer
+    /// for a small cache: each shard holds at least 64 entries, or there is
+    /// one shard).
     ///
     /// # Errors
     /// [`CacheError::ZeroCapacity`] when `capacity` is 0.
@@ -359,8 +377,9 @@ where
         self
     }
 
-    /// The number of shards (default `4 × cores`, at most the capacity and
-    /// at most [`MAX_SHARDS`]).
+    /// The number of shards (at most the capacity and at most
+    /// [`MAX_SHARDS`]). The default is `16 × cores`, halved while a
+    /// count-bounded cache would give a shard fewer than 64 entries.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -380,7 +399,7 @@ where
             Bound::Count(n) => n as u64,
             Bound::Weight(w) => w,
         };
-        let shards = self.shards.unwrap_or_else(default_shards);
+        let shards = self.shards.unwrap_or_else(|| default_shards(bound));
         if shards == 0 {
             return Err(CacheError::ZeroShards);
         }

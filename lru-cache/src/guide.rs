@@ -92,6 +92,17 @@
 //! exact per shard and approximate overall, which on real workloads changes
 //! the hit ratio very little.
 //!
+//! **How many shards.** Two threads wait for each other only when they want
+//! the same shard at once, and a skewed workload sends its hot keys to a few
+//! shards; so the default is generous, `16 × cores`. On two cores and a
+//! Zipf workload, 32 shards reached about 0.90 of quick_cache's throughput
+//! where 8 reached 0.77 (`lru/concurrent_vs_quick_cache` in BENCHMARKS.md).
+//! A shard too small would be a poor LRU, so the default is halved until
+//! every shard holds at least 64 entries. A key is hashed once: the hash
+//! picks the shard (bits the shard's table does not use, scaled by a
+//! multiply rather than a division) and then serves the shard's table,
+//! which hashes with a clone of the same hasher.
+//!
 //! **Single flight.** When many callers miss on the same key at once (a
 //! "thundering herd" after an expiry), only the first runs the loader. The
 //! others find a *flight* registered under the key and wait on it (a condvar
