@@ -316,7 +316,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// As [`get`](Self::get), with `hash` this cache's hash of `key`: a
     /// sharded cache has hashed the key already, to pick its shard.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
