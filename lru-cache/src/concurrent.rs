@@ -208,16 +208,19 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// shard of a few entries would be an LRU too small to keep its hot keys.
 const MIN_DEFAULT_SHARD_ENTRIES: u64 = 64;
 
-/// The default shard count: `16 × cores` (a power of two), halved while a
-/// count-bounded cache would give a shard fewer than
-/// [`MIN_DEFAULT_SHARD_ENTRIES`]. With two threads on a Zipf workload, 32
-/// shards took about 0.90 of quick_cache's throughput where 8 took 0.77
-/// (BENCHMARKS.md): fewer accesses find their shard's lock taken. More
-/// shards cost nothing on a hit (one shard is locked either way), only a
-/// lock and a few allocations each.
+/// The default shard count. A cache bounded by count gets `16 × cores`
+/// shards (a power of two, at most [`MAX_SHARDS`]), halved while a shard
+/// would hold fewer than [`MIN_DEFAULT_SHARD_ENTRIES`]: with two threads on
+/// a Zipf workload, 32 shards took about 0.90 of quick_cache's throughput
+/// where 8 took 0.77 (BENCHMARKS.md), because fewer accesses find their
+/// shard's lock taken, and a hit costs the same (one shard is locked
+/// either way). A cache bounded by weight keeps `4 × cores`: each shard's
+/// share of the weight is the heaviest entry it can hold, so more shards
+/// would turn away entries that fit before.
 fn default_shards(bound: Bound) -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let mut shards = (cores * 16).next_power_of_two();
+    let per_core = if matches!(bound, Bound::Count(_)) { 16 } else { 4 };
+    let mut shards = cores.saturating_mul(per_core).min(MAX_SHARDS).next_power_of_two();
     if let Bound::Count(entries) = bound {
         while shards > 1 && (entries as u64) < shards as u64 * MIN_DEFAULT_SHARD_ENTRIES {
             shards /= 2;
@@ -379,7 +382,9 @@ where
 
     /// The number of shards (at most the capacity and at most
     /// [`MAX_SHARDS`]). The default is `16 × cores`, halved while a
-    /// count-bounded cache would give a shard fewer than 64 entries.
+    /// count-bounded cache would give a shard fewer than 64 entries; a
+    /// cache bounded by weight gets `4 × cores` (each shard's share of the
+    /// weight bounds the heaviest entry it can hold).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self

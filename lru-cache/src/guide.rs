@@ -98,7 +98,9 @@
 //! Zipf workload, 32 shards reached about 0.90 of quick_cache's throughput
 //! where 8 reached 0.77 (`lru/concurrent_vs_quick_cache` in BENCHMARKS.md).
 //! A shard too small would be a poor LRU, so the default is halved until
-//! every shard holds at least 64 entries. A key is hashed once: the hash
+//! every shard holds at least 64 entries. A cache bounded by weight keeps
+//! `4 × cores` shards: a shard's share of the weight is the heaviest entry
+//! it can hold. A key is hashed once: the hash
 //! picks the shard (bits the shard's table does not use, scaled by a
 //! multiply rather than a division) and then serves the shard's table,
 //! which hashes with a clone of the same hasher.

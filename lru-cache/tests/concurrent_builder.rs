@@ -119,3 +119,24 @@ fn default_shards_hold_at_least_64_entries_each() {
         assert!(shards == most || capacity < 64 * 2 * shards, "{shards} shards for {capacity}");
     }
 }
+
+/// A cache bounded by weight keeps `4 × cores` shards by default: each
+/// shard's share of the weight is the heaviest entry it can hold, and an
+/// entry of that share is stored.
+#[test]
+fn default_shards_of_a_weighted_cache_leave_room_for_heavy_entries() {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let shards = (cores * 4).next_power_of_two();
+    let max = 1u64 << 20;
+    let cache = ConcurrentLruCache::builder()
+        .max_weight(max)
+        .weigher(|_k: &u32, v: &Vec<u8>| v.len() as u64)
+        .build()
+        .unwrap();
+    assert_eq!(cache.shard_count(), shards);
+    let share = usize::try_from(max / shards as u64).unwrap();
+    for k in 0..64u32 {
+        cache.insert(k, vec![0; share]);
+        assert!(cache.contains(&k), "an entry of a shard's whole share ({share}) is stored");
+    }
+}
