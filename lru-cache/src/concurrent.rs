@@ -417,7 +417,10 @@ where
             .map(|i| {
                 // Split exactly: the first `total % n` shards take one more.
                 let share = total / n + u64::from(i < total % n);
-                let mut builder = LruCache::builder().hasher(hasher.clone()).record_stats();
+                let mut builder = LruCache::builder()
+                    .hasher(hasher.clone())
+                    .reserve_at_most(crate::lru::DEFAULT_RESERVE / n as usize)
+                    .record_stats();
                 builder = match bound {
                     Bound::Count(_) => {
                         builder.capacity(usize::try_from(share).unwrap_or(usize::MAX))

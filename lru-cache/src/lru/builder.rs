@@ -41,6 +41,8 @@ pub struct LruBuilder<K, V, S = DefaultHashBuilder> {
     pub(super) clock: Option<Arc<dyn Clock>>,
     pub(super) listener: Option<Listener<K, V>>,
     pub(super) record_stats: bool,
+    /// The most entries `build` makes room for up front.
+    pub(super) reserve_at_most: usize,
     pub(super) hasher: S,
 }
 
@@ -109,8 +111,18 @@ impl<K, V, S> LruBuilder<K, V, S> {
             clock: self.clock,
             listener: self.listener,
             record_stats: self.record_stats,
+            reserve_at_most: self.reserve_at_most,
             hasher,
         }
+    }
+
+    /// Makes room for at most `entries` up front (the default is 65,536); a
+    /// cache grows past it as it fills. A sharded cache splits the default
+    /// over its shards, so that many shards of a huge cache do not each
+    /// allocate it.
+    pub(crate) fn reserve_at_most(mut self, entries: usize) -> Self {
+        self.reserve_at_most = entries;
+        self
     }
 
     /// Builds the cache.
@@ -128,7 +140,7 @@ impl<K, V, S> LruBuilder<K, V, S> {
         // A count-bounded cache will fill up: size the index once. (Capped so
         // that a huge bound does not allocate up front.)
         let reserve = match bound {
-            Bound::Count(n) => n.min(1 << 16),
+            Bound::Count(n) => n.min(self.reserve_at_most),
             Bound::Weight(_) => 0,
         };
         Ok(LruCache {

@@ -33,6 +33,11 @@ const COUNT_STATS: u8 = 1;
 /// `opt_in` bit: some entry has had a time to live, so reads check expiry.
 const CHECK_EXPIRY: u8 = 2;
 
+/// The most entries a cache makes room for when it is built (a cache bounded
+/// by count will fill up, so sizing once saves rehashing; a huge bound does
+/// not allocate up front).
+pub(crate) const DEFAULT_RESERVE: usize = 1 << 16;
+
 /// Entries per cache, at most (slots are `u32`, one is the sentinel).
 const MAX_ENTRIES: usize = u32::MAX as usize - 1;
 
@@ -133,6 +138,7 @@ impl<K: Hash + Eq, V> LruCache<K, V> {
             clock: None,
             listener: None,
             record_stats: false,
+            reserve_at_most: DEFAULT_RESERVE,
             hasher: DefaultHashBuilder::default(),
         }
     }
