@@ -530,9 +530,10 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher> Drop for LeadGuard<'_, K, V
 /// The shard of a key whose hash is `h`, out of `n` (at most
 /// [`MAX_SHARDS`]): bits 20 to 51 of the hash scaled to `0..n` by a
 /// multiply and a shift, not a division (a 64-bit `%` costs tens of cycles
-/// on every access). Those bits are neither the low bits that place a key
-/// in its shard's table nor the top seven bits the table keeps as a tag,
-/// so the keys of one shard still spread over its whole table.
+/// on every access). The shard fixes only the top bits of that window,
+/// which are neither the low bits that place a key in its shard's table
+/// nor the top seven bits the table keeps as a tag, so the keys of one
+/// shard still spread over its whole table.
 #[inline]
 fn shard_index(h: u64, n: usize) -> usize {
     ((u64::from((h >> 20) as u32) * n as u64) >> 32) as usize

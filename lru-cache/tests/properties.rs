@@ -231,6 +231,8 @@ proptest! {
         let clock = ManualClock::new();
         let mut cache = LruCache::builder().capacity(cap).clock(clock.clone()).build().unwrap();
         let mut model = TtlModel::default();
+        // The shared operations, read for this model: a peek is checked as
+        // a get, and a resize or a pop of the tail as a purge.
         for op in ops {
             let now = sysblocks_lru_cache::Clock::now_nanos(&clock);
             match op {

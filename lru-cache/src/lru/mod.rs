@@ -241,6 +241,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             && self.slots.expires(i).is_some_and(|t| self.clock.now_nanos() >= t)
     }
 
+    /// From the first entry with a time to live on (never undone): reads
+    /// check expiry, and every slot keeps one. The bit says the same as the
+    /// expiry array being in use; it is there so that a plain cache's read
+    /// tests stats and expiry in one test of `opt_in`.
+    fn track_expiry(&mut self) {
+        self.opt_in |= CHECK_EXPIRY;
+        self.slots.track_expiry();
+    }
+
     fn weigh(&self, key: &K, value: &V) -> u64 {
         self.weigher.as_ref().map_or(1, |w| w(key, value))
     }
@@ -544,8 +553,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         let expires =
             ttl.and_then(|d| self.clock.now_nanos().checked_add(u64::try_from(d.as_nanos()).ok()?));
         if expires.is_some() {
-            self.opt_in |= CHECK_EXPIRY;
-            self.slots.track_expiry();
+            self.track_expiry();
         }
         if let Some(bucket) = self.table.find_mut(hash, |b| b.key == key) {
             // Replace in place: the key keeps its slot and moves to the front.

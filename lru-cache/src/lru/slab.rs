@@ -88,8 +88,7 @@ impl Slots {
         }
     }
 
-    /// A new slot at the end, for an entry; returns nothing (its index is
-    /// the old length).
+    /// Appends a slot for an entry (its index is the arrays' old length).
     pub(super) fn push(&mut self, hash: u64, weight: u64, expires: Option<u64>) {
         self.hashes.push(hash);
         if !self.weights.is_empty() {
