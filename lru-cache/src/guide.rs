@@ -41,13 +41,17 @@
 //!   dense array; slot 0 is a sentinel, so the list is circular and moving an
 //!   entry to the front is the same six writes wherever it was (no branch to
 //!   mispredict when a skewed workload keeps hitting the head);
-//! * `hashes[slot]` holds the entry's hash, which is how an eviction finds
-//!   the tail's table entry. It has an array of its own, 8 bytes a slot,
-//!   because every miss of a full cache reads it for a cold slot: for
-//!   10,000 entries that array is 80 KB and stays in a core's L2 cache,
-//!   where hash, weight and expiry side by side took 400 KB and the read
-//!   went to memory (the split made our side of the Zipf rows of the benchmarks
-//!   6-9% faster);
+//! * `places[slot]` holds where the entry is: its table bucket, so that an
+//!   eviction takes the tail's entry straight out of its bucket with no
+//!   probe, and its hash, from which the table rehashes without running a
+//!   user's `Hash` (which could panic while entries move). A bucket index
+//!   changes only when the table rehashes; an insert makes sure beforehand
+//!   that it will not (growing the table first if it has no room left),
+//!   and after a rehash every place is read again. The places have an array
+//!   of their own, 16 bytes a slot, because every miss of a full cache
+//!   reads one for a cold slot: for 10,000 entries that array is 160 KB and
+//!   stays in a core's L2 cache, where hash, weight and expiry side by side
+//!   took 400 KB and the read went to memory;
 //! * `weights[slot]` and `expires[slot]` are kept only when in use (a
 //!   weighted cache; a cache where some entry has had a time to live), and
 //!   are empty otherwise.

@@ -21,11 +21,10 @@ impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
 }
 
 impl<'a, K, V, S> Iter<'a, K, V, S> {
-    /// The key (through the table, by the slot's stored hash) and value of
-    /// live slot `i`.
+    /// The key and value of live slot `i` (in the bucket of its place).
     fn entry(&self, i: u32) -> Option<(&'a K, &'a V)> {
         let cache = self.cache;
-        let bucket = cache.table.find(cache.slots.hashes[i as usize], |b| b.slot == i)?;
+        let bucket = cache.table.get_bucket(cache.slots.places[i as usize].bucket)?;
         Some((&bucket.key, &bucket.value))
     }
 

@@ -13,7 +13,7 @@ pub use iter::Iter;
 pub use stats::{CacheStats, RemovalCause};
 
 use builder::check_bound;
-use slab::{Bucket, Entry, Link, SENTINEL, Slots, promote, sentinel_links};
+use slab::{Bucket, Entry, Link, Place, SENTINEL, Slots, promote, sentinel_links};
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
@@ -23,6 +23,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::hash_table::Entry as TableEntry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::clock::Clock;
@@ -209,11 +210,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// user's `Drop`) cannot corrupt it.
     fn detach(&mut self, i: u32) -> Entry<K, V> {
         self.unlink(i);
-        let (hash, weight, expires) =
-            (self.slots.hashes[i as usize], self.slots.weight(i), self.slots.expires(i));
-        let Ok(found) = self.table.find_entry(hash, |b| b.slot == i) else {
-            unreachable!("live slot {i} is indexed")
+        let (place, weight, expires) =
+            (self.slots.places[i as usize], self.slots.weight(i), self.slots.expires(i));
+        let Ok(found) = self.table.get_bucket_entry(place.bucket) else {
+            unreachable!("live slot {i} has a bucket")
         };
+        debug_assert_eq!(found.get().slot, i, "a slot's place holds its entry");
         let (Bucket { key, value, .. }, _) = found.remove();
         // A free slot has no expiry (an expiry-heap item for it is stale).
         self.slots.set_weight_and_expiry(i, 0, None);
@@ -221,6 +223,57 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         self.len -= 1;
         self.total_weight -= u128::from(weight);
         Entry { key, value, expires }
+    }
+
+    /// Puts the entry of an absent key into the table, its slot already
+    /// set up, and records where it went.
+    #[inline]
+    fn place(&mut self, hash: u64, bucket: Bucket<K, V>) {
+        let i = bucket.slot as usize;
+        let rehashes = self.no_growth_left();
+        let places = &self.slots.places;
+        let index =
+            self.table.insert_unique(hash, bucket, |b| places[b.slot as usize].hash).bucket_index();
+        self.slots.places[i] = Place { hash, bucket: index };
+        if rehashes {
+            self.reindex();
+        }
+    }
+
+    /// Whether the table's next insert into an empty bucket rehashes it
+    /// (moving entries to other buckets): it does when no growth is left.
+    #[inline]
+    fn no_growth_left(&self) -> bool {
+        self.table.len() == self.table.capacity()
+    }
+
+    /// Makes sure that the table's next insert moves no entry, growing or
+    /// rehashing it now if it must (and reading every place again).
+    #[inline]
+    fn ensure_growth(&mut self) {
+        if self.no_growth_left() {
+            self.grow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let places = &self.slots.places;
+        self.table.reserve(1, |b| places[b.slot as usize].hash);
+        self.reindex();
+    }
+
+    /// Reads every live slot's bucket again, after the table rehashed.
+    #[cold]
+    #[inline(never)]
+    fn reindex(&mut self) {
+        let (table, places) = (&self.table, &mut self.slots.places);
+        for index in table.iter_buckets() {
+            if let Some(b) = table.get_bucket(index) {
+                places[b.slot as usize].bucket = index;
+            }
+        }
     }
 
     fn notify(&mut self, e: &Entry<K, V>, cause: RemovalCause) {
@@ -287,10 +340,18 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
 
     /// Removes every entry whose time to live has run out (popping the expiry
     /// heap); O(log n) per expired entry.
+    #[inline]
     pub fn purge_expired(&mut self) {
-        if self.expiry.is_empty() {
-            return;
+        if !self.expiry.is_empty() {
+            self.purge_due();
         }
+    }
+
+    /// [`purge_expired`](Self::purge_expired) once some entry has had a time
+    /// to live (kept out of line: a write to a cache without one only tests
+    /// that the heap is empty).
+    #[inline(never)]
+    fn purge_due(&mut self) {
         let now = self.clock.now_nanos();
         while let Some(&Reverse((at, i))) = self.expiry.peek() {
             if at > now {
@@ -371,8 +432,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let i = self.lookup_live(key)?;
-        let hash = self.slots.hashes[i as usize];
-        self.table.find_mut(hash, |b| b.slot == i).map(|b| &mut b.value)
+        let bucket = self.slots.places[i as usize].bucket;
+        self.table.get_bucket_mut(bucket).map(|b| &mut b.value)
     }
 
     #[inline(always)]
@@ -500,18 +561,19 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     #[inline]
     pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V) -> Option<(K, V)> {
         let ttl = self.ttl;
-        match self.insert_entry(hash, key, value, ttl) {
-            Ok(out) => out,
-            Err((key, value, _)) => Some((key, value)),
+        match self.weigh_new(hash, &key, &value) {
+            Ok(weight) => self.insert_weighed(hash, key, value, weight, ttl),
+            Err(_) => Some((key, value)),
         }
     }
 
     /// As [`insert`](Self::insert), with a time to live for this entry only (one
     /// past what the clock can represent means "never expires").
     pub fn insert_with_ttl(&mut self, key: K, value: V, ttl: Duration) -> Option<(K, V)> {
-        match self.insert_entry(self.hasher.hash_one(&key), key, value, Some(ttl)) {
-            Ok(out) => out,
-            Err((key, value, _)) => Some((key, value)),
+        let hash = self.hasher.hash_one(&key);
+        match self.weigh_new(hash, &key, &value) {
+            Ok(weight) => self.insert_weighed(hash, key, value, weight, Some(ttl)),
+            Err(_) => Some((key, value)),
         }
     }
 
@@ -522,32 +584,49 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// # Errors
     /// [`CacheError::EntryTooHeavy`].
     pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<(K, V)>, CacheError> {
+        let hash = self.hasher.hash_one(&key);
+        let weight = self.weigh_new(hash, &key, &value)?;
         let ttl = self.ttl;
-        self.insert_entry(self.hasher.hash_one(&key), key, value, ttl).map_err(|(_, _, e)| e)
+        Ok(self.insert_weighed(hash, key, value, weight, ttl))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn insert_entry(
+    /// The first half of an insert: reclaims expired entries, then weighs
+    /// the new entry. One heavier than the whole bound is an error, and the
+    /// key's old entry is removed.
+    #[inline]
+    fn weigh_new(&mut self, hash: u64, key: &K, value: &V) -> Result<u64, CacheError> {
+        self.purge_expired();
+        let weight = self.weigh(key, value);
+        match self.bound {
+            Bound::Weight(max) if weight > max => Err(self.too_heavy(hash, key, weight, max)),
+            _ => Ok(weight),
+        }
+    }
+
+    /// An entry of `key` too heavy to store: the new value supersedes the
+    /// old one even though it cannot be stored, since keeping the old one
+    /// would serve a stale read (Caffeine likewise drops an entry that
+    /// outweighs the whole cache).
+    #[cold]
+    #[inline(never)]
+    fn too_heavy(&mut self, hash: u64, key: &K, weight: u64, max_weight: u64) -> CacheError {
+        if let Some(i) = self.find(hash, key) {
+            let old = self.detach(i);
+            self.notify(&old, RemovalCause::Replaced);
+        }
+        CacheError::EntryTooHeavy { weight, max_weight }
+    }
+
+    /// The second half of an insert, for an entry that fits: replaces the
+    /// key's entry, or stores a new one and evicts what it must.
+    fn insert_weighed(
         &mut self,
         hash: u64,
         key: K,
         value: V,
+        weight: u64,
         ttl: Option<Duration>,
-    ) -> Result<Option<(K, V)>, (K, V, CacheError)> {
-        self.purge_expired();
-        let weight = self.weigh(&key, &value);
-        if let Bound::Weight(max) = self.bound
-            && weight > max
-        {
-            // The new value supersedes the old one even though it cannot be
-            // stored: keeping the old one would serve a stale read (Caffeine
-            // likewise drops an entry that outweighs the whole cache).
-            if let Some(i) = self.find(hash, &key) {
-                let old = self.detach(i);
-                self.notify(&old, RemovalCause::Replaced);
-            }
-            return Err((key, value, CacheError::EntryTooHeavy { weight, max_weight: max }));
-        }
+    ) -> Option<(K, V)> {
         // A time to live past the end of the clock (u64 nanoseconds, about
         // 584 years from its origin) never expires.
         let expires =
@@ -555,55 +634,65 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         if expires.is_some() {
             self.track_expiry();
         }
-        if let Some(bucket) = self.table.find_mut(hash, |b| b.key == key) {
-            // Replace in place: the key keeps its slot and moves to the front.
-            let i = bucket.slot;
-            let old_key = std::mem::replace(&mut bucket.key, key);
-            let old_value = std::mem::replace(&mut bucket.value, value);
-            let old_weight = self.slots.weight(i);
-            self.slots.set_weight_and_expiry(i, weight, expires);
-            self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
-            if let Some(at) = expires {
-                self.expiry.push(Reverse((at, i)));
-            }
-            self.promote(i);
-            if let Some(listener) = self.listener.as_mut() {
-                listener(&old_key, &old_value, RemovalCause::Replaced);
-            }
-            let mut evicted = Vec::new();
-            while self.over_bound(0, 0) && self.tail() != i {
-                evicted.extend(self.evict_lru());
-            }
-            drop(evicted);
-            return Ok(Some((old_key, old_value)));
-        }
+        // From here an insert into the table moves no other entry, so the
+        // places stay right.
+        self.ensure_growth();
         // The common case of a full cache taking a new key (a bound by
         // count, one entry leaves): the least recently used entry's slot
         // takes the new one, which skips the free list, the unlink and the
         // relink (moving the tail to the front is one promotion).
-        if let Bound::Count(cap) = self.bound
-            && self.len == cap
-            && cap > 0
-        {
-            let i = self.tail();
-            let (old_weight, old_expires) = (self.slots.weight(i), self.slots.expires(i));
-            let Ok(found) = self.table.find_entry(self.slots.hashes[i as usize], |b| b.slot == i)
-            else {
-                unreachable!("live slot {i} is indexed")
-            };
-            let (Bucket { key: old_key, value: old_value, .. }, _) = found.remove();
-            self.slots.set(i, hash, weight, expires);
-            let hashes = &self.slots.hashes;
-            self.table
-                .insert_unique(hash, Bucket { key, value, slot: i }, |b| hashes[b.slot as usize]);
-            self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
-            if let Some(at) = expires {
-                self.expiry.push(Reverse((at, i)));
+        let full = matches!(self.bound, Bound::Count(cap) if self.len == cap);
+        let tail = self.tail();
+        let tail_bucket = self.slots.places[tail as usize].bucket;
+        // One probe finds the key or the bucket a new entry goes in.
+        let places = &self.slots.places;
+        match self.table.entry(hash, |b| b.key == key, |b| places[b.slot as usize].hash) {
+            TableEntry::Occupied(mut found) => {
+                // Replace in place: the key keeps its slot and moves to the front.
+                let bucket = found.get_mut();
+                let i = bucket.slot;
+                let old_key = std::mem::replace(&mut bucket.key, key);
+                let old_value = std::mem::replace(&mut bucket.value, value);
+                let old_weight = self.slots.weight(i);
+                self.slots.set_weight_and_expiry(i, weight, expires);
+                self.total_weight = self.total_weight - u128::from(old_weight) + u128::from(weight);
+                if let Some(at) = expires {
+                    self.expiry.push(Reverse((at, i)));
+                }
+                self.promote(i);
+                if let Some(listener) = self.listener.as_mut() {
+                    listener(&old_key, &old_value, RemovalCause::Replaced);
+                }
+                let mut evicted = Vec::new();
+                while self.over_bound(0, 0) && self.tail() != i {
+                    evicted.extend(self.evict_lru());
+                }
+                drop(evicted);
+                return Some((old_key, old_value));
             }
-            self.promote(i);
-            let old = Entry { key: old_key, value: old_value, expires: old_expires };
-            self.report_eviction(&old);
-            return Ok(Some((old.key, old.value)));
+            TableEntry::Vacant(room) if full && tail != SENTINEL => {
+                let i = tail;
+                let index = room.insert(Bucket { key, value, slot: i }).bucket_index();
+                let Ok(found) = self.table.get_bucket_entry(tail_bucket) else {
+                    unreachable!("live slot {i} has a bucket")
+                };
+                debug_assert_eq!(found.get().slot, i, "a slot's place holds its entry");
+                let (Bucket { key: old_key, value: old_value, .. }, _) = found.remove();
+                // A cache bounded by count has no weigher: the weights (one
+                // each) and their total are unchanged.
+                debug_assert!(self.weigher.is_none() && self.slots.weights.is_empty());
+                let old_expires = self.slots.expires(i);
+                self.slots.places[i as usize] = Place { hash, bucket: index };
+                self.slots.set_weight_and_expiry(i, weight, expires);
+                if let Some(at) = expires {
+                    self.expiry.push(Reverse((at, i)));
+                }
+                self.promote(i);
+                let old = Entry { key: old_key, value: old_value, expires: old_expires };
+                self.report_eviction(&old);
+                return Some((old.key, old.value));
+            }
+            TableEntry::Vacant(_) => {}
         }
         let mut first = None;
         let mut more = Vec::new();
@@ -613,7 +702,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots.set(i, hash, weight, expires);
+                self.slots.set_weight_and_expiry(i, weight, expires);
                 i
             }
             None => {
@@ -623,13 +712,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
                     let doubled = self.links.len() * 2;
                     self.links.resize(doubled, Link { prev: SENTINEL, next: SENTINEL });
                 }
-                self.slots.push(hash, weight, expires);
+                self.slots.push(weight, expires);
                 self.next_fresh += 1;
                 i
             }
         };
-        let hashes = &self.slots.hashes;
-        self.table.insert_unique(hash, Bucket { key, value, slot: i }, |b| hashes[b.slot as usize]);
+        self.place(hash, Bucket { key, value, slot: i });
         self.len += 1;
         self.total_weight += u128::from(weight);
         if let Some(at) = expires {
@@ -637,7 +725,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
         self.push_front(i);
         drop(more);
-        Ok(first)
+        first
     }
 
     /// Removes `key` and returns its value.
@@ -722,5 +810,69 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             }
         }
         drop(table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every live slot's place names the bucket holding its entry, and the
+    /// recency list holds exactly the live slots.
+    fn check_places<K: Hash + Eq, V, S: BuildHasher>(cache: &LruCache<K, V, S>) {
+        let mut listed = 0;
+        let mut i = cache.head();
+        while i != SENTINEL {
+            let bucket = cache.table.get_bucket(cache.slots.places[i as usize].bucket);
+            assert_eq!(bucket.map(|b| b.slot), Some(i), "slot {i}'s place holds its entry");
+            listed += 1;
+            i = cache.links[i as usize].next;
+        }
+        assert_eq!(listed, cache.len);
+        assert_eq!(cache.table.len(), cache.len);
+    }
+
+    /// Churn through a full cache leaves deleted markers in the table until
+    /// no growth is left, and the table then rehashes (in place, or into
+    /// more buckets), moving entries: the places must follow them.
+    #[test]
+    fn places_follow_entries_through_rehashes() {
+        let mut cache = LruCache::new(100).unwrap();
+        let mut no_growth_seen = 0;
+        for k in 0..200_000u64 {
+            if cache.no_growth_left() {
+                no_growth_seen += 1;
+            }
+            cache.insert(k, k);
+            if k % 997 == 0 {
+                check_places(&cache);
+            }
+        }
+        check_places(&cache);
+        assert!(no_growth_seen > 0, "the churn never ran the table out of growth");
+        let newest: Vec<u64> = cache.iter().map(|(k, _)| *k).collect();
+        assert_eq!(newest, (199_900..200_000).rev().collect::<Vec<_>>());
+    }
+
+    /// A weighted cache starts with no room reserved, so its table grows
+    /// (and moves every entry) many times while it fills; removals and
+    /// replacements in between.
+    #[test]
+    fn places_follow_entries_while_the_table_grows() {
+        let mut cache: LruCache<u64, u64> =
+            LruCache::builder().max_weight(50_000).weigher(|_, v: &u64| v % 3 + 1).build().unwrap();
+        for k in 0..30_000u64 {
+            cache.insert(k, k);
+            if k % 3 == 0 {
+                cache.remove(&(k / 2));
+            }
+            if k % 5 == 0 {
+                cache.insert(k / 3, k);
+            }
+            if k % 500 == 0 {
+                check_places(&cache);
+            }
+        }
+        check_places(&cache);
     }
 }
