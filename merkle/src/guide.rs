@@ -100,11 +100,17 @@
 //! | inclusion proof | O(depth × 16) fingerprints |
 //!
 //! In a store of a million keys, a put's time is cache misses more than
-//! arithmetic: the map's slot and the key, the two deepest levels' nodes
-//! (megabytes of array each) and the old value it frees. A put over a
-//! present key reads the deep nodes and the old value before computing the
-//! entry hash, so that those misses are in flight together and the hash's
-//! arithmetic runs while they load.
+//! arithmetic: the map's slot, the two deepest levels' nodes (megabytes of
+//! array each) and the old value it frees. The entries' map is keyed by
+//! position, not by key: two keys with one position would be a SHA-256
+//! collision, and the summary's order already counts on there being none.
+//! So a put knows its path through the summary before it probes the map,
+//! and starts the deep nodes' loads first; the probe compares 32 bytes in
+//! the map's own memory rather than following the key to the heap; and a
+//! put over a present key reads the old value before computing the entry
+//! hash, whose arithmetic runs while it loads. Against a map keyed by key,
+//! that is two fewer misses one after the other: 900-1,000 ns a put
+//! against 1,070-1,140 in three alternating runs of each on one VM.
 //!
 //! ## Trade-offs
 //!

@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::error::MerkleError;
@@ -142,11 +142,32 @@ impl<V: AsRef<[u8]>> Versioned<V> {
     }
 }
 
+/// A key's position, `SHA-256(key)`, as the entries' table key. Two keys
+/// with one position would be a SHA-256 collision, so the position stands
+/// for the key, as it already does in the summary's order. A probe then
+/// compares 32 bytes in the table's own memory instead of following the
+/// key to the heap, and a write knows its summary path before the probe:
+/// at a million keys those are two fewer misses to memory one after the
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position([u8; 32]);
+
+impl Hash for Position {
+    /// The first 8 bytes are uniform already; the table's seeded hasher
+    /// mixes them, so keys chosen to collide in it would need equal
+    /// 64-bit position prefixes.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
 #[derive(Debug, Clone)]
-struct Stored<V> {
+struct Stored<K, V> {
+    key: K,
     entry: Versioned<V>,
     hash: [u8; 32],
-    position: [u8; 32],
 }
 
 /// The node (at `level`) that a key position falls in: its first `level`
@@ -204,11 +225,12 @@ fn node_at(position: &[u8; 32], level: usize) -> u64 {
 /// `let replica: MerkleStore = MerkleStore::new();`.
 #[derive(Debug, Clone)]
 pub struct MerkleStore<K = Vec<u8>, V = Vec<u8>> {
-    /// Entries by key: a hash map, so that a write at a million keys costs
-    /// one probe rather than a B-tree descent of key comparisons.
-    entries: HashMap<K, Stored<V>, foldhash::fast::RandomState>,
-    /// Keys by position, to list the entries under any summary node.
-    by_position: BTreeMap<[u8; 32], K>,
+    /// Entries by position (see [`Position`]): a hash map, so that a write
+    /// at a million keys costs one probe rather than a B-tree descent of
+    /// key comparisons.
+    entries: HashMap<Position, Stored<K, V>, foldhash::fast::RandomState>,
+    /// The positions in order, to list the entries under any summary node.
+    by_position: BTreeSet<[u8; 32]>,
     /// `levels[l]` holds the fingerprints of the nodes at level `l` (see
     /// [`Nodes`]). `levels[0]` holds the root, node 0.
     levels: Vec<Nodes>,
@@ -234,7 +256,7 @@ where
     pub fn new() -> Self {
         MerkleStore {
             entries: HashMap::default(),
-            by_position: BTreeMap::new(),
+            by_position: BTreeSet::new(),
             levels: vec![Nodes::Sparse(Level::default()); SUMMARY_DEPTH + 1],
             live: 0,
         }
@@ -260,7 +282,7 @@ where
     where
         K: Borrow<[u8]>,
     {
-        self.entries.get(key).and_then(|s| s.entry.value.as_ref())
+        self.stored(key).and_then(|s| s.entry.value.as_ref())
     }
 
     /// The entry of `key`, tombstone included.
@@ -268,15 +290,20 @@ where
     where
         K: Borrow<[u8]>,
     {
-        self.entries.get(key).map(|s| &s.entry)
+        self.stored(key).map(|s| &s.entry)
+    }
+
+    /// What is stored for `key`'s bytes.
+    fn stored(&self, key: &[u8]) -> Option<&Stored<K, V>> {
+        self.entries.get(&Position(key_position(key)))
     }
 
     /// Entries in position order (the order of the summary: the same for
     /// any two stores holding the same keys), tombstones included.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &Versioned<V>)> + '_ {
         self.by_position
-            .values()
-            .filter_map(move |k| self.entries.get_key_value(k).map(|(k, s)| (k, &s.entry)))
+            .iter()
+            .filter_map(move |p| self.entries.get(&Position(*p)).map(|s| (&s.key, &s.entry)))
     }
 
     /// Writes `value` at `version`. Returns whether it won (a newer entry
@@ -307,22 +334,22 @@ where
         if let Some(v) = &entry.value {
             check_len("value", v.as_ref())?;
         }
-        let entry_hash_of = |key: &K, entry: &Versioned<V>| {
+        // The position first: the loads of the deepest summary nodes on the
+        // key's path (in a large store each is a miss to memory) then run
+        // beside the table probe.
+        let position = key_position(key.as_ref());
+        touch(&self.levels, &position);
+        let hash_of = |key: &K, entry: &Versioned<V>| {
             entry_hash(key.as_ref(), entry.version, entry.value.as_ref().map(AsRef::as_ref))
         };
         let live_now = entry.value.is_some();
-        // One traversal of the map, and no re-hash of a key already stored.
-        match self.entries.entry(key) {
+        match self.entries.entry(Position(position)) {
             MapEntry::Occupied(mut slot) => {
-                // The deepest levels' nodes are read before the entry hash
-                // is computed: in a large store each is a cache miss, and
-                // the hash's arithmetic runs while they load.
-                let position = slot.get().position;
-                touch(&self.levels, &position);
-                // And the old value's bytes, which are freed below.
+                // The old value's bytes are read now, which are freed below:
+                // their load runs beside the new entry's hash.
                 let old_value = slot.get().entry.value.as_ref();
                 std::hint::black_box(old_value.and_then(|v| v.as_ref().first().copied()));
-                let hash = entry_hash_of(slot.key(), &entry);
+                let hash = hash_of(&key, &entry);
                 let added = Fingerprint::of(&hash);
                 let old = slot.get_mut();
                 if (old.entry.version, old.hash) >= (entry.version, hash) {
@@ -330,6 +357,7 @@ where
                 }
                 let removed = Fingerprint::of(&old.hash);
                 let was_live = old.entry.value.is_some();
+                // The stored key stays: it has the same bytes.
                 old.entry = entry;
                 old.hash = hash;
                 // One difference added on every level: the count is
@@ -344,11 +372,10 @@ where
                 self.live = self.live + usize::from(live_now) - usize::from(was_live);
             }
             MapEntry::Vacant(slot) => {
-                let hash = entry_hash_of(slot.key(), &entry);
+                let hash = hash_of(&key, &entry);
                 let added = Fingerprint::of(&hash);
-                let position = key_position(slot.key().as_ref());
-                self.by_position.insert(position, slot.key().clone());
-                slot.insert(Stored { entry, hash, position });
+                self.by_position.insert(position);
+                slot.insert(Stored { key, entry, hash });
                 update_path(&mut self.levels, &position, |fp| fp.add(&added));
                 self.live += usize::from(live_now);
                 let stored = self.entries.len();
@@ -369,17 +396,17 @@ where
     /// must not sync afterwards without a full comparison, because a delete
     /// it missed may have been purged here and its old value would look new.
     pub fn purge_tombstones(&mut self, horizon: u64) -> usize {
-        let doomed: Vec<K> = self
+        let doomed: Vec<Position> = self
             .entries
             .iter()
             .filter(|(_, s)| s.entry.value.is_none() && s.entry.version < horizon)
-            .map(|(k, _)| k.clone())
+            .map(|(p, _)| *p)
             .collect();
-        for key in &doomed {
-            if let Some(old) = self.entries.remove(key) {
-                self.by_position.remove(&old.position);
+        for position in &doomed {
+            if let Some(old) = self.entries.remove(position) {
+                self.by_position.remove(&position.0);
                 let removed = Fingerprint::of(&old.hash);
-                update_path(&mut self.levels, &old.position, |fp| fp.sub(&removed));
+                update_path(&mut self.levels, &position.0, |fp| fp.sub(&removed));
             }
         }
         doomed.len()
@@ -432,19 +459,21 @@ where
         &self,
         level: usize,
         node: u64,
-    ) -> impl Iterator<Item = (&K, &Stored<V>)> + '_ {
+    ) -> impl Iterator<Item = (&[u8; 32], &Stored<K, V>)> + '_ {
         let (low, high) = position_range(level, node);
-        self.by_position.range(low..=high).filter_map(move |(_, k)| self.entries.get_key_value(k))
+        self.by_position
+            .range(low..=high)
+            .filter_map(move |p| self.entries.get(&Position(*p)).map(|s| (p, s)))
     }
 
     /// Recomputes the whole summary from the entries, for checking that the
     /// incremental one is right (O(n · depth)).
     pub fn summary_from_scratch(&self) -> Vec<Level> {
         let mut levels = vec![Level::default(); SUMMARY_DEPTH + 1];
-        for stored in self.entries.values() {
+        for (position, stored) in &self.entries {
             for (level, nodes) in levels.iter_mut().enumerate() {
                 nodes
-                    .entry(node_at(&stored.position, level))
+                    .entry(node_at(&position.0, level))
                     .or_default()
                     .add(&Fingerprint::of(&stored.hash));
             }
@@ -466,16 +495,17 @@ where
     where
         K: Borrow<[u8]>,
     {
-        let stored = self.entries.get(key)?;
-        let bottom = node_at(&stored.position, SUMMARY_DEPTH);
+        let position = key_position(key);
+        self.entries.get(&Position(position))?;
+        let bottom = node_at(&position, SUMMARY_DEPTH);
         let neighbours = self
             .entries_under(SUMMARY_DEPTH, bottom)
-            .filter(|(k, _)| (*k).borrow() != key)
+            .filter(|(p, _)| **p != position)
             .map(|(_, s)| Fingerprint::of(&s.hash))
             .collect();
         let mut siblings = Vec::with_capacity(SUMMARY_DEPTH);
         for level in (1..=SUMMARY_DEPTH).rev() {
-            let node = node_at(&stored.position, level);
+            let node = node_at(&position, level);
             let parent = node >> 4;
             let others: Vec<Fingerprint> = (0..16u64)
                 .map(|child| (parent << 4) | child)
@@ -511,11 +541,11 @@ where
     ) -> Vec<crate::sync_store::EntrySummary> {
         let len = |bytes: &[u8]| u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         self.entries_under(level, node)
-            .map(|(key, s)| crate::sync_store::EntrySummary {
-                position: truncate(&s.position),
+            .map(|(position, s)| crate::sync_store::EntrySummary {
+                position: truncate(position),
                 version: s.entry.version,
                 hash: truncate(&s.hash),
-                key_len: len(key.as_ref()),
+                key_len: len(s.key.as_ref()),
                 value_len: s.entry.value.as_ref().map(|v| len(v.as_ref())),
             })
             .collect()
@@ -527,8 +557,8 @@ where
         let mut high = [0xffu8; 32];
         low[..prefix.len()].copy_from_slice(prefix);
         high[..prefix.len()].copy_from_slice(prefix);
-        let (_, key) = self.by_position.range(low..=high).next()?;
-        self.entries.get(key).map(|s| (key.clone(), s.entry.clone()))
+        let position = self.by_position.range(low..=high).next()?;
+        self.entries.get(&Position(*position)).map(|s| (s.key.clone(), s.entry.clone()))
     }
 }
 
