@@ -434,7 +434,9 @@ impl Ab {
 
     /// An absolute figure with no peer: `value(iters, elapsed)` of each of
     /// `self.pairs` runs (operations per second, nanoseconds per
-    /// operation, ...), in `unit`.
+    /// operation, ...), in `unit`. With `AB_SIDE` and `AB_OPS` set, runs
+    /// N operations once inside [`measured_region`] and returns an empty
+    /// row, as [`time_ratio`](Self::time_ratio) does.
     pub fn absolute(
         &self,
         id: &str,
@@ -444,6 +446,12 @@ impl Ab {
         mut run: impl FnMut(u64) -> Duration,
         value: impl Fn(u64, Duration) -> f64,
     ) -> Row {
+        // The single-side mode (see `pairs`): N operations, once, for a
+        // profiler; no sample.
+        if let Some((_, ops)) = single_side() {
+            measured_region(&mut run, ops);
+            return Self::ratio_row(id, what, unit, target, Vec::new());
+        }
         let iters = self.calibrate(&mut run);
         run(iters);
         let samples: Vec<f64> = (0..self.pairs).map(|_| value(iters, run(iters))).collect();
