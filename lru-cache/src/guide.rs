@@ -39,8 +39,11 @@
 //!   table's own memory, one cache line for both;
 //! * `links[slot]` holds `prev`/`next` slot numbers, 8 bytes per entry in one
 //!   dense array; slot 0 is a sentinel, so the list is circular and moving an
-//!   entry to the front is the same six writes wherever it was (no branch to
-//!   mispredict when a skewed workload keeps hitting the head);
+//!   entry to the front is the same six writes wherever it was (no branch
+//!   for the ends of the list), except that the head itself is left alone:
+//!   in a shared cache every line a hit writes must move to the other core
+//!   before its next hit on that shard, and a shard's hottest key is often
+//!   its head;
 //! * `places[slot]` holds where the entry is: its table bucket, so that an
 //!   eviction takes the tail's entry straight out of its bucket with no
 //!   probe, and its hash, from which the table rehashes without running a

@@ -131,9 +131,14 @@ pub(super) fn sentinel_links(reserve: usize) -> Vec<Link> {
 }
 
 /// Moves live slot `i` to the front of the recency list: unlink and relink
-/// in one pass, with no branch (promoting the head itself works through the
-/// sentinel), so a skewed workload that often hits the head costs no
-/// mispredictions. The links' length is a power of two, so indexing with
+/// in one pass, with no branch for the ends of the list. The head itself is
+/// left alone: nothing changes, and writing nothing matters in a shared
+/// cache, where each line a hit writes under a shard's lock must move to
+/// the other core before that core's next hit on the shard (with two
+/// threads on Zipf keys, a shard's hottest key is often its head). Measured
+/// against the branch-free promotion of the head, alternating: 0.95, 0.89
+/// and 0.96 of quick_cache's throughput against 0.93, 0.85 and 0.70, for
+/// two more instructions a hit on one thread. The links' length is a power of two, so indexing with
 /// `i & (len - 1)` changes no valid slot and lets the compiler drop the
 /// bounds checks (a masked index is provably in range once the slice is
 /// known to be non-empty).
@@ -143,6 +148,11 @@ pub(super) fn promote(links: &mut [Link], i: u32) {
         return;
     }
     let m = links.len() - 1;
+    // Already the most recent: nothing to write (under a shared cache's
+    // lock, writes are what moves cache lines between cores).
+    if links[SENTINEL as usize & m].next == i {
+        return;
+    }
     let Link { prev, next } = links[i as usize & m];
     links[prev as usize & m].next = next;
     links[next as usize & m].prev = prev;
