@@ -5,6 +5,7 @@
 //! (Redis from REDIS_URL, or a redis-server the bench starts itself). The
 //! 4-worker rates are rows of BENCHMARKS.md: `scripts/bench.sh` runs this.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ fn main() {
             let rate = drain(backend.clone(), n, 4).await;
             if run > 0 {
                 rates.push(rate);
-                scripts.add(ScriptTime::read(&connection).await, before);
+                scripts.add(&ScriptTime::read(&connection).await, &before);
             }
             // Every run starts on the same server state: without the tasks
             // that earlier runs left (kept for the retention), whose growing
@@ -74,11 +75,29 @@ fn main() {
         }
         // What bounds the row: Redis's own time in the claim and ack
         // scripts (INFO commandstats, which counts inside the server).
+        let tasks = (runs * n) as f64;
+        let (usec, calls) = scripts.scripts();
         println!(
             "redis   4 workers: {:.1} us of Redis time in scripts per task ({:.0} us per call, {:.1} calls per 100 tasks)",
-            scripts.usec / (runs * n) as f64,
-            scripts.usec / scripts.calls.max(1) as f64,
-            100.0 * scripts.calls as f64 / (runs * n) as f64,
+            usec / tasks,
+            usec / calls.max(1) as f64,
+            100.0 * calls as f64 / tasks,
+        );
+        // Where that time goes: the commands the scripts call, and the
+        // rest (the scripts' own Lua, and turning each call's arguments
+        // and reply to and from Lua).
+        let inside = scripts.inside_scripts();
+        let called: f64 = inside.iter().map(|c| c.1).sum();
+        let top: Vec<String> = (inside.iter().take(6))
+            .map(|(name, usec, calls)| {
+                format!("{name} {:.2} us ({:.2} calls)", usec / tasks, *calls as f64 / tasks)
+            })
+            .collect();
+        println!(
+            "redis   per task, inside the scripts: {:.1} us in the commands they call ({}), {:.1} us in the scripts' own work",
+            called / tasks,
+            top.join(", "),
+            (usec - called) / tasks,
         );
         Ab::samples(
             "scheduler/redis_4_workers",
@@ -107,12 +126,11 @@ fn registry() -> Registry {
     registry
 }
 
-/// Redis's time in `EVALSHA` and its calls, from INFO commandstats.
-#[derive(Debug, Default, Clone, Copy)]
-struct ScriptTime {
-    usec: f64,
-    calls: u64,
-}
+/// Redis's own time per command, from INFO commandstats: microseconds
+/// and calls of each command, scripts (`evalsha`) and the commands they
+/// call (counted inside a script's time too) alike.
+#[derive(Debug, Default, Clone)]
+struct ScriptTime(BTreeMap<String, (f64, u64)>);
 
 impl ScriptTime {
     async fn read(connection: &redis::aio::ConnectionManager) -> Self {
@@ -121,19 +139,50 @@ impl ScriptTime {
             .query_async(&mut connection.clone())
             .await
             .expect("INFO commandstats");
-        let line = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).unwrap_or_default();
-        let field = |name: &str| {
-            line.split([':', ','])
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        ScriptTime { usec: field("usec"), calls: field("calls") as u64 }
+        let mut commands = BTreeMap::new();
+        for line in info.lines() {
+            let Some((name, fields)) =
+                line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let field = |key: &str| {
+                fields
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            commands.insert(name.to_string(), (field("usec"), field("calls") as u64));
+        }
+        ScriptTime(commands)
     }
 
-    fn add(&mut self, after: ScriptTime, before: ScriptTime) {
-        self.usec += after.usec - before.usec;
-        self.calls += after.calls - before.calls;
+    /// Adds what happened between two readings.
+    fn add(&mut self, after: &ScriptTime, before: &ScriptTime) {
+        for (name, &(usec, calls)) in &after.0 {
+            let (usec_before, calls_before) = before.0.get(name).copied().unwrap_or_default();
+            let total = self.0.entry(name.clone()).or_default();
+            total.0 += usec - usec_before;
+            total.1 += calls - calls_before;
+        }
+    }
+
+    /// The scripts' time and calls.
+    fn scripts(&self) -> (f64, u64) {
+        self.0.get("evalsha").copied().unwrap_or_default()
+    }
+
+    /// The commands the scripts called, most time first: everything but
+    /// the scripts themselves and what the bench sends outside them (its
+    /// polling of the counts, these readings).
+    fn inside_scripts(&self) -> Vec<(&str, f64, u64)> {
+        let mut inside: Vec<_> = (self.0.iter())
+            .filter(|(name, _)| !matches!(name.as_str(), "evalsha" | "hgetall" | "info"))
+            .map(|(name, &(usec, calls))| (name.as_str(), usec, calls))
+            .collect();
+        inside.sort_by(|a, b| b.1.total_cmp(&a.1));
+        inside
     }
 }
 
