@@ -208,18 +208,20 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// shard of a few entries would be an LRU too small to keep its hot keys.
 const MIN_DEFAULT_SHARD_ENTRIES: u64 = 64;
 
-/// The default shard count. A cache bounded by count gets `16 × cores`
+/// The default shard count. A cache bounded by count gets `64 × cores`
 /// shards (a power of two, at most [`MAX_SHARDS`]), halved while a shard
-/// would hold fewer than [`MIN_DEFAULT_SHARD_ENTRIES`]: with two threads on
-/// a Zipf workload, 32 shards took about 0.90 of quick_cache's throughput
-/// where 8 took 0.77 (BENCHMARKS.md), because fewer accesses find their
-/// shard's lock taken, and a hit costs the same (one shard is locked
+/// would hold fewer than [`MIN_DEFAULT_SHARD_ENTRIES`]. With two threads on
+/// a Zipf workload, 128 shards took 1.02 and 1.06 of quick_cache's
+/// throughput where 32 took 0.82 and 0.93, and 8 about 0.77
+/// (BENCHMARKS.md): fewer accesses find their shard's lock taken, and more
+/// hot keys are each the most recent entry of their own shard, where a hit
+/// writes nothing. A hit costs the same otherwise (one shard is locked
 /// either way). A cache bounded by weight keeps `4 × cores`: each shard's
 /// share of the weight is the heaviest entry it can hold, so more shards
 /// would turn away entries that fit before.
 fn default_shards(bound: Bound) -> usize {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let per_core = if matches!(bound, Bound::Count(_)) { 16 } else { 4 };
+    let per_core = if matches!(bound, Bound::Count(_)) { 64 } else { 4 };
     let mut shards = cores.saturating_mul(per_core).min(MAX_SHARDS).next_power_of_two();
     if let Bound::Count(entries) = bound {
         while shards > 1 && (entries as u64) < shards as u64 * MIN_DEFAULT_SHARD_ENTRIES {
@@ -234,7 +236,7 @@ where
     K: Hash + Eq + Clone + 'static,
     V: Clone + 'static,
 {
-    /// A cache of at most `capacity` entries over `16 × cores` shards (fewer
+    /// A cache of at most `capacity` entries over `64 × cores` shards (fewer
     /// for a small cache: each shard holds at least 64 entries, or there is
     /// one shard).
     ///
@@ -381,7 +383,7 @@ where
     }
 
     /// The number of shards (at most the capacity and at most
-    /// [`MAX_SHARDS`]). The default is `16 × cores`, halved while a
+    /// [`MAX_SHARDS`]). The default is `64 × cores`, halved while a
     /// count-bounded cache would give a shard fewer than 64 entries; a
     /// cache bounded by weight gets `4 × cores` (each shard's share of the
     /// weight bounds the heaviest entry it can hold).

@@ -101,9 +101,12 @@
 //!
 //! **How many shards.** Two threads wait for each other only when they want
 //! the same shard at once, and a skewed workload sends its hot keys to a few
-//! shards; so the default is generous, `16 × cores`. On two cores and a
-//! Zipf workload, 32 shards reached about 0.90 of quick_cache's throughput
-//! where 8 reached 0.77 (`lru/concurrent_vs_quick_cache` in BENCHMARKS.md).
+//! shards; so the default is generous, `64 × cores`. On two cores and a
+//! Zipf workload, 128 shards reached 1.02 to 1.06 of quick_cache's
+//! throughput where 32 reached 0.82 to 0.93 and 8 about 0.77
+//! (`lru/concurrent_vs_quick_cache` in BENCHMARKS.md): with more shards,
+//! more of the hot keys are each the head of their own shard, and a hit on
+//! a shard's head writes nothing.
 //! A shard too small would be a poor LRU, so the default is halved until
 //! every shard holds at least 64 entries. A cache bounded by weight keeps
 //! `4 × cores` shards: a shard's share of the weight is the heaviest entry

@@ -106,11 +106,11 @@ fn bad_settings_are_typed_errors() {
 }
 
 /// By default a shard holds at least 64 entries (or there is one shard),
-/// the count is a power of two, and it is at most `16 × cores`.
+/// the count is a power of two, and it is at most `64 × cores`.
 #[test]
 fn default_shards_hold_at_least_64_entries_each() {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let most = (cores * 16).next_power_of_two();
+    let most = (cores * 64).next_power_of_two();
     for capacity in [1, 10, 63, 64, 127, 128, 1_000, 10_000, 1 << 20] {
         let shards = ConcurrentLruCache::<u32, u32>::new(capacity).unwrap().shard_count();
         assert!(shards.is_power_of_two() && shards <= most, "{shards} shards for {capacity}");
