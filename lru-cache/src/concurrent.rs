@@ -917,8 +917,12 @@ mod tests {
     use std::hash::BuildHasher;
 
     /// Every shard count, the smallest and largest included, gets indices
-    /// in range, and a million hashed keys spread evenly: each shard within
-    /// 5% of its share.
+    /// in range, and a million hashed keys spread evenly: each shard's
+    /// count within 7 standard deviations of its share (a shard's count is
+    /// binomial, about `sqrt(share)` wide), which any seed of the hasher
+    /// meets unless the index is skewed. A fixed percentage would not be
+    /// fair to every count: with 1,000 shards of 1,000 keys, 5% is only 1.6
+    /// deviations, and some seeds failed it.
     #[test]
     fn shard_index_is_in_range_and_even() {
         let hasher = hashbrown::DefaultHashBuilder::default();
@@ -933,8 +937,11 @@ mod tests {
             let share = keys as f64 / n as f64;
             if share >= 1000.0 {
                 for (i, &c) in counts.iter().enumerate() {
-                    let off = (f64::from(c) - share).abs() / share;
-                    assert!(off < 0.05, "shard {i} of {n} holds {c} keys, {share} expected");
+                    let off = (f64::from(c) - share).abs();
+                    assert!(
+                        off < 7.0 * share.sqrt(),
+                        "shard {i} of {n} holds {c} keys, {share} expected"
+                    );
                 }
             }
             // Extreme hashes stay in range too.
