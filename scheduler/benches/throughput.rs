@@ -55,18 +55,18 @@ fn main() {
         let connection = redis.connection_manager().await;
         let n = if quick { 1_000 } else { 20_000 };
         let mut rates = Vec::new();
-        let mut scripts = ScriptTime::default();
+        let mut scripts = CommandTime::default();
         // Run 0 warms the server up (its scripts loaded, its allocator
         // grown) and is not counted.
         for run in 0..=runs {
             let queue = format!("{}bench4_{run}", redis.prefix());
             let backend = Arc::new(RedisBackend::new(connection.clone(), &queue).unwrap());
             submit_noops(&backend, n).await;
-            let before = ScriptTime::read(&connection).await;
+            let before = CommandTime::read(&connection).await;
             let rate = drain(backend.clone(), n, 4).await;
             if run > 0 {
                 rates.push(rate);
-                scripts.add(&ScriptTime::read(&connection).await, &before);
+                scripts.add(&CommandTime::read(&connection).await, &before);
             }
             // Every run starts on the same server state: without the tasks
             // that earlier runs left (kept for the retention), whose growing
@@ -130,9 +130,9 @@ fn registry() -> Registry {
 /// and calls of each command, scripts (`evalsha`) and the commands they
 /// call (counted inside a script's time too) alike.
 #[derive(Debug, Default, Clone)]
-struct ScriptTime(BTreeMap<String, (f64, u64)>);
+struct CommandTime(BTreeMap<String, (f64, u64)>);
 
-impl ScriptTime {
+impl CommandTime {
     async fn read(connection: &redis::aio::ConnectionManager) -> Self {
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
@@ -155,11 +155,11 @@ impl ScriptTime {
             };
             commands.insert(name.to_string(), (field("usec"), field("calls") as u64));
         }
-        ScriptTime(commands)
+        CommandTime(commands)
     }
 
     /// Adds what happened between two readings.
-    fn add(&mut self, after: &ScriptTime, before: &ScriptTime) {
+    fn add(&mut self, after: &CommandTime, before: &CommandTime) {
         for (name, &(usec, calls)) in &after.0 {
             let (usec_before, calls_before) = before.0.get(name).copied().unwrap_or_default();
             let total = self.0.entry(name.clone()).or_default();

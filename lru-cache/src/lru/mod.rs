@@ -210,13 +210,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// user's `Drop`) cannot corrupt it.
     fn detach(&mut self, i: u32) -> Entry<K, V> {
         self.unlink(i);
-        let (place, weight, expires) =
-            (self.slots.places[i as usize], self.slots.weight(i), self.slots.expires(i));
-        let Ok(found) = self.table.get_bucket_entry(place.bucket) else {
-            unreachable!("live slot {i} has a bucket")
-        };
-        debug_assert_eq!(found.get().slot, i, "a slot's place holds its entry");
-        let (Bucket { key, value, .. }, _) = found.remove();
+        let (bucket, weight, expires) =
+            (self.slots.places[i as usize].bucket, self.slots.weight(i), self.slots.expires(i));
+        let (key, value) = self.take_bucket(i, bucket);
         // A free slot has no expiry (an expiry-heap item for it is stale).
         self.slots.set_weight_and_expiry(i, 0, None);
         self.free.push(i);
@@ -225,19 +221,29 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         Entry { key, value, expires }
     }
 
+    /// Takes live slot `i`'s entry out of its table bucket (`bucket`, where
+    /// its place says it is), leaving the slot's own records alone.
+    #[inline]
+    fn take_bucket(&mut self, i: u32, bucket: usize) -> (K, V) {
+        let Ok(found) = self.table.get_bucket_entry(bucket) else {
+            unreachable!("live slot {i} has a bucket")
+        };
+        debug_assert_eq!(found.get().slot, i, "a slot's place holds its entry");
+        let (Bucket { key, value, .. }, _) = found.remove();
+        (key, value)
+    }
+
     /// Puts the entry of an absent key into the table, its slot already
     /// set up, and records where it went.
     #[inline]
     fn place(&mut self, hash: u64, bucket: Bucket<K, V>) {
         let i = bucket.slot as usize;
-        let rehashes = self.no_growth_left();
+        // Usually done already by the insert; a no-op then.
+        self.ensure_growth();
         let places = &self.slots.places;
         let index =
             self.table.insert_unique(hash, bucket, |b| places[b.slot as usize].hash).bucket_index();
         self.slots.places[i] = Place { hash, bucket: index };
-        if rehashes {
-            self.reindex();
-        }
     }
 
     /// Whether the table's next insert into an empty bucket rehashes it
@@ -673,11 +679,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             TableEntry::Vacant(room) if full && tail != SENTINEL => {
                 let i = tail;
                 let index = room.insert(Bucket { key, value, slot: i }).bucket_index();
-                let Ok(found) = self.table.get_bucket_entry(tail_bucket) else {
-                    unreachable!("live slot {i} has a bucket")
-                };
-                debug_assert_eq!(found.get().slot, i, "a slot's place holds its entry");
-                let (Bucket { key: old_key, value: old_value, .. }, _) = found.remove();
+                let (old_key, old_value) = self.take_bucket(i, tail_bucket);
                 // A cache bounded by count has no weigher: the weights (one
                 // each) and their total are unchanged.
                 debug_assert!(self.weigher.is_none() && self.slots.weights.is_empty());
