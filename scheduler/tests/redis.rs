@@ -150,6 +150,25 @@ async fn an_ack_releases_the_children_of_a_task_stored_without_the_kids_field() 
 }
 
 #[tokio::test]
+async fn a_child_submitted_while_its_parent_runs_is_released_by_the_parents_ack() {
+    use sysblocks_scheduler::{Backend, TaskId, TaskState};
+    let redis = Redis::new();
+    let backend = standalone(&redis, "late_child").await;
+    let now = 1_700_000_000_000;
+    let task = |id: &str, parents: &[&str]| common::plain_task(id, parents, now);
+    backend.submit(vec![task("p", &[])], now).await.unwrap();
+    // Claimed while it had no children: its ack must still find the one
+    // submitted after the claim.
+    let (claimed, _) = backend.claim(now, 1_000, 1).await.unwrap();
+    backend.submit(vec![task("c", &["p"])], now).await.unwrap();
+    let child = backend.info(&TaskId::from("c")).await.unwrap().unwrap();
+    assert_eq!(child.state, TaskState::Waiting, "its parent is running");
+    backend.ack(&claimed[0].id, claimed[0].token, now).await.unwrap();
+    let child = backend.info(&TaskId::from("c")).await.unwrap().unwrap();
+    assert_eq!(child.state, TaskState::Ready, "released by its parent's ack");
+}
+
+#[tokio::test]
 async fn succeeded_tasks_expire_after_the_retention() {
     use sysblocks_scheduler::{Backend, Scheduler, Task};
     let redis = Redis::new();
