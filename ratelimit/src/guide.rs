@@ -26,6 +26,11 @@
 //!
 //! One number fits one `AtomicU64`, so [`TokenBucket`](crate::TokenBucket)
 //! is a compare-and-swap loop with no lock, and a denial writes nothing.
+//! Under contention (threads sharing one limiter) the cost is the word's
+//! cache line moving between cores; a check that loses the swap pauses a
+//! few spins before it retries, which lets the winner make its next checks
+//! on a line it still holds (2 threads: under half of governor's time per
+//! check, whose loop retries at once; see BENCHMARKS.md).
 //! Everything is integer nanoseconds, the arithmetic `governor` uses, so
 //! the two agree on every decision (tested over a million random arrivals).
 //! Every decision also says how many tokens remain, when the bucket is full
