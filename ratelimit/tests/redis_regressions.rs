@@ -300,3 +300,69 @@ async fn a_local_denial_reports_the_reset_redis_reported() {
     assert!(local.retry_after.unwrap() <= remote.retry_after.unwrap());
     assert_eq!(local.remaining, remote.remaining);
 }
+
+/// The buckets write each key once per batch, after every decision: when
+/// Redis refuses that write (out of memory), every check of the batch on
+/// that key fails and none of them is stored, while a peek, which writes
+/// nothing, still decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_fails_the_checks_that_needed_it_and_stores_nothing() {
+    let redis = Redis::private();
+    let mut admin = redis.connection_manager().await;
+    for algorithm in [Algorithm::TokenBucket, Algorithm::LeakyBucket] {
+        let limit = Limit::new(algorithm, Rate::per_second(10).unwrap()).with_burst(10);
+        let prefix = redis.key(&format!("oom{algorithm:?}:"));
+        let limiter = Arc::new(
+            RedisLimiter::new(redis.connection_manager().await, limit, &prefix)
+                .unwrap()
+                .with_policy(FailurePolicy::Error)
+                .with_shortcut(0),
+        );
+        // A key of another type, whose read fails inside the decision loop.
+        let _: () = redis::cmd("HSET")
+            .arg(limiter.redis_key("bad"))
+            .arg(&["f", "v"])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "1"])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        // Checks of one key in flight together (so mostly in one batch),
+        // interleaved with checks of the bad key (failing in the loop, so
+        // both kinds of failure meet in a batch: each must get its own
+        // error), and a peek of another key.
+        let checks: Vec<_> = (0..32)
+            .map(|n| {
+                let limiter = limiter.clone();
+                let key = if n % 2 == 0 { "hot" } else { "bad" };
+                tokio::spawn(async move { (key, limiter.check(key).await) })
+            })
+            .collect();
+        let peek = limiter.peek_n("cold", 1).await;
+        for check in checks {
+            let (key, refused) = check.await.unwrap();
+            let expected = if key == "hot" { "OOM" } else { "WRONGTYPE" };
+            assert!(
+                matches!(&refused, Err(LimitError::Backend(e)) if e.to_string().contains(expected)),
+                "{algorithm:?}: {key}: {refused:?}"
+            );
+        }
+        assert!(peek.unwrap().allowed, "{algorithm:?}: a peek writes nothing, so it decides");
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "0"])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let stored: bool = redis::cmd("EXISTS")
+            .arg(limiter.redis_key("hot"))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(!stored, "{algorithm:?}: the failed checks stored nothing");
+        let after = limiter.check("hot").await.unwrap();
+        assert_eq!(after.remaining, 9, "{algorithm:?}: a full bucket, as if never checked");
+    }
+}

@@ -13,6 +13,8 @@
 -- an error, the failed decision's partial reply is cut, -1 put in its
 -- place and its text kept, and the batch goes on from the next decision.
 local out, errors = {now}, {}
+-- The place in `out` of each failed decision's -1, in step with `errors`.
+local failed_at = {}
 local stride, modes, same_cost = tonum(ARGV[6]), ARGV[7], tonum(ARGV[8])
 local total = #modes
 local names = {[99] = 'check', [112] = 'peek', [114] = 'refund'}
@@ -33,7 +35,24 @@ while next_i <= total do
     for j = #out, mark + 1, -1 do out[j] = nil end
     out[mark + 1] = -1
     errors[#errors + 1] = type(err) == 'table' and (err.err or 'error') or tostring(err)
+    failed_at[#failed_at + 1] = mark + 1
     next_i = next_i + 1
+  end
+end
+-- An algorithm that defers its writes to the end of the batch (flush, set
+-- by the algorithm) fails a decision after the loop: its value becomes
+-- -1 and its error text takes its place among the others, in order.
+if flush then
+  local late = {}
+  flush(out, function(place, err)
+    out[place] = -1
+    late[#late + 1] = {place, type(err) == 'table' and (err.err or 'error') or tostring(err)}
+  end)
+  if #late > 0 then
+    for j = 1, #errors do late[#late + 1] = {failed_at[j], errors[j]} end
+    table.sort(late, function(a, b) return a[1] < b[1] end)
+    errors = {}
+    for j = 1, #late do errors[j] = late[j][2] end
   end
 end
 -- Packed a thousand numbers per struct.pack call (unpack has a limit).
