@@ -80,9 +80,9 @@ local function decide(key, _, mode, cost, out, i)
   places[#places + 1] = #out
 end
 -- Writes each changed key once. A write that fails (out of memory, say)
--- fails every decision of the batch on that key, which then wrote
--- nothing, as a failed decision must not have.
-flush = function(out, fail)
+-- fails every decision of the batch on that key: none of them is stored,
+-- as a failed decision must store nothing.
+flush = function(fail)
   for _, key in ipairs(order) do
     local s = pending[key]
     if s[4] then

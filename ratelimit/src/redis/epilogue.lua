@@ -44,7 +44,7 @@ end
 -- -1 and its error text takes its place among the others, in order.
 if flush then
   local late = {}
-  flush(out, function(place, err)
+  flush(function(place, err)
     out[place] = -1
     late[#late + 1] = {place, type(err) == 'table' and (err.err or 'error') or tostring(err)}
   end)
