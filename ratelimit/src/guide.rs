@@ -150,10 +150,11 @@
 //!   and copies it into the script's tables; the client parses each reply
 //!   value at a cost of its own (more than the decision itself). So a
 //!   batch's modes go as one letter each and a shared cost once, the bucket
-//!   script reads all its keys with one `MGET` and writes each changed key
-//!   once, after the batch's last decision (a hot key with many requests
-//!   in one batch costs one read and one write, not one of each per
-//!   request; a write Redis refuses fails every decision that needed it),
+//!   script reads all its keys with one `MGET`, the bucket, fixed window
+//!   and sliding counter scripts write each changed key once, after the
+//!   batch's last decision (a hot key with many requests in one batch
+//!   costs one read and one write, not one of each per request; a write
+//!   Redis refuses fails every decision that needed it),
 //!   and the reply is one string
 //!   of packed 8-byte integers plus the texts of any failed decisions. A
 //!   caller's wait is bounded by a deadline carried in its queued request:

@@ -88,7 +88,7 @@ flush = function(fail)
     if s[4] then
       local ok, err = pcall(store, key, s[1], s[2], s[3])
       if not ok then
-        for _, place in ipairs(s[5]) do fail(place, err) end
+        for _, place in ipairs(s[5]) do fail(place, 1, err) end
       end
     end
   end

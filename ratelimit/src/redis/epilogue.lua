@@ -40,19 +40,27 @@ while next_i <= total do
   end
 end
 -- An algorithm that defers its writes to the end of the batch (flush, set
--- by the algorithm) fails a decision after the loop: its value becomes
--- -1 and its error text takes its place among the others, in order.
+-- by the algorithm) fails a decision after the loop, by the place and
+-- length of its reply in `out`: the reply becomes one -1, and its error
+-- text takes its place among the others, in decision order.
 if flush then
   local late = {}
-  flush(function(place, err)
-    out[place] = -1
-    late[#late + 1] = {place, type(err) == 'table' and (err.err or 'error') or tostring(err)}
+  flush(function(start, len, err)
+    late[#late + 1] = {start, len, type(err) == 'table' and (err.err or 'error') or tostring(err)}
   end)
   if #late > 0 then
-    for j = 1, #errors do late[#late + 1] = {failed_at[j], errors[j]} end
+    table.sort(late, function(a, b) return a[1] < b[1] end)
+    local kept, n = {}, 1
+    for _, f in ipairs(late) do
+      while n < f[1] do kept[#kept + 1], n = out[n], n + 1 end
+      kept[#kept + 1], n = -1, n + f[2]
+    end
+    while n <= #out do kept[#kept + 1], n = out[n], n + 1 end
+    out = kept
+    for j = 1, #errors do late[#late + 1] = {failed_at[j], 1, errors[j]} end
     table.sort(late, function(a, b) return a[1] < b[1] end)
     errors = {}
-    for j = 1, #late do errors[j] = late[j][2] end
+    for j = 1, #late do errors[j] = late[j][3] end
   end
 end
 -- Packed a thousand numbers per struct.pack call (unpack has a limit).

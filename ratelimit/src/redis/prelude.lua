@@ -38,8 +38,9 @@ local function reply(out, ...)
   for j = 1, count do out[n + 1 + j] = (select(j, ...)) end
 end
 -- An algorithm that writes its keys once per batch, after every decision,
--- sets flush(fail) to do so; fail(place, err) fails the decision whose
--- value is out[place] (see the epilogue).
+-- sets flush(fail) to do so; fail(start, len, err) fails the decision
+-- whose reply is the len values of `out` from out[start] (see the
+-- epilogue).
 local flush
 -- Each algorithm defines decide(key, aux, mode, cost, out, i), which
 -- appends its state to `out` as its last step: with reply(), or (the
