@@ -50,13 +50,16 @@ if flush then
   end)
   if #late > 0 then
     table.sort(late, function(a, b) return a[1] < b[1] end)
+    -- `out` again, each failed reply cut down to its -1.
     local kept, n = {}, 1
     for _, f in ipairs(late) do
-      while n < f[1] do kept[#kept + 1], n = out[n], n + 1 end
-      kept[#kept + 1], n = -1, n + f[2]
+      for j = n, f[1] - 1 do kept[#kept + 1] = out[j] end
+      kept[#kept + 1] = -1
+      n = f[1] + f[2]
     end
-    while n <= #out do kept[#kept + 1], n = out[n], n + 1 end
+    for j = n, #out do kept[#kept + 1] = out[j] end
     out = kept
+    -- The error texts, the loop's and these, in the order of their places.
     for j = 1, #errors do late[#late + 1] = {failed_at[j], 1, errors[j]} end
     table.sort(late, function(a, b) return a[1] < b[1] end)
     errors = {}
