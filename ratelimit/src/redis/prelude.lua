@@ -42,6 +42,39 @@ end
 -- whose reply is the len values of `out` from out[start] (see the
 -- epilogue).
 local flush
+-- The windows' keys within a batch (the fixed window and the sliding
+-- counter; the buckets keep a leaner table of their own): each key is read
+-- once, by held(key, read), where read(key) returns its state as a table;
+-- decisions change that table (setting dirty when it needs writing) and
+-- say where their replies went with replied(); flush_held(write, fail)
+-- then writes each changed key once, by write(key, state), and a write
+-- that fails fails every decision of the batch on that key.
+local held_states, held_order = {}, {}
+local function held(key, read)
+  local s = held_states[key]
+  if not s then
+    s = read(key)
+    s.starts, s.lens = {}, {}
+    held_states[key] = s
+    held_order[#held_order + 1] = key
+  end
+  return s
+end
+-- The reply that a decision on state s appended to `out` from out[start].
+local function replied(s, out, start)
+  s.starts[#s.starts + 1], s.lens[#s.lens + 1] = start, #out - start + 1
+end
+local function flush_held(write, fail)
+  for _, key in ipairs(held_order) do
+    local s = held_states[key]
+    if s.dirty then
+      local ok, err = pcall(write, key, s)
+      if not ok then
+        for j = 1, #s.starts do fail(s.starts[j], s.lens[j], err) end
+      end
+    end
+  end
+end
 -- Each algorithm defines decide(key, aux, mode, cost, out, i), which
 -- appends its state to `out` as its last step: with reply(), or (the
 -- buckets, whose state is one number) that number alone. i is the
