@@ -30,66 +30,47 @@ local function store(key, stored, same_quantum, value)
     call('SET', key, format(tagged, value), 'PXAT', int(deadline(value)))
   end
 end
--- Every key of the batch is read once and written at most once: a key
--- asked for many times in one call (a hot key: many requests in flight
--- for one client) costs one read and one write, not one of each per
--- request. Its state between its requests lives in `pending`, and
--- flush() writes the final states after the last decision. The reads are
--- one MGET: a GET per key costs a script about twice as much. MGET
--- answers nil for a missing key and for a key of another type alike, so
--- a nil is read again with GET, which fails (WRONGTYPE) for the second.
+-- Every key of the batch is read once and written at most once (held()
+-- in the prelude): a key asked for many times in one call (a hot key:
+-- many requests in flight for one client) costs one read and one write,
+-- not one of each per request. The reads are one MGET: a GET per key
+-- costs a script about twice as much. MGET answers nil for a missing key
+-- and for a key of another type alike, so a nil is read again with GET,
+-- which fails (WRONGTYPE) for the second.
 local prefetched = #KEYS > 0 and call('MGET', unpack(KEYS)) or {}
--- key -> {stored, same_quantum, value, dirty, places}: what the key held
--- (nil: absent), its TAT after the batch's decisions so far, whether
--- that needs writing, and the places in `out` of its decisions.
-local pending, order = {}, {}
-local function state(key, i)
-  local s = pending[key]
-  if s then return s end
+-- A key's state: stored, the TAT it held (nil: absent), same_quantum,
+-- whether its TTL was set for this quantum, tat, the TAT after the
+-- batch's decisions so far, and dirty.
+local function read(key, i)
   local raw = prefetched[i] or call('GET', key)
   local stored, same_quantum = nil, false
   if raw then
     local v, q = match(raw, '^(%d+) ?(%d*)$')
     stored, same_quantum = tonum(v), q == quantum_text
   end
-  s = {stored, same_quantum, stored, false, {}}
-  pending[key] = s
-  order[#order + 1] = key
-  return s
+  return {stored = stored, same_quantum = same_quantum, tat = stored, dirty = false}
 end
 local function decide(key, _, mode, cost, out, i)
-  local s = state(key, i)
-  local current = s[3]
-  local places = s[5]
+  local s = held(key, read, i)
+  local current = s.tat
+  local start = #out + 1
   if mode == 'refund' then
     if current and current > now then
-      s[3], s[4] = max(current - t * cost, now), true
+      s.tat, s.dirty = max(current - t * cost, now), true
     end
     -- A refund's reply is not used.
-    out[#out + 1] = 0
-    places[#places + 1] = #out
-    return
-  end
-  local tat = current or now
-  if mode == 'check' and now >= tat + t * (cost - 1) - tau then
-    s[3], s[4] = max(tat, now) + t * cost, true
-  end
-  -- One value per decision, not reply()'s count and values: each value
-  -- costs the client a parse.
-  out[#out + 1] = tat
-  places[#places + 1] = #out
-end
--- Writes each changed key once. A write that fails (out of memory, say)
--- fails every decision of the batch on that key: none of them is stored,
--- as a failed decision must store nothing.
-flush = function(fail)
-  for _, key in ipairs(order) do
-    local s = pending[key]
-    if s[4] then
-      local ok, err = pcall(store, key, s[1], s[2], s[3])
-      if not ok then
-        for _, place in ipairs(s[5]) do fail(place, 1, err) end
-      end
+    out[start] = 0
+  else
+    local tat = current or now
+    if mode == 'check' and now >= tat + t * (cost - 1) - tau then
+      s.tat, s.dirty = max(tat, now) + t * cost, true
     end
+    -- One value per decision, not reply()'s count and values: each value
+    -- costs the client a parse.
+    out[start] = tat
   end
+  replied(s, out, start)
+end
+store_held = function(key, s)
+  store(key, s.stored, s.same_quantum, s.tat)
 end

@@ -7,14 +7,19 @@
 --
 -- A decision that fails (a key of another type under the prefix:
 -- WRONGTYPE) fails alone and every other decision of the batch stands. A
--- decision reads before it writes and appends to the reply last, so a
--- failed one has written nothing. One pcall covers the whole batch (not
+-- decision reads before it writes (a held key is written after the last
+-- decision, below) and appends to the reply last, so a failed one has
+-- written nothing. One pcall covers the whole batch (not
 -- one per decision, which costs Lua a frame each); when it catches
 -- an error, the failed decision's partial reply is cut, -1 put in its
 -- place and its text kept, and the batch goes on from the next decision.
-local out, errors = {now}, {}
--- The place in `out` of each failed decision's -1, in step with `errors`.
-local failed_at = {}
+--
+-- failures: per failed decision, the place of its -1 in `out` and its
+-- error text.
+local out, failures = {now}, {}
+local function error_text(err)
+  return type(err) == 'table' and (err.err or 'error') or tostring(err)
+end
 local stride, modes, same_cost = tonum(ARGV[6]), ARGV[7], tonum(ARGV[8])
 local total = #modes
 local names = {[99] = 'check', [112] = 'peek', [114] = 'refund'}
@@ -34,36 +39,38 @@ while next_i <= total do
   if not ok then
     for j = #out, mark + 1, -1 do out[j] = nil end
     out[mark + 1] = -1
-    errors[#errors + 1] = type(err) == 'table' and (err.err or 'error') or tostring(err)
-    failed_at[#failed_at + 1] = mark + 1
+    failures[#failures + 1] = {mark + 1, error_text(err)}
     next_i = next_i + 1
   end
 end
--- An algorithm that defers its writes to the end of the batch (flush, set
--- by the algorithm) fails a decision after the loop, by the place and
--- length of its reply in `out`: the reply becomes one -1, and its error
--- text takes its place among the others, in decision order.
-if flush then
-  local late = {}
-  flush(function(start, len, err)
-    late[#late + 1] = {start, len, type(err) == 'table' and (err.err or 'error') or tostring(err)}
-  end)
-  if #late > 0 then
-    table.sort(late, function(a, b) return a[1] < b[1] end)
-    -- `out` again, each failed reply cut down to its -1.
+-- The held keys' writes (see the prelude). A decision that fails here
+-- has its reply, already in `out`, cut down to one -1.
+if store_held then
+  local cut = {}
+  for _, key in ipairs(held_order) do
+    local s = held_states[key]
+    if s.dirty then
+      local ok, err = pcall(store_held, key, s)
+      if not ok then
+        for j = 1, #s.starts do
+          cut[#cut + 1] = {s.starts[j], s.lens[j]}
+          failures[#failures + 1] = {s.starts[j], error_text(err)}
+        end
+      end
+    end
+  end
+  if #cut > 0 then
+    table.sort(cut, function(a, b) return a[1] < b[1] end)
     local kept, n = {}, 1
-    for _, f in ipairs(late) do
-      for j = n, f[1] - 1 do kept[#kept + 1] = out[j] end
+    for _, c in ipairs(cut) do
+      for j = n, c[1] - 1 do kept[#kept + 1] = out[j] end
       kept[#kept + 1] = -1
-      n = f[1] + f[2]
+      n = c[1] + c[2]
     end
     for j = n, #out do kept[#kept + 1] = out[j] end
     out = kept
-    -- The error texts, the loop's and these, in the order of their places.
-    for j = 1, #errors do late[#late + 1] = {failed_at[j], 1, errors[j]} end
-    table.sort(late, function(a, b) return a[1] < b[1] end)
-    errors = {}
-    for j = 1, #late do errors[j] = late[j][3] end
+    -- The error texts go in the order of the decisions they belong to.
+    table.sort(failures, function(a, b) return a[1] < b[1] end)
   end
 end
 -- Packed a thousand numbers per struct.pack call (unpack has a limit).
@@ -73,5 +80,5 @@ for from = 1, #out, 1000 do
   packed[#packed + 1] = struct.pack('<' .. string.rep('i8', to - from + 1), unpack(out, from, to))
 end
 local result = {table.concat(packed)}
-for j = 1, #errors do result[j + 1] = errors[j] end
+for j = 1, #failures do result[j + 1] = failures[j][2] end
 return result

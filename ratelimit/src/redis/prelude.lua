@@ -37,23 +37,20 @@ local function reply(out, ...)
   out[n + 1] = count
   for j = 1, count do out[n + 1 + j] = (select(j, ...)) end
 end
--- An algorithm that writes its keys once per batch, after every decision,
--- sets flush(fail) to do so; fail(start, len, err) fails the decision
--- whose reply is the len values of `out` from out[start] (see the
--- epilogue).
-local flush
--- The windows' keys within a batch (the fixed window and the sliding
--- counter; the buckets keep a leaner table of their own): each key is read
--- once, by held(key, read), where read(key) returns its state as a table;
--- decisions change that table (setting dirty when it needs writing) and
--- say where their replies went with replied(); flush_held(write, fail)
--- then writes each changed key once, by write(key, state), and a write
--- that fails fails every decision of the batch on that key.
+-- Keys written once per batch (the buckets, the fixed window and the
+-- sliding counter; the log writes within each decision). Each key is read
+-- once, by held(key, read, i), where read(key, i) returns its state as a
+-- table; the batch's decisions on the key change that table (setting
+-- dirty when it needs writing) and say where their replies went with
+-- replied(). After the last decision the epilogue writes each changed key
+-- once, by store_held(key, state), which the algorithm sets; a write that
+-- fails fails every decision of the batch on that key.
+local store_held
 local held_states, held_order = {}, {}
-local function held(key, read)
+local function held(key, read, i)
   local s = held_states[key]
   if not s then
-    s = read(key)
+    s = read(key, i)
     s.starts, s.lens = {}, {}
     held_states[key] = s
     held_order[#held_order + 1] = key
@@ -63,17 +60,6 @@ end
 -- The reply that a decision on state s appended to `out` from out[start].
 local function replied(s, out, start)
   s.starts[#s.starts + 1], s.lens[#s.lens + 1] = start, #out - start + 1
-end
-local function flush_held(write, fail)
-  for _, key in ipairs(held_order) do
-    local s = held_states[key]
-    if s.dirty then
-      local ok, err = pcall(write, key, s)
-      if not ok then
-        for j = 1, #s.starts do fail(s.starts[j], s.lens[j], err) end
-      end
-    end
-  end
 end
 -- Each algorithm defines decide(key, aux, mode, cost, out, i), which
 -- appends its state to `out` as its last step: with reply(), or (the

@@ -3,8 +3,8 @@
 -- with the stored (w, c, p).
 --
 -- Each key is read once and written at most once per batch (held() in
--- the prelude): flush() writes its final state, with the expiry of the
--- batch's last write, after the last decision.
+-- the prelude): store_held() writes its final state, with the expiry of
+-- the batch's last write, after the last decision.
 local window = period
 -- A key's state: w, c, p, dirty, and ttl, the expiry in ms of the last
 -- write.
@@ -42,9 +42,7 @@ local function decide(key, _, mode, cost, out)
   end
   replied(s, out, start)
 end
-flush = function(fail)
-  flush_held(function(key, s)
-    call('HSET', key, 'w', int(s.w), 'c', int(s.c), 'p', int(s.p))
-    call('PEXPIRE', key, s.ttl)
-  end, fail)
+store_held = function(key, s)
+  call('HSET', key, 'w', int(s.w), 'c', int(s.c), 'p', int(s.p))
+  call('PEXPIRE', key, s.ttl)
 end

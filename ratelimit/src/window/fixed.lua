@@ -2,8 +2,8 @@
 -- {w = window index, c = count}. Replies with the stored (w, c).
 --
 -- Each key is read once and written at most once per batch (held() in
--- the prelude): flush() writes its final state, with the expiry that the
--- batch's last admission set, after the last decision.
+-- the prelude): store_held() writes its final state, with the expiry that
+-- the batch's last admission set, after the last decision.
 local window = period
 -- A key's state: w, c, dirty, and ttl, the expiry in ms that the last
 -- admission set (nil: none, the key keeps its own).
@@ -33,9 +33,7 @@ local function decide(key, _, mode, cost, out)
   end
   replied(s, out, start)
 end
-flush = function(fail)
-  flush_held(function(key, s)
-    call('HSET', key, 'w', int(s.w), 'c', int(s.c))
-    if s.ttl then call('PEXPIRE', key, s.ttl) end
-  end, fail)
+store_held = function(key, s)
+  call('HSET', key, 'w', int(s.w), 'c', int(s.c))
+  if s.ttl then call('PEXPIRE', key, s.ttl) end
 end
