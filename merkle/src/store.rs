@@ -496,7 +496,9 @@ where
         K: Borrow<[u8]>,
     {
         let position = key_position(key);
-        self.entries.get(&Position(position))?;
+        if !self.entries.contains_key(&Position(position)) {
+            return None;
+        }
         let bottom = node_at(&position, SUMMARY_DEPTH);
         let neighbours = self
             .entries_under(SUMMARY_DEPTH, bottom)

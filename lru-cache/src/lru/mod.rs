@@ -234,12 +234,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     }
 
     /// Puts the entry of an absent key into the table, its slot already
-    /// set up, and records where it went.
+    /// set up, and records where it went. The insert made sure of room
+    /// before its evictions (which only free buckets), so this moves no
+    /// other entry.
     #[inline]
     fn place(&mut self, hash: u64, bucket: Bucket<K, V>) {
         let i = bucket.slot as usize;
-        // Usually done already by the insert; a no-op then.
-        self.ensure_growth();
+        debug_assert!(!self.no_growth_left(), "the insert ensured growth");
         let places = &self.slots.places;
         let index =
             self.table.insert_unique(hash, bucket, |b| places[b.slot as usize].hash).bucket_index();
