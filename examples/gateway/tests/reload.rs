@@ -50,11 +50,19 @@ async fn sighup_swaps_the_routes_and_a_bad_file_keeps_the_old_ones() {
     assert_eq!(status(&client, format!("http://{gw}/a")).await, StatusCode::OK);
     assert_eq!(status(&client, format!("http://{gw}/b")).await, StatusCode::NOT_FOUND);
 
-    // A slow request is in flight on its connection while the routes change.
+    // A slow request is in flight on its connection while the routes change:
+    // the reload starts only once the upstream has it (the gateway routed
+    // it under the old routes), however late the spawned task runs.
+    let before = up.served();
     let slow = {
         let (client, url) = (client.clone(), format!("http://{gw}/a/slow?latency_ms=800"));
         tokio::spawn(async move { status(&client, url).await })
     };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.served() == before {
+        assert!(Instant::now() < deadline, "the slow request never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     std::fs::write(&path, config(up.address(), "/b")).unwrap();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
