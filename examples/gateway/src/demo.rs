@@ -20,8 +20,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::upstream_sim::UpstreamSim;
 
-/// A child process, killed on drop.
-struct Killed(Child);
+/// A child process, killed (and reaped) on drop, so that nothing it
+/// started outlives a demo or a test that fails half way.
+#[derive(Debug)]
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -31,7 +33,8 @@ impl Drop for Killed {
 }
 
 /// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {

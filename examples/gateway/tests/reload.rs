@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sysblocks_gateway::demo::{Killed, TempDir};
 use sysblocks_gateway::upstream_sim::UpstreamSim;
 
 fn config(up: std::net::SocketAddr, prefix: &str) -> String {
@@ -30,22 +31,27 @@ async fn status(client: &Client<HttpConnector, Body>, url: String) -> StatusCode
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_the_routes_and_a_bad_file_keeps_the_old_ones() {
     let up = UpstreamSim::start("up", "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("sysblocks-gateway-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("sysblocks-gateway-reload-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("gateway.toml");
     std::fs::write(&path, config(up.address(), "/a")).unwrap();
-    let log = dir.join("stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let log = dir.0.join("stderr");
+    // Killed when the test ends, passed or not.
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let gw = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     assert_eq!(status(&client, format!("http://{gw}/a")).await, StatusCode::OK);
     assert_eq!(status(&client, format!("http://{gw}/b")).await, StatusCode::NOT_FOUND);
@@ -97,7 +103,6 @@ async fn sighup_swaps_the_routes_and_a_bad_file_keeps_the_old_ones() {
         StatusCode::OK,
         "the old routes stay"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    // The gateway is killed, then its directory removed (reverse order of
+    // declaration).
 }

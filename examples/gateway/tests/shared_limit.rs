@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,29 +16,15 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sysblocks_gateway::demo::{Killed, TempDir};
 use sysblocks_gateway::upstream_sim::UpstreamSim;
 use sysblocks_testkit::{Cluster, Redis};
 
-/// A gateway process, killed on drop.
+/// A gateway process, killed on drop (then its directory removed).
 struct GatewayProcess {
-    child: Child,
+    _child: Killed,
     address: SocketAddr,
     _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_gateway(config: &str) -> GatewayProcess {
@@ -62,7 +48,7 @@ fn start_gateway(config: &str) -> GatewayProcess {
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("gateway said {line:?}"));
-    GatewayProcess { address: address.parse().unwrap(), child, _dir: TempDir(dir) }
+    GatewayProcess { address: address.parse().unwrap(), _child: Killed(child), _dir: TempDir(dir) }
 }
 
 fn config(redis: &str, upstreams: &[SocketAddr], run: &str) -> String {
