@@ -50,6 +50,7 @@ mod keyed_batched;
 mod sharded;
 mod striped;
 mod sync;
+mod thread_index;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -68,6 +69,11 @@ pub use striped::StripedCounter;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use sysblocks_core::RedisConnection;
+/// For the loom models only: gives the calling thread's index back, as its
+/// exit does outside loom.
+#[cfg(sysblocks_loom)]
+#[doc(hidden)]
+pub use thread_index::give_back_this_threads_index;
 
 /// The README's examples, compiled and run with the doc tests, so that the
 /// page a new user reads first cannot drift from the code.

@@ -55,17 +55,18 @@ fn max_cells_is_a_power_of_two_bound() {
 }
 
 #[test]
-fn the_stripe_grows_only_when_threads_contend() {
-    // One thread alone never meets contention: one cell all along.
+fn the_stripe_grows_only_as_more_threads_add() {
+    // One thread alone adds to one cell all along.
     let alone = StripedCounter::with_max_cells(8);
     for _ in 0..100_000 {
         alone.add(1);
     }
     assert_eq!(alone.cells_in_use(), 1);
-    // Two threads adding at once meet on the one cell, and a check (one
-    // add in 64) sees it: the stripe grows. Each thread stops once it has
-    // (or after 20 million adds, which would fail the test).
-    let shared = StripedCounter::with_max_cells(8);
+    // Two threads adding at once each get a cell of their own. Each thread
+    // stops once the second cell is in use (or after 20 million adds, which
+    // would fail the test). Room for far more threads than this binary's
+    // tests run at once, so both have a cell of their own.
+    let shared = StripedCounter::with_max_cells(1024);
     let start = std::sync::Barrier::new(2);
     let added: i64 = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
@@ -85,4 +86,34 @@ fn the_stripe_grows_only_when_threads_contend() {
     });
     assert!(shared.cells_in_use() > 1, "no growth after {added} adds");
     assert_eq!(shared.sum(), added, "growing lost no add");
+}
+
+#[test]
+fn threads_past_the_last_cell_share_it_and_takes_still_count_each_add_once() {
+    // One cell: at most one thread (index 0) owns it, every other thread
+    // adds to its shared word, while a fifth thread takes.
+    let counter = StripedCounter::with_max_cells(1);
+    let taken = AtomicI64::new(0);
+    let adding = std::sync::atomic::AtomicUsize::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            let (counter, adding) = (&counter, &adding);
+            s.spawn(move || {
+                for i in 0..50_000i64 {
+                    counter.add(if i % 3 == 0 { -t } else { t + 1 });
+                }
+                adding.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+        s.spawn(|| {
+            while adding.load(Ordering::Acquire) > 0 {
+                taken.fetch_add(counter.take(), Ordering::Relaxed);
+            }
+        });
+    });
+    // Per thread: 16,667 adds of -t and 33,333 of t + 1.
+    let expected: i64 = (0..4i64).map(|t| 16_667 * -t + 33_333 * (t + 1)).sum();
+    assert_eq!(taken.load(Ordering::Relaxed) + counter.take(), expected);
+    assert_eq!(counter.sum(), 0);
+    assert_eq!(counter.cells_in_use(), 1);
 }
