@@ -39,7 +39,7 @@
 //! new thread that takes over an index adds on top of what the old one left
 //! in its cells: the index goes through a lock, so the new owner sees every
 //! add of the old. Cells come into use lazily, as threads add, up to a bound
-//! (`4 × cores` by default); threads past it (more threads counting than
+//! (`2 × cores` by default); threads past it (more threads counting than
 //! that) share the cells through a second word of each that takes atomic
 //! adds, the striped counter of old.
 //!

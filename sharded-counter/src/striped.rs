@@ -41,7 +41,7 @@ struct PaddedCell {
 /// cell is picked by a small index the thread holds for life, unique among
 /// the threads alive; a new thread takes over the index, and so the cells,
 /// of one that has exited), up to a bound: by default
-/// the next power of two of four times the number of cores. Threads past the
+/// the next power of two of twice the number of cores. Threads past the
 /// bound (a process with more threads adding than that) share the cells
 /// through a second word of each, with an atomic add. Cells never move, so
 /// nothing is lost as they come into use.
@@ -85,10 +85,10 @@ impl Default for StripedCounter {
 }
 
 impl StripedCounter {
-    /// A counter at 0 that may use up to `4 × cores` cells (a power of two).
+    /// A counter at 0 that may use up to `2 × cores` cells (a power of two).
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        Self::with_max_cells(cores * 4)
+        Self::with_max_cells(cores * 2)
     }
 
     /// A counter at 0 that uses at most `max_cells` cells (rounded up to a
