@@ -29,7 +29,7 @@
 //! no other core wants the line. Here a cell has one writer, so an add is a
 //! plain load and store (one `add` to memory once compiled): on one thread
 //! about 0.8 of the time of a locked add, and with two threads on two cores
-//! over twice the throughput of a striped counter that uses locked adds.
+//! about twice the throughput of a striped counter that uses locked adds.
 //!
 //! **Which cell is a thread's?** Each thread that adds takes a small index,
 //! the smallest one no live thread holds, and keeps it for life; a

@@ -12,10 +12,12 @@ use std::sync::PoisonError;
 use crate::sync::{AtomicBool, AtomicI64, AtomicUsize, Mutex, Ordering};
 use crate::thread_index;
 
-/// One counter cell on a cache line of its own (128 bytes: two lines, as the
+/// One counter cell on cache lines of its own (128 bytes: two lines, as the
 /// adjacent-line prefetcher of x86 pulls pairs), so that threads adding to
-/// different cells never share a line.
-#[repr(align(128))]
+/// different cells never share a line. The owner's words fill the first
+/// line and the shared word the second, so that threads sharing the cell
+/// do not take the owner's line from it on every add.
+#[repr(C, align(128))]
 #[derive(Debug, Default)]
 struct PaddedCell {
     /// Written only by the thread that holds this cell's index, with a load
@@ -25,13 +27,18 @@ struct PaddedCell {
     /// How much of `own` the takes so far have handed out. Written only by
     /// `take`, under the counter's take lock.
     taken: AtomicI64,
-    /// Atomic adds from threads with no cell of their own (an index past the
-    /// last cell); `take` swaps it to 0.
-    shared: AtomicI64,
     /// Whether any thread has added here: the first add of a thread on a
     /// cell not yet in use goes the slow way, which counts the cell in.
     used: AtomicBool,
+    /// Atomic adds from threads with no cell of their own (an index past the
+    /// last cell); `take` swaps it to 0.
+    shared: SecondLine,
 }
+
+/// The shared word of a cell, on the cell's second cache line.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct SecondLine(AtomicI64);
 
 /// A counter split over cache-padded cells, one per thread: each thread adds
 /// to a cell no other thread writes, so adding never contends and needs no
@@ -140,7 +147,7 @@ impl StripedCounter {
                 // is a power of two, so the mask spreads such threads evenly.
                 let shared = index.map_or(0, |i| i & (self.cells.len() - 1));
                 self.count_in(shared);
-                self.cells[shared].shared.fetch_add(n, Ordering::AcqRel);
+                self.cells[shared].shared.0.fetch_add(n, Ordering::AcqRel);
             }
         }
     }
@@ -168,7 +175,7 @@ impl StripedCounter {
             // `own` read here is at least what that take read.
             let taken = c.taken.load(Ordering::Acquire);
             let own = c.own.load(Ordering::Acquire).wrapping_sub(taken);
-            acc.wrapping_add(own).wrapping_add(c.shared.load(Ordering::Acquire))
+            acc.wrapping_add(own).wrapping_add(c.shared.0.load(Ordering::Acquire))
         })
     }
 
@@ -180,7 +187,7 @@ impl StripedCounter {
             let own = c.own.load(Ordering::Acquire);
             let new = own.wrapping_sub(c.taken.load(Ordering::Relaxed));
             c.taken.store(own, Ordering::Release);
-            acc.wrapping_add(new).wrapping_add(c.shared.swap(0, Ordering::AcqRel))
+            acc.wrapping_add(new).wrapping_add(c.shared.0.swap(0, Ordering::AcqRel))
         })
     }
 
@@ -194,5 +201,16 @@ impl StripedCounter {
     /// the one they share); 1 for a counter no thread has added to yet.
     pub fn cells_in_use(&self) -> usize {
         self.in_use.load(Ordering::Acquire).max(1)
+    }
+}
+
+#[cfg(all(test, not(sysblocks_loom)))]
+mod tests {
+    use super::PaddedCell;
+
+    #[test]
+    fn a_cell_is_two_lines_with_the_shared_word_on_the_second() {
+        assert_eq!(std::mem::size_of::<PaddedCell>(), 128);
+        assert_eq!(std::mem::offset_of!(PaddedCell, shared), 64);
     }
 }
