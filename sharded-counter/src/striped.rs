@@ -41,17 +41,17 @@ struct PaddedCell {
 struct SecondLine(AtomicI64);
 
 /// A counter split over cache-padded cells, one per thread: each thread adds
-/// to a cell no other thread writes, so adding never contends and needs no
+/// to a cell no other thread writes, so its adds never contend and need no
 /// locked instruction; reading sums the cells.
 ///
 /// Cells come into use lazily, one for each thread that adds (a thread's
 /// cell is picked by a small index the thread holds for life, unique among
 /// the threads alive; a new thread takes over the index, and so the cells,
-/// of one that has exited), up to a bound: by default
-/// the next power of two of twice the number of cores. Threads past the
-/// bound (a process with more threads adding than that) share the cells
-/// through a second word of each, with an atomic add. Cells never move, so
-/// nothing is lost as they come into use.
+/// of one that has exited), up to a bound: by default the next power of two
+/// of twice the number of cores. Threads past the bound (a process with more
+/// threads adding at once than that) share the cells through a second word
+/// of each, with an atomic add. Cells never move, so nothing is lost as
+/// they come into use.
 ///
 /// * [`add`](Self::add): a load and a store on the thread's own cache line.
 /// * [`sum`](Self::sum): reads every cell in use, O(cells). Not a snapshot:
