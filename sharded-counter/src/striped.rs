@@ -35,6 +35,16 @@ struct PaddedCell {
     shared: SecondLine,
 }
 
+impl PaddedCell {
+    /// Adds to the owner's word: only the thread holding this cell's index
+    /// calls it, so a load and a store add without a lock; the store's
+    /// release makes the add visible to `sum` and `take`.
+    #[inline(always)]
+    fn add_own(&self, n: i64) {
+        self.own.store(self.own.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+    }
+}
+
 /// The shared word of a cell, on the cell's second cache line.
 #[repr(align(64))]
 #[derive(Debug, Default)]
@@ -78,8 +88,6 @@ pub struct StripedCounter {
     cells: Box<[PaddedCell]>,
     /// One past the highest cell in use: where `sum` and `take` stop.
     end: AtomicUsize,
-    /// How many cells are in use.
-    in_use: AtomicUsize,
     /// Takes one at a time, so that each moves `taken` from where the last
     /// one left it.
     taking: Mutex<()>,
@@ -106,7 +114,6 @@ impl StripedCounter {
         StripedCounter {
             cells: (0..max).map(|_| PaddedCell::default()).collect(),
             end: AtomicUsize::new(0),
-            in_use: AtomicUsize::new(0),
             taking: Mutex::new(()),
         }
     }
@@ -114,17 +121,14 @@ impl StripedCounter {
     /// Adds `n` (which may be negative).
     #[inline]
     pub fn add(&self, n: i64) {
-        // The hot path: this thread's own cell, already in use. No other
-        // thread writes `own`, so a load and a store add without a lock;
-        // the store's release makes the add visible to `sum` and `take`.
-        // (Reading `used` with acquire makes the cell's counting in, by
-        // whichever thread did it, happen before this add; on x86 it is a
-        // plain load all the same.)
+        // The hot path: this thread's own cell, already in use. (Reading
+        // `used` with acquire makes the cell's counting in, by whichever
+        // thread did it, happen before this add; on x86 it is a plain load
+        // all the same.)
         if let Some(cell) = self.cells.get(thread_index::current())
             && cell.used.load(Ordering::Acquire)
         {
-            let own = &cell.own;
-            own.store(own.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+            cell.add_own(n);
             return;
         }
         self.add_slow(n);
@@ -138,8 +142,7 @@ impl StripedCounter {
         match index.filter(|&i| i < self.cells.len()) {
             Some(own_cell) => {
                 self.count_in(own_cell);
-                let own = &self.cells[own_cell].own;
-                own.store(own.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+                self.cells[own_cell].add_own(n);
             }
             None => {
                 // Past the last cell (or a thread that is exiting, whose
@@ -152,7 +155,7 @@ impl StripedCounter {
         }
     }
 
-    /// Marks cell `index` as in use (once), before its first add: `end`
+    /// Marks cell `index` as in use, before its first add: `end`
     /// first, so that whoever sees the cell in use also sees `sum` and
     /// `take` reach it.
     fn count_in(&self, index: usize) {
@@ -161,9 +164,7 @@ impl StripedCounter {
             return;
         }
         self.end.fetch_max(index + 1, Ordering::AcqRel);
-        if !cell.used.swap(true, Ordering::AcqRel) {
-            self.in_use.fetch_add(1, Ordering::AcqRel);
-        }
+        cell.used.store(true, Ordering::Release);
     }
 
     /// The total of every add so far, less what `take` has handed out (see
@@ -200,7 +201,8 @@ impl StripedCounter {
     /// the bound (threads past it share cells already counted, or count in
     /// the one they share); 1 for a counter no thread has added to yet.
     pub fn cells_in_use(&self) -> usize {
-        self.in_use.load(Ordering::Acquire).max(1)
+        let end = self.end.load(Ordering::Acquire);
+        self.cells[..end].iter().filter(|c| c.used.load(Ordering::Acquire)).count().max(1)
     }
 }
 

@@ -90,12 +90,17 @@ impl Drop for Held {
     fn drop(&mut self) {
         let index = self.0.get();
         if index < GONE {
-            // Later adds of this thread (from other thread-locals' drops)
-            // must not use the cell that the next holder will own.
-            let _ = INDEX.try_with(|i| i.set(GONE));
-            with_pool(|pool| pool.give_back(index));
+            give_back(index);
         }
     }
+}
+
+/// Gives this thread's `index` back to the pool. Later adds of this thread
+/// (from other thread-locals' drops) must not use the cell that the next
+/// holder will own, so they share one.
+fn give_back(index: usize) {
+    let _ = INDEX.try_with(|i| i.set(GONE));
+    with_pool(|pool| pool.give_back(index));
 }
 
 /// Under loom, a thread-local's drop runs where loom can take no lock, so
@@ -105,9 +110,8 @@ impl Drop for Held {
 pub fn give_back_this_threads_index() {
     let index = current();
     if index < GONE {
-        INDEX.with(|i| i.set(GONE));
         HELD.with(|held| held.0.set(NONE));
-        with_pool(|pool| pool.give_back(index));
+        give_back(index);
     }
 }
 
@@ -146,9 +150,8 @@ pub(crate) fn get_or_assign() -> Option<usize> {
                 Some(index)
             } else {
                 // Its thread-locals are being destroyed: nothing would give
-                // the index back.
-                with_pool(|pool| pool.give_back(index));
-                INDEX.with(|i| i.set(GONE));
+                // the index back later.
+                give_back(index);
                 None
             }
         }
