@@ -99,7 +99,7 @@ impl<L: Limiter> AsyncLimiter<L> {
                 return Ok(decision);
             }
             let wait = decision.retry_after.unwrap_or(Duration::from_millis(1));
-            tokio::time::sleep(wait + self.jitter_sample()).await;
+            tokio::time::sleep(wait.saturating_add(self.jitter_sample())).await;
         }
     }
 
@@ -114,7 +114,7 @@ impl<L: Limiter> AsyncLimiter<L> {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        Duration::from_nanos(z % (max + 1))
+        Duration::from_nanos(z % max.saturating_add(1))
     }
 }
 

@@ -67,6 +67,20 @@ async fn jitter_stays_within_its_bound() {
     assert!(spread[0] < spread[49], "jitter varies the waits");
 }
 
+/// The largest jitters are taken, not a panic (adding one to the wait
+/// once overflowed): the wait just gets very long.
+#[tokio::test(start_paused = true)]
+async fn the_largest_jitters_wait_without_a_panic() {
+    for jitter in [Duration::MAX, Duration::from_nanos(u64::MAX)] {
+        let bucket = TokenBucket::with_clock(1, Rate::per_second(10).unwrap(), TokioClock::new());
+        let limiter = AsyncLimiter::new(bucket.unwrap()).with_jitter(jitter);
+        assert!(limiter.until_ready().await.allowed, "room at once: no wait, no jitter");
+        // The next one waits 100 ms plus a draw from up to 584 years.
+        let waited = tokio::time::timeout(Duration::from_secs(1), limiter.until_ready()).await;
+        assert!(waited.is_err(), "{jitter:?}: still waiting after a second");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn leaky_bucket_departs_one_interval_apart_and_cancelled_slots_are_reused() {
     let bucket = Arc::new(

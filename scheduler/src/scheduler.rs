@@ -118,7 +118,8 @@ impl<B: Backend> Scheduler<B> {
 
     /// Waits until task `id` is done for good (succeeded, dead or
     /// cancelled: [`TaskState::is_final`](crate::TaskState::is_final)) and
-    /// returns its final info, for at most `within`.
+    /// returns its final info, for at most `within` (`Duration::MAX`: however
+    /// long it takes).
     ///
     /// It asks the backend with a backoff (1 ms, doubling to 250 ms), so a
     /// long wait costs a few queries a second, never a tight loop. A
@@ -162,7 +163,7 @@ impl<B: Backend> Scheduler<B> {
     /// forgotten), [`SchedulerError::WaitTimedOut`] when it is not done
     /// within `within`, and backend failures.
     pub async fn wait(&self, id: &TaskId, within: Duration) -> Result<TaskInfo, SchedulerError> {
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = deadline_after(within);
         let mut pause = Duration::from_millis(1);
         loop {
             match self.backend.info(id).await? {
@@ -189,7 +190,7 @@ impl<B: Backend> Scheduler<B> {
         ids: &[TaskId],
         within: Duration,
     ) -> Result<Vec<TaskInfo>, SchedulerError> {
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = deadline_after(within);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -221,6 +222,13 @@ impl<B: Backend> Scheduler<B> {
     pub async fn replay(&self, id: &TaskId) -> Result<(), SchedulerError> {
         self.backend.replay(id, self.now_ms()).await
     }
+}
+
+/// The moment `within` from now; a bound past what an `Instant` can hold
+/// (`Duration::MAX`, meaning "however long it takes") is a century away.
+fn deadline_after(within: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(within).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Tasks with dependencies, named by keys local to the DAG.

@@ -251,7 +251,11 @@ impl<B: Backend> Worker<B> {
                         Ok(Turn { claimed, next_due: due, .. }) => {
                             next_due = due;
                             claimed_any = !claimed.is_empty();
-                            idle = if claimed_any { min_pause } else { (idle * 2).min(max_pause) };
+                            idle = if claimed_any {
+                                min_pause
+                            } else {
+                                idle.saturating_mul(2).min(max_pause)
+                            };
                             self.give_back(allowed - claimed.len()).await;
                             // Each attempt is polled once here: one that
                             // finishes at once (most handlers are short)

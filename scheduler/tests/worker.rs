@@ -343,3 +343,34 @@ async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
     // Acked, whether they finished on the loop or as tasks of their own.
     assert_eq!(scheduler.counts().await.unwrap().succeeded, 4);
 }
+
+/// Durations at their extremes are taken, not a panic: a worker whose
+/// lease and poll intervals are `Duration::MAX` runs tasks and stops on
+/// shutdown (doubling its idle pause once overflowed), and `wait` and `wait_all` take `Duration::MAX` as "however
+/// long it takes".
+#[tokio::test(start_paused = true)]
+async fn extreme_durations_are_taken_without_a_panic() {
+    let backend = Arc::new(MemoryBackend::new());
+    let clock = TokioClock::starting_at(Duration::from_millis(START));
+    let mut registry = Registry::new();
+    registry.register("job", |_ctx, (): ()| async { Ok(()) });
+    let config = WorkerConfig {
+        lease: Duration::MAX,
+        poll_interval: Duration::MAX,
+        max_poll_interval: Duration::MAX,
+        ..WorkerConfig::default()
+    };
+    let worker =
+        Arc::new(Worker::new(backend.clone(), registry, config).unwrap().with_clock(clock));
+    let scheduler = Scheduler::new(backend.clone(), Arc::new(clock));
+    let first = scheduler.submit(Task::new("job", &()).unwrap()).await.unwrap().id().clone();
+    let second = scheduler.submit(Task::new("job", &()).unwrap()).await.unwrap().id().clone();
+    let handle = spawn_worker(worker.clone(), Duration::MAX).await;
+    let done = scheduler.wait(&first, Duration::MAX).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded);
+    let all = scheduler.wait_all(&[first, second], Duration::MAX).await.unwrap();
+    assert!(all.iter().all(|t| t.state == TaskState::Succeeded));
+    // The worker is idle now, in its longest pause; shutdown still ends it.
+    worker.shutdown();
+    handle.await.unwrap();
+}

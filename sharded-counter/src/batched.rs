@@ -124,9 +124,17 @@ impl Drop for Flusher {
     }
 }
 
-async fn flush_loop<F: Flush>(inner: Arc<F>, interval: Duration, stop: Arc<tokio::sync::Notify>) {
-    let mut tick = tokio::time::interval(interval);
+/// A timer ticking every `period`, at once first, a late tick delaying the
+/// next. A zero period is taken as a millisecond: tokio's timer refuses
+/// zero (it panics, which would end the task without a word).
+pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+async fn flush_loop<F: Flush>(inner: Arc<F>, interval: Duration, stop: Arc<tokio::sync::Notify>) {
+    let mut tick = ticker(interval);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -437,13 +437,13 @@ impl RedisShardedCounter {
     /// Starts a background task that writes the exact total to
     /// `{name}:total` every `interval`, for readers that want one `GET`
     /// (stale by at most `interval` plus one read). Stops when the handle is
-    /// dropped or stopped. Needs a tokio runtime.
+    /// dropped or stopped. Needs a tokio runtime. A zero interval is taken
+    /// as a millisecond.
     pub fn spawn_aggregator(self: &Arc<Self>, interval: Duration) -> AggregatorHandle {
         let counter = Arc::clone(self);
         let (written_tx, written) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tick = crate::batched::ticker(interval);
             loop {
                 tick.tick().await;
                 let written = async {

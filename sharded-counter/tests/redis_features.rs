@@ -80,6 +80,23 @@ async fn cached_approximate_and_aggregated_reads() {
     assert_eq!(counter.get().await.unwrap(), 0);
 }
 
+/// The aggregator takes any interval: a zero one (which tokio's timer
+/// refuses) once killed its task before its first write, so its watch
+/// channel closed without a total.
+#[tokio::test]
+async fn the_aggregator_takes_any_interval() {
+    let redis = Redis::new();
+    let conn = redis.connection_manager().await;
+    let counter = Arc::new(RedisShardedCounter::open(conn, &redis.key("agg"), 4).await.unwrap());
+    counter.incr(7).await.unwrap();
+    for interval in [Duration::ZERO, Duration::MAX] {
+        let aggregator = counter.spawn_aggregator(interval);
+        let mut written = aggregator.written();
+        written.wait_for(|total| *total == Some(7)).await.expect("the aggregator wrote");
+        aggregator.stop();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reshard_while_incrementing_loses_nothing() {
     let cluster = Cluster::new();
