@@ -69,7 +69,6 @@ local function decide(key, _, mode, cost, out, i)
     -- costs the client a parse.
     out[start] = tat
   end
-  replied(s, out, start)
 end
 store_held = function(key, s)
   store(key, s.stored, s.same_quantum, s.tat)

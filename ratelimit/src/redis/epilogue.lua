@@ -24,11 +24,15 @@ local stride, modes, same_cost = tonum(ARGV[6]), ARGV[7], tonum(ARGV[8])
 local total = #modes
 local names = {[99] = 'check', [112] = 'peek', [114] = 'refund'}
 local byte = string.byte
+-- starts[i]: where request i's reply begins in `out` (it runs to the
+-- next one's start); failed[i]: whether request i failed.
+local starts, failed = {}, {}
 local next_i, mark = 1, 1
 local function run()
   for i = next_i, total do
     local k = stride * (i - 1)
     next_i, mark = i, #out
+    starts[i] = mark + 1
     local mode = names[byte(modes, i)]
     decide(KEYS[k + 1], KEYS[k + stride], mode, same_cost or tonum(ARGV[8 + i]), out, i)
   end
@@ -40,6 +44,7 @@ while next_i <= total do
     for j = #out, mark + 1, -1 do out[j] = nil end
     out[mark + 1] = -1
     failures[#failures + 1] = {mark + 1, error_text(err)}
+    failed[next_i] = true
     next_i = next_i + 1
   end
 end
@@ -52,9 +57,13 @@ if store_held then
     if s.dirty then
       local ok, err = pcall(store_held, key, s)
       if not ok then
-        for j = 1, #s.starts do
-          cut[#cut + 1] = {s.starts[j], s.lens[j]}
-          failures[#failures + 1] = {s.starts[j], error_text(err)}
+        -- The decisions on this key (each request's first key is the one
+        -- held), those that had not already failed.
+        for i = 1, total do
+          if not failed[i] and KEYS[stride * (i - 1) + 1] == key then
+            cut[#cut + 1] = {starts[i], (starts[i + 1] or #out + 1) - starts[i]}
+            failures[#failures + 1] = {starts[i], error_text(err)}
+          end
         end
       end
     end

@@ -41,25 +41,21 @@ end
 -- sliding counter; the log writes within each decision). Each key is read
 -- once, by held(key, read, i), where read(key, i) returns its state as a
 -- table; the batch's decisions on the key change that table (setting
--- dirty when it needs writing) and say where their replies went with
--- replied(). After the last decision the epilogue writes each changed key
--- once, by store_held(key, state), which the algorithm sets; a write that
--- fails fails every decision of the batch on that key.
+-- dirty when it needs writing). After the last decision the epilogue
+-- writes each changed key once, by store_held(key, state), which the
+-- algorithm sets; a write that fails fails every decision of the batch on
+-- that key (the epilogue finds them by their key: the state keeps no list
+-- of them, which would cost two tables a key in every batch).
 local store_held
 local held_states, held_order = {}, {}
 local function held(key, read, i)
   local s = held_states[key]
   if not s then
     s = read(key, i)
-    s.starts, s.lens = {}, {}
     held_states[key] = s
     held_order[#held_order + 1] = key
   end
   return s
-end
--- The reply that a decision on state s appended to `out` from out[start].
-local function replied(s, out, start)
-  s.starts[#s.starts + 1], s.lens[#s.lens + 1] = start, #out - start + 1
 end
 -- Each algorithm defines decide(key, aux, mode, cost, out, i), which
 -- appends its state to `out` as its last step: with reply(), or (the

@@ -15,7 +15,6 @@ end
 local function decide(key, _, mode, cost, out)
   local s = held(key, read)
   local w, c, p = s.w, s.c, s.p
-  local start = #out + 1
   -- As Counter::roll: the counts as of the window that holds now (or the
   -- state's own window, if now is older: time never goes back).
   local t = max(now, w * window)
@@ -40,7 +39,6 @@ local function decide(key, _, mode, cost, out)
     if mode == 'check' and estimate + cost <= limit then save(current + cost) end
     reply(out, w, c, p)
   end
-  replied(s, out, start)
 end
 store_held = function(key, s)
   call('HSET', key, 'w', int(s.w), 'c', int(s.c), 'p', int(s.p))

@@ -14,7 +14,6 @@ end
 local function decide(key, _, mode, cost, out)
   local s = held(key, read)
   local w, c = s.w, s.c
-  local start = #out + 1
   if mode == 'refund' then
     if c > 0 and w >= floor(now / window) then
       s.c, s.dirty = max(c - cost, 0), true
@@ -31,7 +30,6 @@ local function decide(key, _, mode, cost, out)
     end
     reply(out, w, c)
   end
-  replied(s, out, start)
 end
 store_held = function(key, s)
   call('HSET', key, 'w', int(s.w), 'c', int(s.c))
