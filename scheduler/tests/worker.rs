@@ -346,8 +346,8 @@ async fn handlers_that_compute_before_awaiting_still_run_in_parallel() {
 
 /// Durations at their extremes are taken, not a panic: a worker whose
 /// lease and poll intervals are `Duration::MAX` runs tasks and stops on
-/// shutdown (doubling its idle pause once overflowed), and `wait` and `wait_all` take `Duration::MAX` as "however
-/// long it takes".
+/// shutdown (doubling its idle pause once overflowed), and `wait` and
+/// `wait_all` take `Duration::MAX` as "however long it takes".
 #[tokio::test(start_paused = true)]
 async fn extreme_durations_are_taken_without_a_panic() {
     let backend = Arc::new(MemoryBackend::new());

@@ -28,8 +28,9 @@
 //! instruction, which on x86 waits for the store buffer to drain even when
 //! no other core wants the line. Here a cell has one writer, so an add is a
 //! plain load and store (one `add` to memory once compiled): on one thread
-//! about 0.8 of the time of a locked add, and with two threads on two cores
-//! about twice the throughput of a striped counter that uses locked adds.
+//! 0.3 to 0.8 of the time of a locked add, and with two threads on two
+//! cores two to four times the throughput of a striped counter that uses
+//! locked adds (the spread is between machines: see BENCHMARKS.md).
 //!
 //! **Which cell is a thread's?** Each thread that adds takes a small index,
 //! the smallest one no live thread holds, and keeps it for life; a
